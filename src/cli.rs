@@ -1,0 +1,223 @@
+//! Command-line arguments, parsed with clap, then resolved with the config file into settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ConfigError, ConfigFile, PartitionTime, Settings};
+use crate::generate::Shape;
+use crate::partition::Layout;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ddb-lake",
+    version,
+    about = "DynamoDB change records to an hour-partitioned Parquet lake for Athena and Redshift"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log level filter (error, warn, info, debug) or a tracing filter.
+    #[arg(long, global = true, default_value = "info", env = "DDB_LAKE_LOG")]
+    pub log: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read change records from files and write the lake.
+    Export(ExportArgs),
+    /// Write realistic sample change records for a demo table.
+    Generate(GenerateArgs),
+    /// Table schema files.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Infer schema files from records, to review and edit.
+    Infer(InferArgs),
+}
+
+/// Settings shared by commands that read records.
+#[derive(Debug, Args, Default)]
+pub struct CommonArgs {
+    /// Input files, folders, globs or s3:// URLs (JSON lines, concatenated JSON, Lambda events; gzip or not).
+    #[arg(long, short, required = true, num_args = 1..)]
+    pub input: Vec<String>,
+    /// Config file (TOML, see docs/CONFIG.md).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Folder of declared schema files (schema.dir).
+    #[arg(long)]
+    pub schemas: Option<PathBuf>,
+    /// Table for records that name none (input.default_table).
+    #[arg(long)]
+    pub default_table: Option<String>,
+    /// Also write OldImage into old_ columns (schema.keep_old_image).
+    #[arg(long)]
+    pub keep_old_image: bool,
+    /// Map levels flattened into columns (schema.flatten_depth).
+    #[arg(long)]
+    pub flatten_depth: Option<usize>,
+    /// Times binary values are base64-decoded (input.binary_decode_depth).
+    #[arg(long)]
+    pub binary_decode_depth: Option<u8>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where the lake goes: a folder, file:// or s3://bucket/prefix (output.url).
+    #[arg(long, short)]
+    pub output: Option<String>,
+    /// Partition layout (output.layout).
+    #[arg(long, value_parser = parse_layout)]
+    pub layout: Option<Layout>,
+    /// Partition template such as `{table}/state={ship_to_state}/{YYYY}/{MM}/{DD}/{HH}` (output.template).
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Partition by `event` or `processing` time (output.partition_time).
+    #[arg(long, value_parser = parse_partition_time)]
+    pub partition_time: Option<PartitionTime>,
+    /// zstd, zstd(LEVEL), snappy, gzip, gzip(LEVEL) or none (parquet.compression).
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Buffered size per partition before a file is written, e.g. 128MiB (buffer.max_bytes).
+    #[arg(long)]
+    pub max_buffer_bytes: Option<String>,
+    /// Rows per partition before a file is written (buffer.max_records).
+    #[arg(long)]
+    pub max_records: Option<u64>,
+    /// Memory for all open partitions together, e.g. 1GiB (buffer.memory_budget).
+    #[arg(long)]
+    pub memory_budget: Option<String>,
+    /// Read and encode everything, write nothing, and list what would be written.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Folder to write the schema files into.
+    #[arg(long, default_value = "schemas")]
+    pub out_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of change records.
+    #[arg(long, default_value_t = 1000)]
+    pub records: u64,
+    /// Random seed: the same seed gives the same records.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Record shape.
+    #[arg(long, value_enum, default_value_t = Shape::Kinesis)]
+    pub shape: Shape,
+    /// DynamoDB table name in the records.
+    #[arg(long, default_value = "Orders")]
+    pub table: String,
+    /// First event time (RFC 3339).
+    #[arg(long, default_value = "2026-11-01T08:00:00Z")]
+    pub start: String,
+    /// Hours the events spread over.
+    #[arg(long, default_value_t = 6)]
+    pub hours: u32,
+    /// Output file (stdout when absent); gzip-compressed when it ends in .gz.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+fn parse_layout(s: &str) -> Result<Layout, String> {
+    match s {
+        "hourly" => Ok(Layout::Hourly),
+        "hive" => Ok(Layout::Hive),
+        "hive_dt" | "hive-dt" => Ok(Layout::HiveDt),
+        _ => Err("expected hourly, hive or hive_dt".into()),
+    }
+}
+
+fn parse_partition_time(s: &str) -> Result<PartitionTime, String> {
+    match s {
+        "event" => Ok(PartitionTime::Event),
+        "processing" => Ok(PartitionTime::Processing),
+        _ => Err("expected event or processing".into()),
+    }
+}
+
+impl CommonArgs {
+    /// Loads the config file (or defaults) and applies these flags over it.
+    pub fn config(&self) -> Result<ConfigFile, ConfigError> {
+        let mut c = match &self.config {
+            Some(p) => ConfigFile::load(p)?,
+            None => ConfigFile::default(),
+        };
+        if let Some(d) = &self.schemas {
+            c.schema.dir = Some(d.clone());
+        }
+        if let Some(t) = &self.default_table {
+            c.input.default_table = Some(t.clone());
+        }
+        if self.keep_old_image {
+            c.schema.keep_old_image = true;
+        }
+        if let Some(d) = self.flatten_depth {
+            c.schema.flatten_depth = d;
+        }
+        if let Some(d) = self.binary_decode_depth {
+            c.input.binary_decode_depth = d;
+        }
+        Ok(c)
+    }
+}
+
+impl ExportArgs {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut c = self.common.config()?;
+        if let Some(o) = &self.output {
+            c.output.url = Some(o.clone());
+        }
+        if let Some(l) = self.layout {
+            c.output.layout = l;
+            c.output.template = None;
+        }
+        if let Some(t) = &self.template {
+            c.output.template = Some(t.clone());
+        }
+        if let Some(p) = self.partition_time {
+            c.output.partition_time = p;
+        }
+        if let Some(v) = &self.compression {
+            c.parquet.compression = v.clone();
+        }
+        if let Some(v) = &self.max_buffer_bytes {
+            c.buffer.max_bytes = v.clone();
+        }
+        if let Some(v) = self.max_records {
+            c.buffer.max_records = v;
+        }
+        if let Some(v) = &self.memory_budget {
+            c.buffer.memory_budget = v.clone();
+        }
+        c.validate()
+    }
+}
+
+impl InferArgs {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut c = self.common.config()?;
+        // Inference writes no lake: an empty output means "none".
+        c.output.url = Some(String::new());
+        c.validate()
+    }
+}

@@ -1,0 +1,73 @@
+//! Decode stage: input bytes to change records.
+//!
+//! [`frame`] splits a decompressed input stream into one byte slice per record (JSON lines,
+//! records concatenated with no separator as Firehose archives them, or a Lambda event
+//! `{"Records":[...]}`), remembering where each came from. [`record`] parses one record's bytes
+//! into a [`ChangeRecord`] whose attribute values ([`attr`]) borrow from those bytes.
+//! A record that cannot be decoded is data, not an `Err` that stops the run: it carries a
+//! [`Reason`] to the error output.
+
+pub mod attr;
+pub mod frame;
+pub mod record;
+
+pub use attr::{AttrValue, Item};
+pub use frame::{Frame, Framer};
+pub use record::{parse_record, ChangeRecord, Operation};
+
+/// Why a record went to the error output. A closed set: it names folders under the error prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// Not JSON, or JSON cut short.
+    InvalidJson,
+    /// Bytes that are not UTF-8.
+    InvalidUtf8,
+    /// JSON, but not a change record (missing or wrong fields, a malformed attribute value).
+    InvalidRecord,
+    /// An attribute value with a type tag DynamoDB does not have.
+    UnknownType,
+    /// Nesting deeper than the JSON parser's limit (128 levels; DynamoDB allows 32).
+    TooDeep,
+    /// No usable `ApproximateCreationDateTime`.
+    NoEventTime,
+    /// The record names no table and no default table is configured.
+    NoTable,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::InvalidJson,
+        Reason::InvalidUtf8,
+        Reason::InvalidRecord,
+        Reason::UnknownType,
+        Reason::TooDeep,
+        Reason::NoEventTime,
+        Reason::NoTable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidJson => "invalid_json",
+            Reason::InvalidUtf8 => "invalid_utf8",
+            Reason::InvalidRecord => "invalid_record",
+            Reason::UnknownType => "unknown_type",
+            Reason::TooDeep => "too_deep",
+            Reason::NoEventTime => "no_event_time",
+            Reason::NoTable => "no_table",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A record that could not be decoded, with the reason and a message for the error output.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct DecodeError {
+    pub reason: Reason,
+    pub message: String,
+}

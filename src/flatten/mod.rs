@@ -1,0 +1,440 @@
+//! Flatten stage: one change record to one row of cells keyed by column index, evolving the
+//! table's schema as new attributes appear.
+//!
+//! Nested maps become top-level columns (`invoice_doc_address_state`) down to `max_depth`
+//! levels; deeper maps and lists are JSON text. A value that does not fit its column's type goes
+//! to the column's companion (`amount_str`) and is counted. Anything that finds no column (the
+//! column budget is spent, or inference is off and the schema does not declare it) goes to the
+//! `cdc_unmapped` JSON column. Nothing is dropped.
+
+pub mod convert;
+
+use std::borrow::Cow;
+
+use crate::decode::{AttrValue, ChangeRecord, Item, Operation};
+use crate::schema::{ColumnType, Image, Meta, TableSchema};
+pub use convert::{Cell, ConvertOptions};
+
+/// Flattening settings (validated config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlattenOptions {
+    /// Map levels flattened into columns; 1 keeps every top-level map as JSON.
+    pub max_depth: usize,
+    /// Column budget per table, metadata columns included.
+    pub max_columns: usize,
+    /// Add columns for attributes the schema does not know.
+    pub infer: bool,
+    /// Also write the old image into `old_` columns.
+    pub keep_old_image: bool,
+    /// Scale of inferred decimal(38,s) columns.
+    pub decimal_scale: u8,
+    pub convert: ConvertOptions,
+}
+
+impl Default for FlattenOptions {
+    fn default() -> Self {
+        FlattenOptions {
+            max_depth: 3,
+            max_columns: 1000,
+            infer: true,
+            keep_old_image: false,
+            decimal_scale: 9,
+            convert: ConvertOptions::default(),
+        }
+    }
+}
+
+/// Where a record came from: shard and sequence number, or file, line and offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position<'a> {
+    pub shard: Option<&'a str>,
+    pub sequence_number: Option<&'a str>,
+    pub file: Option<&'a str>,
+    pub line: Option<u64>,
+    pub offset: Option<u64>,
+}
+
+/// A flattened record.
+#[derive(Debug, Default)]
+pub struct Row<'a> {
+    /// Cells by column index; columns not listed are null.
+    pub cells: Vec<(usize, Cell<'a>)>,
+    /// Columns whose value did not fit their type (kept in the companion column).
+    pub mismatched: Vec<usize>,
+    /// Number of values that found no column and went to `cdc_unmapped`.
+    pub unmapped: usize,
+}
+
+impl<'a> Row<'a> {
+    pub fn get(&self, col: usize) -> Option<&Cell<'a>> {
+        self.cells.iter().find(|(c, _)| *c == col).map(|(_, v)| v)
+    }
+}
+
+struct Flattener<'s, 'a> {
+    schema: &'s mut TableSchema,
+    opts: FlattenOptions,
+    row: Row<'a>,
+    path: Vec<&'a str>,
+    /// (image, path, value) of values with no column.
+    unmapped: Vec<(Image, Vec<&'a str>, &'a AttrValue<'a>)>,
+}
+
+impl<'a> Flattener<'_, 'a> {
+    fn item(&mut self, image: Image, item: &'a Item<'a>, skip: Option<&'a Item<'a>>) {
+        let root = self.schema.root(image);
+        for (name, value) in &item.0 {
+            if skip.is_some_and(|s| s.get(name).is_some()) {
+                continue;
+            }
+            self.attr(image, Some(root), name, value);
+        }
+    }
+
+    fn attr(
+        &mut self,
+        image: Image,
+        parent: Option<usize>,
+        name: &'a str,
+        value: &'a AttrValue<'a>,
+    ) {
+        self.path.push(name);
+        let node = parent.and_then(|p| self.schema.child(p, name));
+        let col = node.and_then(|n| self.schema.node_column(n));
+        let col_ty = col.map(|c| &self.schema.columns()[c].ty);
+        match value {
+            AttrValue::M(map)
+                if col_ty != Some(&ColumnType::Json) && self.path.len() < self.opts.max_depth =>
+            {
+                for (k, v) in &map.0 {
+                    self.attr(image, node, k, v);
+                }
+            }
+            _ => self.leaf(image, col, value),
+        }
+        self.path.pop();
+    }
+
+    fn leaf(&mut self, image: Image, col: Option<usize>, value: &'a AttrValue<'a>) {
+        let col = match col {
+            Some(c) => Some(c),
+            None if self.opts.infer => match convert::infer_type(value, self.opts.decimal_scale) {
+                None => return, // NULL: the cell is null either way.
+                Some(ty) => {
+                    self.schema
+                        .add_attr_column(image, &self.path, ty, self.opts.max_columns)
+                }
+            },
+            None => None,
+        };
+        let Some(col) = col else {
+            self.unmapped.push((image, self.path.clone(), value));
+            return;
+        };
+        let ty = &self.schema.columns()[col].ty;
+        match convert::convert(value, ty, self.opts.convert) {
+            Some(cell) => self.row.cells.push((col, cell)),
+            None => match self.schema.companion(col, self.opts.max_columns) {
+                Some(comp) => {
+                    self.row.mismatched.push(col);
+                    let text = convert::to_text(value, self.opts.convert);
+                    self.row.cells.push((comp, Cell::Str(text)));
+                }
+                None => self.unmapped.push((image, self.path.clone(), value)),
+            },
+        }
+    }
+
+    /// Renders unmapped values as `{"NewImage":{...},"OldImage":{...}}` with nested paths.
+    fn unmapped_json(&self) -> Option<String> {
+        if self.unmapped.is_empty() {
+            return None;
+        }
+        let mut out = String::from("{");
+        for (i, image) in [Image::New, Image::Old].into_iter().enumerate() {
+            let entries: Vec<_> = self
+                .unmapped
+                .iter()
+                .filter(|(im, _, _)| *im == image)
+                .map(|(_, p, v)| (p.as_slice(), *v))
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(["\"NewImage\":", "\"OldImage\":"][i]);
+            write_tree(&entries, &mut out, self.opts.convert);
+        }
+        out.push('}');
+        Some(out)
+    }
+}
+
+/// Writes entries sharing a path prefix as one nested JSON object.
+fn write_tree(entries: &[(&[&str], &AttrValue)], out: &mut String, o: ConvertOptions) {
+    out.push('{');
+    let mut i = 0;
+    let mut first = true;
+    while i < entries.len() {
+        let key = entries[i].0[0];
+        let group_end = i + entries[i..].iter().take_while(|(p, _)| p[0] == key).count();
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&serde_json::to_string(key).expect("strings serialize"));
+        out.push(':');
+        let group = &entries[i..group_end];
+        if group.len() == 1 && group[0].0.len() == 1 {
+            convert::write_json(group[0].1, out, o);
+        } else {
+            let sub: Vec<_> = group
+                .iter()
+                .filter(|(p, _)| p.len() > 1)
+                .map(|(p, v)| (&p[1..], *v))
+                .collect();
+            write_tree(&sub, out, o);
+        }
+        i = group_end;
+    }
+    out.push('}');
+}
+
+/// Flattens one record into a row of `schema`, adding columns as needed.
+/// `partition_time_us` is the time the partition is chosen by (event or processing time): the
+/// date and hour columns hold it.
+pub fn flatten<'a>(
+    schema: &mut TableSchema,
+    rec: &'a ChangeRecord<'a>,
+    pos: &Position<'a>,
+    partition_time_us: i64,
+    opts: FlattenOptions,
+) -> Row<'a> {
+    let mut f = Flattener {
+        schema,
+        opts,
+        row: Row::default(),
+        path: Vec::with_capacity(8),
+        unmapped: Vec::new(),
+    };
+    let image = match rec.operation {
+        Operation::Remove => rec.old_image.as_ref(),
+        _ => rec.new_image.as_ref(),
+    };
+    if let Some(image) = image {
+        f.item(Image::New, image, None);
+    }
+    // Keys are always present, even for KEYS_ONLY streams.
+    f.item(Image::New, &rec.keys, image);
+    if opts.keep_old_image {
+        if let Some(old) = &rec.old_image {
+            f.item(Image::Old, old, None);
+        }
+    }
+    let unmapped = f.unmapped_json();
+    let Flattener {
+        schema, mut row, ..
+    } = f;
+    row.unmapped = unmapped.is_some() as usize;
+    let m = |meta: Meta| schema.meta_index(meta);
+    let opt_str = |s: Option<&'a str>| s.map_or(Cell::Null, |s| Cell::Str(Cow::Borrowed(s)));
+    let cow = |s: &Option<Cow<'a, str>>| s.as_ref().map_or(Cell::Null, |s| Cell::Str(s.clone()));
+    let day = convert::days(partition_time_us).unwrap_or(0);
+    let hour = partition_time_us.div_euclid(3_600_000_000).rem_euclid(24) as i32;
+    let seq = match (&rec.sequence_number, pos.sequence_number) {
+        (_, Some(s)) => Cell::Str(Cow::Borrowed(s)),
+        (Some(s), None) => Cell::Str(s.clone()),
+        (None, None) => Cell::Null,
+    };
+    row.cells.extend([
+        (
+            m(Meta::Operation),
+            Cell::Str(Cow::Borrowed(rec.operation.as_str())),
+        ),
+        (m(Meta::EventId), cow(&rec.event_id)),
+        (m(Meta::EventTime), Cell::Ts(rec.event_time_us)),
+        (m(Meta::EventTimeUs), Cell::I64(rec.event_time_us)),
+        (m(Meta::SourceTable), cow(&rec.table)),
+        (m(Meta::TtlDelete), Cell::Bool(rec.ttl_delete)),
+        (m(Meta::ShardId), opt_str(pos.shard)),
+        (m(Meta::SequenceNumber), seq),
+        (m(Meta::SourceFile), opt_str(pos.file)),
+        (
+            m(Meta::SourceLine),
+            pos.line.map_or(Cell::Null, |l| Cell::I64(l as i64)),
+        ),
+        (
+            m(Meta::SourceOffset),
+            pos.offset.map_or(Cell::Null, |o| Cell::I64(o as i64)),
+        ),
+        (m(Meta::Date), Cell::Date(day)),
+        (m(Meta::Hour), Cell::I32(hour)),
+        (
+            m(Meta::Unmapped),
+            unmapped.map_or(Cell::Null, |u| Cell::Str(Cow::Owned(u))),
+        ),
+    ]);
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::parse_record;
+
+    fn rec(new_image: &str, op: &str, old_image: Option<&str>) -> String {
+        format!(
+            r#"{{"eventName":"{op}","eventID":"e1","tableName":"T","dynamodb":{{
+              "ApproximateCreationDateTime":1795000000331,"Keys":{{"Id":{{"S":"k1"}}}},
+              "NewImage":{new_image}{}}}}}"#,
+            old_image.map_or(String::new(), |o| format!(r#","OldImage":{o}"#))
+        )
+    }
+
+    fn col(schema: &TableSchema, row: &Row, name: &str) -> Option<Cell<'static>> {
+        let idx = schema.column_index(name)?;
+        row.get(idx).map(|c| match c {
+            Cell::Str(s) => Cell::Str(Cow::Owned(s.to_string())),
+            Cell::List(l) => Cell::List(
+                l.iter()
+                    .map(|c| match c {
+                        Cell::Str(s) => Cell::Str(Cow::Owned(s.to_string())),
+                        other => other.clone().into_static(),
+                    })
+                    .collect(),
+            ),
+            other => other.clone().into_static(),
+        })
+    }
+
+    impl Cell<'_> {
+        fn into_static(self) -> Cell<'static> {
+            match self {
+                Cell::Null => Cell::Null,
+                Cell::I64(v) => Cell::I64(v),
+                Cell::I32(v) => Cell::I32(v),
+                Cell::F64(v) => Cell::F64(v),
+                Cell::Dec(v) => Cell::Dec(v),
+                Cell::Bool(v) => Cell::Bool(v),
+                Cell::Ts(v) => Cell::Ts(v),
+                Cell::Date(v) => Cell::Date(v),
+                Cell::Bin(v) => Cell::Bin(v),
+                Cell::Str(s) => Cell::Str(Cow::Owned(s.into_owned())),
+                Cell::List(l) => Cell::List(l.into_iter().map(Cell::into_static).collect()),
+            }
+        }
+    }
+
+    #[test]
+    fn flattens_nested_maps_to_depth_and_json_beyond() {
+        let text = rec(
+            r#"{"Id":{"S":"k1"},"Doc":{"M":{"address":{"M":{"state":{"S":"WA"},
+                "geo":{"M":{"lat":{"N":"1.5"}}}}}}},"Tags":{"L":[{"S":"a"},{"N":"2"}]},
+                "Nums":{"NS":["3","1"]}}"#,
+            "INSERT",
+            None,
+        );
+        let r = parse_record(text.as_bytes()).unwrap();
+        let mut s = TableSchema::new("T", None);
+        let row = flatten(
+            &mut s,
+            &r,
+            &Position::default(),
+            r.event_time_us,
+            FlattenOptions::default(),
+        );
+        assert_eq!(col(&s, &row, "id"), Some(Cell::Str("k1".into())));
+        assert_eq!(
+            col(&s, &row, "doc_address_state"),
+            Some(Cell::Str("WA".into()))
+        );
+        assert_eq!(
+            col(&s, &row, "doc_address_geo"),
+            Some(Cell::Str(r#"{"lat":1.5}"#.into()))
+        );
+        assert_eq!(col(&s, &row, "tags"), Some(Cell::Str(r#"["a",2]"#.into())));
+        assert_eq!(
+            col(&s, &row, "nums"),
+            Some(Cell::List(vec![
+                Cell::Str("1".into()),
+                Cell::Str("3".into())
+            ]))
+        );
+        assert_eq!(
+            col(&s, &row, "cdc_operation"),
+            Some(Cell::Str("INSERT".into()))
+        );
+        assert_eq!(
+            col(&s, &row, "cdc_hour"),
+            Some(Cell::I32(((1_795_000_000_i64 / 3600) % 24) as i32))
+        );
+        assert_eq!(col(&s, &row, "cdc_unmapped"), Some(Cell::Null));
+        // Every cell refers to a distinct column.
+        let mut cols: Vec<_> = row.cells.iter().map(|(c, _)| *c).collect();
+        cols.sort();
+        cols.dedup();
+        assert_eq!(cols.len(), row.cells.len());
+    }
+
+    #[test]
+    fn mismatch_goes_to_companion_and_is_counted() {
+        let mut s = TableSchema::new("T", None);
+        let o = FlattenOptions::default();
+        let r1 = rec(r#"{"Amount":{"N":"5"}}"#, "INSERT", None);
+        let r1 = parse_record(r1.as_bytes()).unwrap();
+        flatten(&mut s, &r1, &Position::default(), 0, o);
+        let r2 = rec(r#"{"Amount":{"N":"5.25"}}"#, "MODIFY", None);
+        let r2 = parse_record(r2.as_bytes()).unwrap();
+        let row = flatten(&mut s, &r2, &Position::default(), 0, o);
+        let amount = s.column_index("amount").unwrap();
+        assert_eq!(row.mismatched, vec![amount]);
+        assert_eq!(col(&s, &row, "amount"), None);
+        assert_eq!(col(&s, &row, "amount_str"), Some(Cell::Str("5.25".into())));
+    }
+
+    #[test]
+    fn remove_uses_old_image_and_old_columns_when_asked() {
+        let mut s = TableSchema::new("T", None);
+        let o = FlattenOptions {
+            keep_old_image: true,
+            ..FlattenOptions::default()
+        };
+        let text = r#"{"eventName":"REMOVE","tableName":"T","dynamodb":{
+            "ApproximateCreationDateTime":1795000000331,"Keys":{"Id":{"S":"k1"}},
+            "OldImage":{"Id":{"S":"k1"},"Name":{"S":"old name"}}}}"#;
+        let r = parse_record(text.as_bytes()).unwrap();
+        let row = flatten(&mut s, &r, &Position::default(), 0, o);
+        assert_eq!(col(&s, &row, "name"), Some(Cell::Str("old name".into())));
+        assert_eq!(
+            col(&s, &row, "old_name"),
+            Some(Cell::Str("old name".into()))
+        );
+        assert_eq!(col(&s, &row, "id"), Some(Cell::Str("k1".into())));
+    }
+
+    #[test]
+    fn over_budget_goes_to_unmapped_json() {
+        let mut s = TableSchema::new("T", None);
+        let o = FlattenOptions {
+            max_columns: s.len() + 1,
+            ..FlattenOptions::default()
+        };
+        let text = rec(
+            r#"{"Id":{"S":"k1"},"Doc":{"M":{"a":{"N":"1"},"b":{"S":"x"}}},"Z":{"BOOL":true}}"#,
+            "INSERT",
+            None,
+        );
+        let r = parse_record(text.as_bytes()).unwrap();
+        let row = flatten(&mut s, &r, &Position::default(), 0, o);
+        assert_eq!(col(&s, &row, "id"), Some(Cell::Str("k1".into())));
+        assert_eq!(
+            col(&s, &row, "cdc_unmapped"),
+            Some(Cell::Str(
+                r#"{"NewImage":{"Doc":{"a":1,"b":"x"},"Z":true}}"#.into()
+            ))
+        );
+        assert_eq!(row.unmapped, 1);
+    }
+}

@@ -1,0 +1,28 @@
+//! ddb-lake turns DynamoDB change records into an hour-partitioned Parquet lake that Athena and
+//! Redshift read on the first try.
+//!
+//! ```text
+//! source ─► decode ─► flatten (schema) ─► partition ─► buffer ─► encode ─► store
+//!   files     JSON       typed cells        folders     per        Parquet   local / S3
+//!             records    + evolution                    partition
+//!                 └─► reject: bad records, with reason, position and original bytes
+//! ```
+//!
+//! One module per stage; [`pipeline`] only wires them. CPU stages are synchronous and pure;
+//! async lives at the edges ([`source`] for S3 inputs, [`store`]). `docs/DESIGN.md` holds the
+//! invariants.
+
+pub mod buffer;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod encode;
+pub mod flatten;
+pub mod generate;
+pub mod partition;
+pub mod pipeline;
+pub mod reject;
+pub mod report;
+pub mod schema;
+pub mod source;
+pub mod store;

@@ -1,0 +1,281 @@
+//! Partition stage: the folder a row is written under, from a template over UTC time and column
+//! values. Values taken from records are sanitized so that none escapes its folder.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Datelike, Timelike};
+
+use crate::flatten::{Cell, Row};
+use crate::schema::TableSchema;
+
+/// The Hive name for a missing value.
+pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+/// Longest sanitized value kept whole; longer ones keep a prefix and a hash.
+const MAX_VALUE_BYTES: usize = 128;
+
+/// Preset layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// `{table}/YYYY/MM/DD/HH`, as Firehose writes.
+    Hourly,
+    /// `{table}/year=YYYY/month=MM/day=DD/hour=HH`.
+    Hive,
+    /// `{table}/dt=YYYY-MM-DD/hr=HH`.
+    HiveDt,
+}
+
+impl Layout {
+    pub fn template(self) -> &'static str {
+        match self {
+            Layout::Hourly => "{table}/{YYYY}/{MM}/{DD}/{HH}",
+            Layout::Hive => "{table}/year={YYYY}/month={MM}/day={DD}/hour={HH}",
+            Layout::HiveDt => "{table}/dt={YYYY}-{MM}-{DD}/hr={HH}",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Table,
+    Year,
+    Month,
+    Day,
+    Hour,
+    /// A column's value, by column name.
+    Column(String),
+}
+
+/// A parsed partition template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+    text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("partition template `{0}`: unclosed `{{`")]
+    Unclosed(String),
+    #[error(
+        "partition template `{0}` must contain {{table}} so that each table has its own folder"
+    )]
+    NoTable(String),
+    #[error("partition template `{0}` must not start with `_`, `.` or `/` (such paths are hidden from Athena or escape the output)")]
+    BadStart(String),
+    #[error("partition template `{0}`: literal text may not contain `..` or `\\`")]
+    BadLiteral(String),
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_string()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| TemplateError::Unclosed(text.into()))?
+                + open;
+            let name = &rest[open + 1..close];
+            parts.push(match name {
+                "table" => Part::Table,
+                "YYYY" => Part::Year,
+                "MM" => Part::Month,
+                "DD" => Part::Day,
+                "HH" => Part::Hour,
+                col => Part::Column(col.to_string()),
+            });
+            rest = &rest[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_string()));
+        }
+        if !parts.contains(&Part::Table) {
+            return Err(TemplateError::NoTable(text.into()));
+        }
+        if text.starts_with(['_', '.', '/']) {
+            return Err(TemplateError::BadStart(text.into()));
+        }
+        if parts
+            .iter()
+            .any(|p| matches!(p, Part::Literal(l) if l.contains("..") || l.contains('\\')))
+        {
+            return Err(TemplateError::BadLiteral(text.into()));
+        }
+        Ok(Template {
+            parts,
+            text: text.trim_end_matches('/').to_string(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Column names the template reads.
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Column(c) => Some(c.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The partition path for a row (no trailing slash).
+    pub fn render(&self, schema: &TableSchema, row: &Row, time_us: i64) -> String {
+        let t = DateTime::from_timestamp_micros(time_us).unwrap_or_default();
+        let mut out = String::with_capacity(64);
+        for p in &self.parts {
+            match p {
+                Part::Literal(l) => out.push_str(l),
+                Part::Table => out.push_str(&schema.name),
+                Part::Year => {
+                    let _ = write!(out, "{:04}", t.year());
+                }
+                Part::Month => {
+                    let _ = write!(out, "{:02}", t.month());
+                }
+                Part::Day => {
+                    let _ = write!(out, "{:02}", t.day());
+                }
+                Part::Hour => {
+                    let _ = write!(out, "{:02}", t.hour());
+                }
+                Part::Column(c) => {
+                    let value = schema
+                        .column_index(c)
+                        .and_then(|i| row.get(i))
+                        .and_then(cell_text);
+                    out.push_str(&sanitize(value.as_deref()));
+                }
+            }
+        }
+        while out.ends_with('/') {
+            out.pop();
+        }
+        out
+    }
+}
+
+fn cell_text(c: &Cell) -> Option<String> {
+    Some(match c {
+        Cell::Null | Cell::List(_) | Cell::Bin(_) => return None,
+        Cell::Str(s) => s.to_string(),
+        Cell::I64(v) => v.to_string(),
+        Cell::I32(v) => v.to_string(),
+        Cell::F64(v) => v.to_string(),
+        Cell::Dec(v) => v.to_string(),
+        Cell::Bool(v) => v.to_string(),
+        Cell::Ts(v) => v.to_string(),
+        Cell::Date(v) => v.to_string(),
+    })
+}
+
+/// Makes a record's value safe as one path segment: bytes outside `[A-Za-z0-9_-]` and dots are
+/// percent-encoded (so `/`, `..` and `\` cannot escape the folder); empty or missing values
+/// become Hive's default partition; long values keep a prefix and a hash.
+pub fn sanitize(value: Option<&str>) -> String {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return NULL_PARTITION.to_string();
+    };
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    if out.len() > MAX_VALUE_BYTES {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(v.as_bytes());
+        out.truncate(MAX_VALUE_BYTES - 17);
+        while out.ends_with('%') || out.as_bytes()[out.len() - 2] == b'%' {
+            out.pop();
+        }
+        out.push('-');
+        for b in &digest[..8] {
+            let _ = write!(out, "{b:02x}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ColumnType, Image};
+
+    #[test]
+    fn layouts_render() {
+        let s = TableSchema::new("Orders", None);
+        let row = Row::default();
+        let t = 1_795_000_000_331_000; // 2026-11-18T11:06:40Z
+        let render = |l: Layout| Template::parse(l.template()).unwrap().render(&s, &row, t);
+        assert_eq!(render(Layout::Hourly), "orders/2026/11/18/11");
+        assert_eq!(
+            render(Layout::Hive),
+            "orders/year=2026/month=11/day=18/hour=11"
+        );
+        assert_eq!(render(Layout::HiveDt), "orders/dt=2026-11-18/hr=11");
+    }
+
+    #[test]
+    fn hostile_values_stay_in_their_folder() {
+        let mut s = TableSchema::new("t", None);
+        let c = s
+            .add_attr_column(Image::New, &["state"], ColumnType::String, 100)
+            .unwrap();
+        let tpl = Template::parse("raw/{table}/state={state}/{YYYY}").unwrap();
+        for (v, want) in [
+            ("../..", "state=%2E%2E%2F%2E%2E"),
+            ("a/b", "state=a%2Fb"),
+            ("", "state=__HIVE_DEFAULT_PARTITION__"),
+            ("WA", "state=WA"),
+            ("..", "state=%2E%2E"),
+            ("a\\b", "state=a%5Cb"),
+        ] {
+            let row = Row {
+                cells: vec![(c, Cell::Str(v.into()))],
+                ..Row::default()
+            };
+            let path = tpl.render(&s, &row, 0);
+            assert_eq!(path, format!("raw/t/{want}/1970"));
+            assert!(path
+                .split('/')
+                .all(|seg| seg != ".." && seg != "." && !seg.is_empty()));
+        }
+        let missing = tpl.render(&s, &Row::default(), 0);
+        assert_eq!(missing, "raw/t/state=__HIVE_DEFAULT_PARTITION__/1970");
+        let long = sanitize(Some(&"é".repeat(200)));
+        assert!(long.len() <= MAX_VALUE_BYTES, "{}", long.len());
+        assert_ne!(long, sanitize(Some(&"é".repeat(201))));
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        assert!(matches!(
+            Template::parse("{YYYY}"),
+            Err(TemplateError::NoTable(_))
+        ));
+        assert!(matches!(
+            Template::parse("_x/{table}"),
+            Err(TemplateError::BadStart(_))
+        ));
+        assert!(matches!(
+            Template::parse("../{table}"),
+            Err(TemplateError::BadStart(_))
+        ));
+        assert!(matches!(
+            Template::parse("a/../{table}"),
+            Err(TemplateError::BadLiteral(_))
+        ));
+        assert!(matches!(
+            Template::parse("{table}/{x"),
+            Err(TemplateError::Unclosed(_))
+        ));
+    }
+}

@@ -1,0 +1,667 @@
+//! Wires the stages of a batch export:
+//!
+//! ```text
+//! source ─► decode ─► flatten ─► partition ─► buffer ═╗   (one blocking thread: CPU work)
+//!                 └─► reject (error output)           ║ bounded channel
+//!                                     encode ─► store ◄╝  (async writer; encoding off the executor)
+//! ```
+//!
+//! The reading thread owns the schemas and the buffers; the writer owns the output. A table's
+//! remembered schema (`{state_prefix}/schemas/{table}.toml` next to the output) is written before
+//! any file that uses its new columns, so every file's columns are a prefix of the remembered list.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::buffer::{Buffers, Flush, FlushReason, PartKey};
+use crate::config::{PartitionTime, Settings};
+use crate::decode::{parse_record, Framer, Reason};
+use crate::flatten::{flatten, Position};
+use crate::reject::Rejects;
+use crate::schema::{SchemaError, SchemaFile, TableSchema};
+use crate::source::{self, InputFile, SourceError};
+use crate::store::{self, Location, StoreError};
+
+/// Error entries buffered before they are written.
+const REJECT_FLUSH_BYTES: usize = 8 * 1024 * 1024;
+/// Bad records logged one by one before the log only counts them.
+const LOGGED_REJECTS: u64 = 20;
+/// Flushes in flight between the reading thread and the writer.
+const CHANNEL_DEPTH: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("schema file {path}: {problem}")]
+    SchemaFile { path: String, problem: String },
+    #[error("encoding {path}: {source}")]
+    Encode {
+        path: String,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("reading {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Wall and monotonic time, injected so tests control it.
+pub trait Clock: Send + Sync {
+    /// Milliseconds on a monotonic clock (flush ages).
+    fn now_ms(&self) -> u64;
+    /// Microseconds since the Unix epoch (processing-time partitions, error hours).
+    fn now_utc_us(&self) -> i64;
+}
+
+/// The real clock.
+pub struct SystemClock {
+    start: Instant,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+    fn now_utc_us(&self) -> i64 {
+        chrono::Utc::now().timestamp_micros()
+    }
+}
+
+/// Live counters for progress display.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub records: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub files_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Summary {
+    pub input_files: usize,
+    pub records_in: u64,
+    pub bytes_in: u64,
+    /// Rows written per lake table.
+    pub rows_out: BTreeMap<String, u64>,
+    /// Error entries per reason.
+    pub errors: BTreeMap<String, u64>,
+    /// Values kept in companion columns, per `table.column`.
+    pub type_mismatches: BTreeMap<String, u64>,
+    /// Rows with values in `cdc_unmapped`, per table.
+    pub unmapped_rows: BTreeMap<String, u64>,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    pub flushes: BTreeMap<String, u64>,
+    /// Objects written (or, in a dry run, that would be): relative name, rows, bytes.
+    pub objects: Vec<ObjectInfo>,
+    pub peak_buffered_bytes: u64,
+    pub elapsed_ms: u64,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ObjectInfo {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl Summary {
+    pub fn rows_total(&self) -> u64 {
+        self.rows_out.values().sum()
+    }
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// What the run does besides reading.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Encode but write nothing; report what would be written.
+    pub dry_run: bool,
+    /// After the run, write each table's schema file into this folder (`schema infer`).
+    pub schemas_out: Option<PathBuf>,
+}
+
+enum Out {
+    Data {
+        path: String,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        rows: usize,
+        table: String,
+        reason: FlushReason,
+    },
+    Object {
+        path: String,
+        bytes: Vec<u8>,
+    },
+}
+
+struct TableState {
+    schema: TableSchema,
+    /// Column count at the last save of the remembered schema.
+    saved_len: usize,
+    mismatches: BTreeMap<usize, u64>,
+    unmapped: u64,
+}
+
+/// Loads declared schema files (`schema.dir`) and remembered ones (next to the output), merging
+/// declared columns into the remembered lists.
+async fn load_tables(
+    settings: &Settings,
+    output: Option<&Location>,
+) -> Result<Vec<TableState>, PipelineError> {
+    let mut declared: BTreeMap<String, TableSchema> = BTreeMap::new();
+    if let Some(dir) = &settings.schema_dir {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| PipelineError::SchemaFile {
+                path: dir.display().to_string(),
+                problem: e.to_string(),
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            let text = std::fs::read_to_string(&p).map_err(|e| PipelineError::SchemaFile {
+                path: p.display().to_string(),
+                problem: e.to_string(),
+            })?;
+            let s = parse_schema(&text, &p.display().to_string())?;
+            declared.insert(s.table.clone(), s);
+        }
+    }
+    let mut tables: BTreeMap<String, TableSchema> = BTreeMap::new();
+    if let Some(out) = output {
+        let dir = format!("{}/schemas", settings.state_prefix);
+        for (path, _) in out.list(&dir).await? {
+            if !path.as_ref().ends_with(".toml") {
+                continue;
+            }
+            let bytes = out.get_path(&path).await?;
+            let text = String::from_utf8_lossy(&bytes);
+            let s = parse_schema(&text, &format!("{}/{}", out.url, path))?;
+            tables.insert(s.table.clone(), s);
+        }
+    }
+    for (name, d) in declared {
+        match tables.get_mut(&name) {
+            Some(t) => t.merge_declared(&d)?,
+            None => {
+                tables.insert(name, d);
+            }
+        }
+    }
+    Ok(tables
+        .into_values()
+        .map(|schema| TableState {
+            saved_len: 0,
+            schema,
+            mismatches: BTreeMap::new(),
+            unmapped: 0,
+        })
+        .collect())
+}
+
+fn parse_schema(text: &str, path: &str) -> Result<TableSchema, PipelineError> {
+    let file: SchemaFile = toml::from_str(text).map_err(|e| PipelineError::SchemaFile {
+        path: path.into(),
+        problem: e.to_string(),
+    })?;
+    Ok(TableSchema::from_file(&file)?)
+}
+
+/// The reading side: owns schemas, buffers and pending error entries.
+struct Reader<'a> {
+    settings: &'a Settings,
+    clock: &'a dyn Clock,
+    counters: &'a Counters,
+    tables: Vec<TableState>,
+    by_name: HashMap<String, usize>,
+    buffers: Buffers,
+    rejects: Rejects,
+    tx: mpsc::Sender<Out>,
+    records: u64,
+    bytes: u64,
+}
+
+impl Reader<'_> {
+    fn table_index(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.by_name.get(name) {
+            return i;
+        }
+        // A new table: its lake name must not collide with another table's folder.
+        let mut schema = TableSchema::new(name, None);
+        let base = schema.name.clone();
+        let taken = |n: &str| self.tables.iter().any(|t| t.schema.name == n);
+        schema.name = crate::schema::naming::unique_name(base, taken);
+        self.tables.push(TableState {
+            schema,
+            saved_len: 0,
+            mismatches: BTreeMap::new(),
+            unmapped: 0,
+        });
+        let i = self.tables.len() - 1;
+        self.by_name.insert(name.to_string(), i);
+        i
+    }
+
+    fn send(&self, out: Out) -> Result<(), PipelineError> {
+        self.tx
+            .blocking_send(out)
+            .map_err(|_| PipelineError::Internal("the writer stopped".into()))
+    }
+
+    /// Sends flushes to the writer, each preceded by its table's schema when it grew.
+    fn emit(&mut self, flushes: Vec<Flush>) -> Result<(), PipelineError> {
+        for f in flushes {
+            let t = &mut self.tables[f.key.table];
+            if t.schema.len() != t.saved_len {
+                t.saved_len = t.schema.len();
+                let text = toml::to_string(&t.schema.to_file()).expect("schemas serialize");
+                let path = format!(
+                    "{}/schemas/{}.toml",
+                    self.settings.state_prefix, t.schema.name
+                );
+                self.send(Out::Object {
+                    path,
+                    bytes: text.into_bytes(),
+                })?;
+            }
+            let t = &mut self.tables[f.key.table];
+            let mut h = Sha256::new();
+            for part in [
+                t.schema.name.as_str(),
+                &f.key.path,
+                &f.first,
+                &f.last,
+                &f.rows.to_string(),
+            ] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+            let digest = h.finalize();
+            let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            let path = format!("{}/{}-{hash}.parquet", f.key.path, t.schema.name);
+            let out = Out::Data {
+                path,
+                schema: t.schema.arrow_schema(),
+                batches: f.batches,
+                rows: f.rows,
+                table: t.schema.name.clone(),
+                reason: f.reason,
+            };
+            self.send(out)?;
+        }
+        Ok(())
+    }
+
+    fn reject(
+        &mut self,
+        reason: Reason,
+        message: &str,
+        table: Option<&str>,
+        pos: &Position,
+        raw: &[u8],
+    ) {
+        let n = self.rejects.counts().values().sum::<u64>();
+        if n < LOGGED_REJECTS {
+            let at = match (pos.file, pos.line) {
+                (Some(f), Some(l)) => format!("{f}:{l}"),
+                _ => format!(
+                    "{}:{}",
+                    pos.shard.unwrap_or("?"),
+                    pos.sequence_number.unwrap_or("?")
+                ),
+            };
+            tracing::warn!("{at}: {reason}: {message}");
+        } else if n == LOGGED_REJECTS {
+            tracing::warn!("more bad records: see the error output and the summary");
+        }
+        let now = self.clock.now_utc_us();
+        self.rejects.add(reason, message, table, pos, raw, now);
+    }
+
+    /// Decodes, flattens and buffers one record.
+    fn record(&mut self, raw: &[u8], pos: &Position) -> Result<(), PipelineError> {
+        self.records += 1;
+        self.bytes += raw.len() as u64;
+        self.counters.records.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_read
+            .fetch_add(raw.len() as u64, Ordering::Relaxed);
+        let rec = match parse_record(raw) {
+            Ok(r) => r,
+            Err(e) => {
+                self.reject(e.reason, &e.message, None, pos, raw);
+                return Ok(());
+            }
+        };
+        let table = match rec
+            .table
+            .as_deref()
+            .or(self.settings.default_table.as_deref())
+        {
+            Some(t) => t.to_string(),
+            None => {
+                self.reject(
+                    Reason::NoTable,
+                    "the record names no table (no tableName or eventSourceARN) and input.default_table is not set",
+                    None,
+                    pos,
+                    raw,
+                );
+                return Ok(());
+            }
+        };
+        let ti = self.table_index(&table);
+        let time_us = match self.settings.partition_time {
+            PartitionTime::Event => rec.event_time_us,
+            PartitionTime::Processing => self.clock.now_utc_us(),
+        };
+        let t = &mut self.tables[ti];
+        let row = flatten(&mut t.schema, &rec, pos, time_us, self.settings.flatten);
+        for &c in &row.mismatched {
+            *t.mismatches.entry(c).or_default() += 1;
+        }
+        t.unmapped += row.unmapped as u64;
+        let path = self.settings.template.render(&t.schema, &row, time_us);
+        let position = format!(
+            "{}#{}",
+            pos.file.or(pos.shard).unwrap_or(""),
+            pos.offset.map_or_else(
+                || pos.sequence_number.unwrap_or("").to_string(),
+                |o| o.to_string()
+            )
+        );
+        let key = PartKey { table: ti, path };
+        let flushes = self
+            .buffers
+            .push(key, &t.schema, &row, &position, self.clock.now_ms());
+        drop(row);
+        self.emit(flushes)?;
+        if self.rejects.pending_bytes() >= REJECT_FLUSH_BYTES {
+            self.flush_rejects()?;
+        }
+        Ok(())
+    }
+
+    fn flush_rejects(&mut self) -> Result<(), PipelineError> {
+        for (path, bytes) in self.rejects.take() {
+            self.send(Out::Object { path, bytes })?;
+        }
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        file: &InputFile,
+        reader: Box<dyn std::io::BufRead + Send>,
+    ) -> Result<(), PipelineError> {
+        let name = file.name();
+        for frame in Framer::new(reader) {
+            let frame = frame.map_err(|source| PipelineError::Read {
+                file: name.clone(),
+                source,
+            })?;
+            let pos = Position {
+                file: Some(&name),
+                line: Some(frame.line),
+                offset: Some(frame.offset),
+                ..Position::default()
+            };
+            self.record(&frame.bytes, &pos)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything and sends the final schemas.
+    fn finish(&mut self) -> Result<(), PipelineError> {
+        let flushes = self.buffers.drain();
+        self.emit(flushes)?;
+        self.flush_rejects()?;
+        for i in 0..self.tables.len() {
+            let t = &mut self.tables[i];
+            if t.schema.len() != t.saved_len {
+                t.saved_len = t.schema.len();
+                let text = toml::to_string(&t.schema.to_file()).expect("schemas serialize");
+                let path = format!(
+                    "{}/schemas/{}.toml",
+                    self.settings.state_prefix, t.schema.name
+                );
+                self.send(Out::Object {
+                    path,
+                    bytes: text.into_bytes(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct WriterStats {
+    rows_out: BTreeMap<String, u64>,
+    files: u64,
+    bytes: u64,
+    flushes: BTreeMap<String, u64>,
+    objects: Vec<ObjectInfo>,
+}
+
+async fn write_all(
+    mut rx: mpsc::Receiver<Out>,
+    output: Option<Location>,
+    settings: Settings,
+    dry_run: bool,
+    counters: Arc<Counters>,
+) -> Result<WriterStats, PipelineError> {
+    let mut stats = WriterStats::default();
+    while let Some(out) = rx.recv().await {
+        match out {
+            Out::Data {
+                path,
+                schema,
+                batches,
+                rows,
+                table,
+                reason,
+            } => {
+                let encode = settings.encode;
+                let encoded = tokio::task::spawn_blocking(move || {
+                    crate::encode::encode(&schema, &batches, &encode)
+                })
+                .await
+                .map_err(|e| PipelineError::Internal(e.to_string()))?
+                .map_err(|source| PipelineError::Encode {
+                    path: path.clone(),
+                    source,
+                })?;
+                let len = encoded.len() as u64;
+                if let (Some(out), false) = (&output, dry_run) {
+                    out.put(
+                        &path,
+                        Bytes::from(encoded),
+                        settings.multipart_threshold,
+                        settings.part_size,
+                    )
+                    .await?;
+                    tracing::info!(
+                        rows,
+                        bytes = len,
+                        reason = reason.as_str(),
+                        "wrote {}",
+                        out.display(&path)
+                    );
+                }
+                *stats.rows_out.entry(table).or_default() += rows as u64;
+                *stats
+                    .flushes
+                    .entry(reason.as_str().to_string())
+                    .or_default() += 1;
+                stats.files += 1;
+                stats.bytes += len;
+                counters.files_written.fetch_add(1, Ordering::Relaxed);
+                counters.bytes_written.fetch_add(len, Ordering::Relaxed);
+                stats.objects.push(ObjectInfo {
+                    path,
+                    rows: rows as u64,
+                    bytes: len,
+                });
+            }
+            Out::Object { path, bytes } => {
+                if let (Some(out), false) = (&output, dry_run) {
+                    out.put(&path, Bytes::from(bytes), usize::MAX, settings.part_size)
+                        .await?;
+                    tracing::debug!("wrote {}", out.display(&path));
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Runs a batch export of `inputs` into the settings' output.
+pub async fn export(
+    settings: &Settings,
+    inputs: &[String],
+    opts: &RunOptions,
+    clock: Arc<dyn Clock>,
+    counters: Arc<Counters>,
+) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
+    let output = if opts.schemas_out.is_some() && opts.dry_run && settings.output.is_empty() {
+        None
+    } else {
+        Some(store::open(&settings.output, &settings.s3)?)
+    };
+    let tables = load_tables(settings, output.as_ref()).await?;
+    let files = source::resolve(inputs, &settings.s3).await?;
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    let writer = tokio::spawn(write_all(
+        rx,
+        output,
+        settings.clone(),
+        opts.dry_run,
+        counters.clone(),
+    ));
+
+    let handle = tokio::runtime::Handle::current();
+    let settings_r = settings.clone();
+    let counters_r = counters.clone();
+    let n_files = files.len();
+    let reading = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+        let by_name = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.schema.table.clone(), i))
+            .collect();
+        let mut r = Reader {
+            settings: &settings_r,
+            clock: clock.as_ref(),
+            counters: &counters_r,
+            tables,
+            by_name,
+            buffers: Buffers::new(settings_r.flush),
+            rejects: Rejects::new(&settings_r.error_prefix),
+            tx,
+            records: 0,
+            bytes: 0,
+        };
+        for file in &files {
+            tracing::debug!("reading {}", file.name());
+            let reader = handle.block_on(file.open())?;
+            r.file(file, reader)?;
+        }
+        r.finish()?;
+        Ok((
+            r.tables,
+            r.rejects,
+            r.records,
+            r.bytes,
+            r.buffers.peak_bytes(),
+        ))
+    });
+    let read_result = reading
+        .await
+        .map_err(|e| PipelineError::Internal(e.to_string()))?;
+    // The writer's error explains a reader that stopped because the writer went away.
+    let stats = writer
+        .await
+        .map_err(|e| PipelineError::Internal(e.to_string()))??;
+    let (tables, rejects, records, bytes, peak) = read_result?;
+
+    if let Some(dir) = &opts.schemas_out {
+        std::fs::create_dir_all(dir).map_err(|e| PipelineError::SchemaFile {
+            path: dir.display().to_string(),
+            problem: e.to_string(),
+        })?;
+        for t in &tables {
+            let path = dir.join(format!("{}.toml", t.schema.name));
+            let text = toml::to_string(&t.schema.to_file()).expect("schemas serialize");
+            std::fs::write(&path, text).map_err(|e| PipelineError::SchemaFile {
+                path: path.display().to_string(),
+                problem: e.to_string(),
+            })?;
+        }
+    }
+
+    let mut summary = Summary {
+        input_files: n_files,
+        records_in: records,
+        bytes_in: bytes,
+        rows_out: stats.rows_out,
+        errors: rejects
+            .counts()
+            .iter()
+            .map(|(r, n)| (r.as_str().to_string(), *n))
+            .collect(),
+        files_written: stats.files,
+        bytes_written: stats.bytes,
+        flushes: stats.flushes,
+        objects: stats.objects,
+        peak_buffered_bytes: peak as u64,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        dry_run: opts.dry_run,
+        ..Summary::default()
+    };
+    for t in &tables {
+        for (&col, &n) in &t.mismatches {
+            let key = format!("{}.{}", t.schema.name, t.schema.columns()[col].name);
+            summary.type_mismatches.insert(key, n);
+        }
+        if t.unmapped > 0 {
+            summary
+                .unmapped_rows
+                .insert(t.schema.name.clone(), t.unmapped);
+        }
+    }
+    Ok(summary)
+}

@@ -1,0 +1,609 @@
+//! Schema stage: one ordered column list per lake table.
+//!
+//! A table's columns are metadata columns (`cdc_*`), attribute columns found at a path in the new
+//! (or old) image, and companion columns that keep values that did not fit their column's type.
+//! Evolution is append-only: columns are only ever added at the end, a column's type never
+//! changes, and every file carries the full list (FORMATS.md 2). The list is remembered between
+//! runs as a schema file next to the output (see [`crate::pipeline`]).
+
+pub mod naming;
+pub mod types;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+pub use types::ColumnType;
+
+/// Which image of a change record an attribute column reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Image {
+    /// NewImage (OldImage for REMOVE), with the keys always present.
+    #[default]
+    New,
+    /// OldImage, in `old_` columns when `keep_old_image` is on.
+    Old,
+}
+
+macro_rules! meta_columns {
+    ($($variant:ident = $name:literal, $ty:expr, $doc:literal;)*) => {
+        /// Metadata columns present in every table. Their names start with `cdc_`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Meta { $(#[doc = $doc] $variant,)* }
+
+        impl Meta {
+            pub const ALL: &'static [Meta] = &[$(Meta::$variant,)*];
+            pub fn column_name(self) -> &'static str {
+                match self { $(Meta::$variant => $name,)* }
+            }
+            pub fn column_type(self) -> ColumnType {
+                match self { $(Meta::$variant => $ty,)* }
+            }
+            pub fn doc(self) -> &'static str {
+                match self { $(Meta::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+meta_columns! {
+    Operation = "cdc_operation", ColumnType::String, "INSERT, MODIFY or REMOVE.";
+    EventId = "cdc_event_id", ColumnType::String, "The change record's eventID.";
+    EventTime = "cdc_event_time", ColumnType::Timestamp, "Event time (ApproximateCreationDateTime), UTC.";
+    EventTimeUs = "cdc_event_time_us", ColumnType::Bigint, "Event time in exact microseconds since the epoch.";
+    SourceTable = "cdc_source_table", ColumnType::String, "The DynamoDB table name.";
+    TtlDelete = "cdc_ttl_delete", ColumnType::Boolean, "True for deletes made by DynamoDB TTL.";
+    ShardId = "cdc_shard_id", ColumnType::String, "Kinesis shard id, when read from a stream.";
+    SequenceNumber = "cdc_sequence_number", ColumnType::String, "Kinesis or DynamoDB Streams sequence number, as text.";
+    SourceFile = "cdc_source_file", ColumnType::String, "Input file, when read from a file.";
+    SourceLine = "cdc_source_line", ColumnType::Bigint, "1-based line of the record in its input file.";
+    SourceOffset = "cdc_source_offset", ColumnType::Bigint, "Byte offset of the record in its (decompressed) input file.";
+    Date = "cdc_date", ColumnType::Date, "The partition's date (UTC), as data for Redshift COPY.";
+    Hour = "cdc_hour", ColumnType::Int, "The partition's hour (UTC, 0-23), as data for Redshift COPY.";
+    Unmapped = "cdc_unmapped", ColumnType::Json, "Attributes that have no column (column budget, or not declared), as JSON.";
+}
+
+/// Where a column's values come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Meta(Meta),
+    Attr {
+        image: Image,
+        path: Vec<String>,
+    },
+    /// Text of values that did not fit the type of the column with this index.
+    Companion(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColumnType,
+    pub source: Source,
+}
+
+/// One column as a schema file holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSpec {
+    /// Column name: lowercase `[a-z0-9_]`, starting with a letter, at most 127 bytes.
+    pub name: String,
+    /// string, bigint, int, double, decimal(p,s), boolean, timestamp, date, binary, json, list<T>.
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    /// Attribute path: names of the attribute and of the nested map keys leading to the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<String>>,
+    /// Which image the path reads: `new` (default) or `old`.
+    #[serde(default, skip_serializing_if = "is_new")]
+    pub image: Image,
+    /// A metadata column instead of an attribute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+    /// A companion column holding values that did not fit the named column's type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub companion_of: Option<String>,
+}
+
+fn is_new(i: &Image) -> bool {
+    *i == Image::New
+}
+
+/// A table's schema file (`schemas/NAME.toml`, and the remembered state next to the output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaFile {
+    /// The DynamoDB table name this schema applies to.
+    pub table: String,
+    /// The lake table name (its folder, its Athena table); default: the table name sanitized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Ordered columns. Metadata columns not listed are added in front.
+    pub columns: Vec<ColumnSpec>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("table {table}: column `{name}`: {problem}")]
+    Column {
+        table: String,
+        name: String,
+        problem: String,
+    },
+    #[error("table {table}: column `{name}` is {stored} in the remembered schema but declared {declared}; a column's type never changes (rename the declared column)")]
+    TypeChange {
+        table: String,
+        name: String,
+        stored: ColumnType,
+        declared: ColumnType,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    column: Option<usize>,
+    children: HashMap<String, usize>,
+}
+
+/// Node ids of the two image roots in the path tree.
+const NEW_ROOT: usize = 0;
+const OLD_ROOT: usize = 1;
+
+/// The evolving schema of one lake table.
+#[derive(Debug, Clone)]
+pub struct TableSchema {
+    /// DynamoDB table name.
+    pub table: String,
+    /// Lake table name.
+    pub name: String,
+    columns: Vec<Column>,
+    names: HashMap<String, usize>,
+    /// Path tree over attribute names: lookups during flattening allocate nothing.
+    nodes: Vec<Node>,
+    companions: Vec<Option<usize>>,
+    meta: HashMap<Meta, usize>,
+    arrow: Option<SchemaRef>,
+}
+
+impl TableSchema {
+    /// A new table holding only the metadata columns.
+    pub fn new(table: &str, name: Option<&str>) -> Self {
+        let mut s = TableSchema {
+            table: table.to_string(),
+            name: name.map_or_else(|| lake_table_name(table), str::to_string),
+            columns: Vec::new(),
+            names: HashMap::new(),
+            nodes: vec![Node::default(), Node::default()],
+            companions: Vec::new(),
+            meta: HashMap::new(),
+            arrow: None,
+        };
+        s.add_missing_meta();
+        s
+    }
+
+    fn add_missing_meta(&mut self) {
+        for &m in Meta::ALL {
+            if !self.meta.contains_key(&m) {
+                let name = unique(m.column_name().to_string(), &self.names);
+                self.push(Column {
+                    name,
+                    ty: m.column_type(),
+                    source: Source::Meta(m),
+                });
+            }
+        }
+    }
+
+    fn push(&mut self, col: Column) -> usize {
+        let idx = self.columns.len();
+        match &col.source {
+            Source::Meta(m) => {
+                self.meta.insert(*m, idx);
+            }
+            Source::Attr { image, path } => {
+                let node = self.node_for(*image, path);
+                self.nodes[node].column = Some(idx);
+            }
+            Source::Companion(of) => self.companions[*of] = Some(idx),
+        }
+        self.names.insert(col.name.clone(), idx);
+        self.columns.push(col);
+        self.companions.push(None);
+        self.arrow = None;
+        idx
+    }
+
+    fn node_for(&mut self, image: Image, path: &[String]) -> usize {
+        let mut node = image_root(image);
+        for part in path {
+            node = match self.nodes[node].children.get(part.as_str()) {
+                Some(&n) => n,
+                None => {
+                    let n = self.nodes.len();
+                    self.nodes.push(Node::default());
+                    self.nodes[node].children.insert(part.clone(), n);
+                    n
+                }
+            };
+        }
+        node
+    }
+
+    /// Builds a schema from a schema file, validating names and sources.
+    pub fn from_file(file: &SchemaFile) -> Result<Self, SchemaError> {
+        let mut s = TableSchema {
+            table: file.table.clone(),
+            name: file
+                .name
+                .clone()
+                .unwrap_or_else(|| lake_table_name(&file.table)),
+            columns: Vec::new(),
+            names: HashMap::new(),
+            nodes: vec![Node::default(), Node::default()],
+            companions: Vec::new(),
+            meta: HashMap::new(),
+            arrow: None,
+        };
+        if !file.columns.iter().any(|c| c.meta.is_some()) {
+            s.add_missing_meta();
+        }
+        for spec in &file.columns {
+            s.add_spec(spec)?;
+        }
+        s.add_missing_meta();
+        Ok(s)
+    }
+
+    fn add_spec(&mut self, spec: &ColumnSpec) -> Result<usize, SchemaError> {
+        let table = self.table.clone();
+        let err = |problem: String| SchemaError::Column {
+            table: table.clone(),
+            name: spec.name.clone(),
+            problem,
+        };
+        if naming::valid_name(&spec.name) != spec.name && !is_plain_name(&spec.name) {
+            return Err(err(
+                "names must be lowercase [a-z0-9_], start with a letter and be at most 127 bytes"
+                    .into(),
+            ));
+        }
+        if self.names.contains_key(&spec.name) {
+            return Err(err("declared twice".into()));
+        }
+        let source = match (&spec.meta, &spec.path, &spec.companion_of) {
+            (Some(m), None, None) => {
+                if self.meta.contains_key(m) {
+                    return Err(err(format!("metadata column {m:?} listed twice")));
+                }
+                if spec.ty != m.column_type() {
+                    return Err(err(format!("metadata column must be {}", m.column_type())));
+                }
+                Source::Meta(*m)
+            }
+            (None, Some(path), None) if !path.is_empty() => {
+                let node = self.node_for(spec.image, path);
+                if self.nodes[node].column.is_some() {
+                    return Err(err("another column already reads this path".into()));
+                }
+                Source::Attr {
+                    image: spec.image,
+                    path: path.clone(),
+                }
+            }
+            (None, None, Some(of)) => {
+                let &idx = self
+                    .names
+                    .get(of)
+                    .ok_or_else(|| err(format!("companion of unknown column `{of}`")))?;
+                if self.companions[idx].is_some() {
+                    return Err(err(format!("`{of}` already has a companion column")));
+                }
+                Source::Companion(idx)
+            }
+            _ => {
+                return Err(err(
+                    "needs exactly one of `path` (non-empty), `meta` or `companion_of`".into(),
+                ))
+            }
+        };
+        Ok(self.push(Column {
+            name: spec.name.clone(),
+            ty: spec.ty.clone(),
+            source,
+        }))
+    }
+
+    /// Appends the declared columns this schema lacks; a declared column whose type differs from
+    /// the remembered one is an error.
+    pub fn merge_declared(&mut self, declared: &TableSchema) -> Result<(), SchemaError> {
+        for col in &declared.columns {
+            if let Some(&idx) = self.names.get(&col.name) {
+                let stored = &self.columns[idx];
+                if stored.ty != col.ty {
+                    return Err(SchemaError::TypeChange {
+                        table: self.table.clone(),
+                        name: col.name.clone(),
+                        stored: stored.ty.clone(),
+                        declared: col.ty.clone(),
+                    });
+                }
+                continue;
+            }
+            let spec = declared.spec(col);
+            self.add_spec(&spec)?;
+        }
+        Ok(())
+    }
+
+    fn spec(&self, col: &Column) -> ColumnSpec {
+        let (path, image, meta, companion_of) = match &col.source {
+            Source::Meta(m) => (None, Image::New, Some(*m), None),
+            Source::Attr { image, path } => (Some(path.clone()), *image, None, None),
+            Source::Companion(of) => (None, Image::New, None, Some(self.columns[*of].name.clone())),
+        };
+        ColumnSpec {
+            name: col.name.clone(),
+            ty: col.ty.clone(),
+            path,
+            image,
+            meta,
+            companion_of,
+        }
+    }
+
+    /// This schema as a schema file.
+    pub fn to_file(&self) -> SchemaFile {
+        SchemaFile {
+            table: self.table.clone(),
+            name: Some(self.name.clone()),
+            columns: self.columns.iter().map(|c| self.spec(c)).collect(),
+        }
+    }
+
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.names.get(name).copied()
+    }
+
+    pub fn meta_index(&self, m: Meta) -> usize {
+        self.meta[&m]
+    }
+
+    /// Root node of an image's attribute tree.
+    pub fn root(&self, image: Image) -> usize {
+        image_root(image)
+    }
+
+    /// The child node for an attribute name under `node`.
+    pub fn child(&self, node: usize, name: &str) -> Option<usize> {
+        self.nodes[node].children.get(name).copied()
+    }
+
+    /// The column that reads the path ending at `node`.
+    pub fn node_column(&self, node: usize) -> Option<usize> {
+        self.nodes[node].column
+    }
+
+    /// Adds an attribute column for a path, named from the path and made unique. Returns `None`
+    /// when the table already has `max_columns` columns.
+    pub fn add_attr_column(
+        &mut self,
+        image: Image,
+        path: &[&str],
+        ty: ColumnType,
+        max_columns: usize,
+    ) -> Option<usize> {
+        if self.columns.len() >= max_columns {
+            return None;
+        }
+        let prefix = (image == Image::Old).then_some("old");
+        let name = unique(naming::column_name(prefix, path), &self.names);
+        Some(self.push(Column {
+            name,
+            ty,
+            source: Source::Attr {
+                image,
+                path: path.iter().map(|s| s.to_string()).collect(),
+            },
+        }))
+    }
+
+    /// The companion (`NAME_str`) column of `col`, added if needed and the budget allows.
+    pub fn companion(&mut self, col: usize, max_columns: usize) -> Option<usize> {
+        if let Some(c) = self.companions[col] {
+            return Some(c);
+        }
+        if self.columns.len() >= max_columns {
+            return None;
+        }
+        let base = format!("{}_str", self.columns[col].name);
+        let name = unique(naming::valid_name(&base), &self.names);
+        Some(self.push(Column {
+            name,
+            ty: ColumnType::String,
+            source: Source::Companion(col),
+        }))
+    }
+
+    /// The Arrow schema of all columns, with the column list in the schema's metadata.
+    pub fn arrow_schema(&mut self) -> SchemaRef {
+        if let Some(s) = &self.arrow {
+            return s.clone();
+        }
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.ty.arrow(), true))
+            .collect();
+        let specs: Vec<ColumnSpec> = self.columns.iter().map(|c| self.spec(c)).collect();
+        let metadata = HashMap::from([
+            ("ddb_lake.table".to_string(), self.table.clone()),
+            (
+                "ddb_lake.columns".to_string(),
+                serde_json::to_string(&specs).expect("specs serialize"),
+            ),
+        ]);
+        let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
+        self.arrow = Some(schema.clone());
+        schema
+    }
+}
+
+fn image_root(image: Image) -> usize {
+    match image {
+        Image::New => NEW_ROOT,
+        Image::Old => OLD_ROOT,
+    }
+}
+
+fn unique(base: String, names: &HashMap<String, usize>) -> String {
+    naming::unique_name(base, |c| names.contains_key(c))
+}
+
+/// A name that is lowercase `[a-z0-9_]`, starts with a letter and fits 127 bytes (reserved words
+/// are allowed when declared explicitly).
+fn is_plain_name(name: &str) -> bool {
+    name.len() <= naming::MAX_NAME_BYTES
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The lake table name for a DynamoDB table name (a valid folder and Athena table name).
+pub fn lake_table_name(table: &str) -> String {
+    naming::column_name(None, &[table])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_table_has_meta_columns_first() {
+        let s = TableSchema::new("InvoiceTransactions", None);
+        assert_eq!(s.name, "invoice_transactions");
+        assert_eq!(s.len(), Meta::ALL.len());
+        assert_eq!(s.columns()[0].name, "cdc_operation");
+    }
+
+    #[test]
+    fn attribute_named_like_meta_or_colliding_gets_suffix() {
+        let mut s = TableSchema::new("t", None);
+        let a = s
+            .add_attr_column(Image::New, &["cdc_operation"], ColumnType::String, 100)
+            .unwrap();
+        assert_eq!(s.columns()[a].name, "cdc_operation_2");
+        let b = s
+            .add_attr_column(Image::New, &["Amount"], ColumnType::Bigint, 100)
+            .unwrap();
+        let c = s
+            .add_attr_column(Image::New, &["amount"], ColumnType::String, 100)
+            .unwrap();
+        assert_eq!(
+            (s.columns()[b].name.as_str(), s.columns()[c].name.as_str()),
+            ("amount", "amount_2")
+        );
+        let comp = s.companion(b, 100).unwrap();
+        assert_eq!(s.columns()[comp].name, "amount_str");
+        assert_eq!(s.companion(b, 100), Some(comp));
+        // Path lookups.
+        let node = s.child(s.root(Image::New), "Amount").unwrap();
+        assert_eq!(s.node_column(node), Some(b));
+        assert!(s.child(s.root(Image::Old), "Amount").is_none());
+    }
+
+    #[test]
+    fn budget_limits_columns() {
+        let mut s = TableSchema::new("t", None);
+        let max = s.len() + 1;
+        assert!(s
+            .add_attr_column(Image::New, &["a"], ColumnType::String, max)
+            .is_some());
+        assert!(s
+            .add_attr_column(Image::New, &["b"], ColumnType::String, max)
+            .is_none());
+    }
+
+    #[test]
+    fn file_round_trip_and_merge() {
+        let mut s = TableSchema::new("Orders", None);
+        let a = s
+            .add_attr_column(Image::New, &["Doc", "state"], ColumnType::String, 100)
+            .unwrap();
+        s.add_attr_column(Image::Old, &["Doc", "state"], ColumnType::String, 100);
+        s.companion(a, 100);
+        let text = toml::to_string(&s.to_file()).unwrap();
+        let back: SchemaFile = toml::from_str(&text).unwrap();
+        let s2 = TableSchema::from_file(&back).unwrap();
+        assert_eq!(s2.columns(), s.columns());
+
+        let declared: SchemaFile = toml::from_str(
+            r#"table = "Orders"
+            [[columns]]
+            name = "total"
+            type = "decimal(12,2)"
+            path = ["Total"]
+            [[columns]]
+            name = "doc_state"
+            type = "string"
+            path = ["Doc", "state"]
+            "#,
+        )
+        .unwrap();
+        let declared = TableSchema::from_file(&declared).unwrap();
+        let mut merged = s2.clone();
+        merged.merge_declared(&declared).unwrap();
+        assert_eq!(merged.len(), s2.len() + 1);
+        assert_eq!(merged.columns().last().unwrap().name, "total");
+
+        let conflicting: SchemaFile = toml::from_str(
+            r#"table = "Orders"
+            [[columns]]
+            name = "doc_state"
+            type = "bigint"
+            path = ["Doc", "state"]
+            "#,
+        )
+        .unwrap();
+        let conflicting = TableSchema::from_file(&conflicting).unwrap();
+        assert!(matches!(
+            merged.merge_declared(&conflicting),
+            Err(SchemaError::TypeChange { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_schema_files() {
+        for cols in [
+            r#"name = "Bad-Name"
+               type = "string"
+               path = ["a"]"#,
+            r#"name = "a"
+               type = "string""#,
+            r#"name = "a"
+               type = "string"
+               companion_of = "nope""#,
+        ] {
+            let text = format!("table = \"t\"\n[[columns]]\n{cols}\n");
+            let file: SchemaFile = toml::from_str(&text).unwrap();
+            assert!(TableSchema::from_file(&file).is_err(), "{cols}");
+        }
+    }
+}

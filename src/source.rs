@@ -1,0 +1,194 @@
+//! Source stage for files: local paths, folders and globs, and `s3://` objects, prefixes and
+//! globs, each opened as a byte stream with gzip detected by its magic bytes.
+
+use std::io::{BufRead, BufReader, Cursor, Read};
+use std::path::{Path as FsPath, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
+
+use crate::store::{self, Location, S3Options, StoreError};
+
+/// Read buffer for input files.
+const READ_BUFFER: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("input `{input}` matches no file")]
+    NoMatch { input: String },
+    #[error("bad glob `{input}`: {source}")]
+    Glob {
+        input: String,
+        source: glob::PatternError,
+    },
+    #[error("reading {name}: {source}")]
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One input file.
+#[derive(Debug, Clone)]
+pub enum InputFile {
+    Local(PathBuf),
+    Object { location: Location, path: Path },
+}
+
+impl InputFile {
+    /// The name positions and messages use: the local path, or the object's URL.
+    pub fn name(&self) -> String {
+        match self {
+            InputFile::Local(p) => p.display().to_string(),
+            InputFile::Object { location, path } => {
+                let bucket_url = location
+                    .url
+                    .split('/')
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join("/");
+                format!("{bucket_url}/{path}")
+            }
+        }
+    }
+
+    /// Opens the file as a stream of decompressed bytes.
+    pub async fn open(&self) -> Result<Box<dyn BufRead + Send>, SourceError> {
+        let name = self.name();
+        let io = |source| SourceError::Io {
+            name: name.clone(),
+            source,
+        };
+        let raw: Box<dyn Read + Send> = match self {
+            InputFile::Local(p) => Box::new(std::fs::File::open(p).map_err(io)?),
+            InputFile::Object { location, path } => {
+                Box::new(Cursor::new(location.get_path(path).await?))
+            }
+        };
+        let mut reader = BufReader::with_capacity(READ_BUFFER, raw);
+        let head = reader.fill_buf().map_err(io)?;
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Ok(Box::new(BufReader::with_capacity(
+                READ_BUFFER,
+                MultiGzDecoder::new(reader),
+            )))
+        } else {
+            Ok(Box::new(reader))
+        }
+    }
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Files of a local folder, recursively, sorted; hidden files (`.x`) and folders are skipped.
+fn walk(dir: &FsPath, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Expands inputs into files, in a deterministic order (each input's matches sorted).
+pub async fn resolve(inputs: &[String], s3: &S3Options) -> Result<Vec<InputFile>, SourceError> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let before = files.len();
+        if input.starts_with("s3://") {
+            resolve_s3(input, s3, &mut files).await?;
+        } else {
+            let local = input.strip_prefix("file://").unwrap_or(input);
+            if has_glob(local) {
+                let paths = glob::glob(local).map_err(|source| SourceError::Glob {
+                    input: input.clone(),
+                    source,
+                })?;
+                let mut matched: Vec<PathBuf> = paths
+                    .filter_map(Result::ok)
+                    .filter(|p| p.is_file())
+                    .collect();
+                matched.sort();
+                files.extend(matched.into_iter().map(InputFile::Local));
+            } else {
+                let p = PathBuf::from(local);
+                if p.is_dir() {
+                    let mut found = Vec::new();
+                    walk(&p, &mut found).map_err(|source| SourceError::Io {
+                        name: input.clone(),
+                        source,
+                    })?;
+                    files.extend(found.into_iter().map(InputFile::Local));
+                } else if p.is_file() {
+                    files.push(InputFile::Local(p));
+                }
+            }
+        }
+        if files.len() == before {
+            return Err(SourceError::NoMatch {
+                input: input.clone(),
+            });
+        }
+    }
+    Ok(files)
+}
+
+async fn resolve_s3(
+    input: &str,
+    s3: &S3Options,
+    files: &mut Vec<InputFile>,
+) -> Result<(), SourceError> {
+    let rest = &input["s3://".len()..];
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let location = store::open(&format!("s3://{bucket}"), s3)?;
+    let push = |files: &mut Vec<InputFile>, path: Path| {
+        files.push(InputFile::Object {
+            location: location.clone(),
+            path,
+        })
+    };
+    if has_glob(key) {
+        let cut = key.find(['*', '?', '[']).unwrap_or(key.len());
+        let dir = key[..cut].rsplit_once('/').map_or("", |(d, _)| d);
+        let pattern = glob::Pattern::new(key).map_err(|source| SourceError::Glob {
+            input: input.into(),
+            source,
+        })?;
+        for (path, _) in location.list(dir).await? {
+            if pattern.matches(path.as_ref()) {
+                push(files, path);
+            }
+        }
+        return Ok(());
+    }
+    let key = key.trim_end_matches('/');
+    if !key.is_empty() {
+        let path = Path::from(key);
+        if location.store.head(&path).await.is_ok() {
+            push(files, path);
+            return Ok(());
+        }
+    }
+    for (path, _) in location.list(key).await? {
+        let hidden = path
+            .filename()
+            .is_some_and(|f| f.starts_with('.') || f.starts_with('_'));
+        if !hidden {
+            push(files, path);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Object store locations: a local folder (`/path`, `file:///path`) or S3 (`s3://bucket/prefix`),
+//! opened through `object_store` with the standard AWS environment (credentials, region,
+//! `AWS_ENDPOINT_URL_S3` for S3-compatible stores). object_store retries S3 calls with backoff.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+/// Server-side encryption of written objects.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sse {
+    /// The bucket's default.
+    #[default]
+    None,
+    /// SSE-S3 (AES256).
+    Aes256,
+    /// SSE-KMS with `kms_key_id` (or the account's default key when unset).
+    Kms,
+}
+
+/// S3 settings (validated config).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Options {
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
+    pub sse: Sse,
+    pub kms_key_id: Option<String>,
+    pub bucket_key: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("`{url}` is not a local path, file:// or s3:// URL")]
+    BadUrl { url: String },
+    #[error("cannot open {url}: {source}")]
+    Open {
+        url: String,
+        source: object_store::Error,
+    },
+    #[error("cannot create folder {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{op} {url}: {source}")]
+    Io {
+        op: &'static str,
+        url: String,
+        source: object_store::Error,
+    },
+}
+
+/// An object store and the prefix inside it that a URL names.
+#[derive(Clone)]
+pub struct Location {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: Path,
+    /// The URL as given, without a trailing slash, for messages.
+    pub url: String,
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Location").field("url", &self.url).finish()
+    }
+}
+
+/// Opens a local folder (created if missing) or an S3 prefix.
+pub fn open(url: &str, s3: &S3Options) -> Result<Location, StoreError> {
+    let trimmed = url.trim_end_matches('/');
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::BadUrl { url: url.into() });
+        }
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(r) = &s3.region {
+            b = b.with_region(r);
+        }
+        if let Some(e) = &s3.endpoint {
+            b = b.with_endpoint(e);
+        }
+        if s3.allow_http {
+            b = b.with_allow_http(true);
+        }
+        match s3.sse {
+            Sse::None => {}
+            Sse::Aes256 => {
+                let key: AmazonS3ConfigKey = "aws_server_side_encryption"
+                    .parse()
+                    .expect("object_store knows this key");
+                b = b.with_config(key, "AES256")
+            }
+            Sse::Kms => {
+                b = b.with_sse_kms_encryption(s3.kms_key_id.clone().unwrap_or_default());
+                if s3.bucket_key {
+                    b = b.with_bucket_key(true);
+                }
+            }
+        }
+        let store = b.build().map_err(|source| StoreError::Open {
+            url: url.into(),
+            source,
+        })?;
+        return Ok(Location {
+            store: Arc::new(store),
+            prefix: Path::from(prefix.trim_matches('/')),
+            url: trimmed.into(),
+        });
+    }
+    let path = match url.strip_prefix("file://") {
+        Some(p) => p,
+        None if url.contains("://") => return Err(StoreError::BadUrl { url: url.into() }),
+        None => url,
+    };
+    std::fs::create_dir_all(path).map_err(|source| StoreError::CreateDir {
+        path: path.into(),
+        source,
+    })?;
+    let store = LocalFileSystem::new_with_prefix(path).map_err(|source| StoreError::Open {
+        url: url.into(),
+        source,
+    })?;
+    Ok(Location {
+        store: Arc::new(store),
+        prefix: Path::default(),
+        url: trimmed.into(),
+    })
+}
+
+impl Location {
+    /// The full path of a relative object name.
+    pub fn path(&self, rel: &str) -> Path {
+        let mut p = self.prefix.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    /// The URL of a relative object name, for messages.
+    pub fn display(&self, rel: &str) -> String {
+        format!("{}/{}", self.url, rel)
+    }
+
+    /// Writes an object: one PUT when small, a multipart upload when at least
+    /// `multipart_threshold` bytes.
+    pub async fn put(
+        &self,
+        rel: &str,
+        data: Bytes,
+        multipart_threshold: usize,
+        part_size: usize,
+    ) -> Result<(), StoreError> {
+        let path = self.path(rel);
+        let err = |source| StoreError::Io {
+            op: "writing",
+            url: self.display(rel),
+            source,
+        };
+        if data.len() < multipart_threshold {
+            self.store
+                .put(&path, PutPayload::from(data))
+                .await
+                .map_err(err)?;
+            return Ok(());
+        }
+        let upload = self.store.put_multipart(&path).await.map_err(err)?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, part_size);
+        w.put(data);
+        w.finish().await.map_err(err)?;
+        Ok(())
+    }
+
+    /// Reads an object, or `None` if it does not exist.
+    pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>, StoreError> {
+        match self.store.get(&self.path(rel)).await {
+            Ok(r) => r.bytes().await.map(Some).map_err(|source| StoreError::Io {
+                op: "reading",
+                url: self.display(rel),
+                source,
+            }),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(StoreError::Io {
+                op: "reading",
+                url: self.display(rel),
+                source,
+            }),
+        }
+    }
+
+    /// Reads an object by its full path.
+    pub async fn get_path(&self, path: &Path) -> Result<Bytes, StoreError> {
+        let err = |source| StoreError::Io {
+            op: "reading",
+            url: format!("{}/{}", self.url, path),
+            source,
+        };
+        self.store
+            .get(path)
+            .await
+            .map_err(err)?
+            .bytes()
+            .await
+            .map_err(err)
+    }
+
+    /// Full paths and sizes of the objects under a relative prefix, sorted.
+    pub async fn list(&self, rel: &str) -> Result<Vec<(Path, u64)>, StoreError> {
+        let prefix = self.path(rel);
+        let mut out: Vec<(Path, u64)> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| (m.location, m.size))
+            .try_collect()
+            .await
+            .map_err(|source| StoreError::Io {
+                op: "listing",
+                url: self.display(rel),
+                source,
+            })?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// The part of a full path below this location's prefix.
+    pub fn relative(&self, path: &Path) -> String {
+        match path.prefix_match(&self.prefix) {
+            Some(parts) => parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            None => path.to_string(),
+        }
+    }
+}
