@@ -163,7 +163,12 @@ mod tests {
             vec![Arc::new(Int64Array::from(vec![1, 2]))],
         )
         .unwrap();
-        let bytes = encode(&full, &[part.clone()], &EncodeOptions::default()).unwrap();
+        let bytes = encode(
+            &full,
+            std::slice::from_ref(&part),
+            &EncodeOptions::default(),
+        )
+        .unwrap();
         assert_eq!(
             bytes,
             encode(&full, &[part], &EncodeOptions::default()).unwrap()

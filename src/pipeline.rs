@@ -121,6 +121,8 @@ pub struct Summary {
     /// Objects written (or, in a dry run, that would be): relative name, rows, bytes.
     pub objects: Vec<ObjectInfo>,
     pub peak_buffered_bytes: u64,
+    /// Peak resident memory of the process (Linux), when known.
+    pub peak_rss_bytes: Option<u64>,
     pub elapsed_ms: u64,
     pub dry_run: bool,
 }
@@ -648,6 +650,7 @@ pub async fn export(
         flushes: stats.flushes,
         objects: stats.objects,
         peak_buffered_bytes: peak as u64,
+        peak_rss_bytes: crate::report::peak_rss_bytes(),
         elapsed_ms: started.elapsed().as_millis() as u64,
         dry_run: opts.dry_run,
         ..Summary::default()

@@ -155,7 +155,8 @@ pub fn render(s: &Summary) -> String {
         "elapsed:    {secs:.2} s ({:.0} records/s); peak buffered {}{}",
         s.records_in as f64 / secs.max(0.001),
         human_bytes(s.peak_buffered_bytes),
-        peak_rss_bytes().map_or(String::new(), |r| format!(", peak RSS {}", human_bytes(r)))
+        s.peak_rss_bytes
+            .map_or(String::new(), |r| format!(", peak RSS {}", human_bytes(r)))
     );
     o
 }

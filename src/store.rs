@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
-use object_store::path::Path;
+use object_store::path::{Path, PathPart};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 /// Server-side encryption of written objects.
@@ -136,11 +136,14 @@ pub fn open(url: &str, s3: &S3Options) -> Result<Location, StoreError> {
 }
 
 impl Location {
-    /// The full path of a relative object name.
+    /// The full path of a relative object name. Segments are used as they are (partition values
+    /// arrive already sanitized, with `%XX` escapes that must not be encoded again); a segment
+    /// object_store refuses (`.`, `..`, control characters) is percent-encoded instead.
     pub fn path(&self, rel: &str) -> Path {
         let mut p = self.prefix.clone();
         for part in rel.split('/').filter(|s| !s.is_empty()) {
-            p = p.clone().join(part);
+            let part = PathPart::parse(part).unwrap_or_else(|_| PathPart::from(part));
+            p = p.join(part);
         }
         p
     }

@@ -108,7 +108,8 @@ impl Buffers {
         self.total
     }
 
-    /// The most bytes ever buffered at once.
+    /// The most bytes buffered between two rows (within one row, the budget may be exceeded by
+    /// that row until the largest buffers flush).
     pub fn peak_bytes(&self) -> usize {
         self.peak
     }
@@ -155,12 +156,12 @@ impl Buffers {
             None
         };
         self.total = self.total + after - before;
-        self.peak = self.peak.max(self.total);
         let mut out = Vec::new();
         if let Some(reason) = reason {
             out.extend(self.take(&key, reason));
         }
         out.extend(self.enforce_budget());
+        self.peak = self.peak.max(self.total);
         out
     }
 

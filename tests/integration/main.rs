@@ -1,1 +1,11 @@
+//! Integration tests: the `ddb-lake` binary on real files and against a local S3 server, with
+//! output read back by independent Parquet readers (pyarrow, DuckDB).
+//!
+//! Run them with `scripts/test.sh`, which installs and starts what they need and sets
+//! `DDB_LAKE_TEST_PYTHON` (a Python with pyarrow, duckdb and boto3) and `AWS_ENDPOINT_URL_S3`.
 
+mod bad_input;
+mod export;
+mod helpers;
+mod s3;
+mod schema;

@@ -1,0 +1,212 @@
+//! Exports of generated records into local folders, checked with pyarrow and DuckDB.
+
+use crate::helpers::*;
+
+#[test]
+fn every_record_is_one_row_with_exact_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("orders.jsonl");
+    generate(&input, 3000, 11, &["--hours", "5"]);
+    let lake = dir.path().join("lake");
+    let summary = export_json(&["-i", s(&input), "-o", s(&lake)], 0);
+    assert_eq!(summary["records_in"], 3000);
+    assert_eq!(summary["rows_out"]["orders"], 3000);
+    assert_eq!(summary["errors"], serde_json::json!({}));
+    let out = py_script("check_orders.py", &[s(&input), s(&lake.join("orders"))]);
+    assert_eq!(out.trim(), "OK 3000");
+    // Hour folders as Firehose writes them, objects named *.parquet, state outside the table.
+    let files = tree(&lake);
+    let parquet: Vec<_> = files.iter().filter(|f| f.starts_with("orders/")).collect();
+    assert!(parquet.len() >= 5, "{files:?}");
+    for f in &parquet {
+        let parts: Vec<_> = f.split('/').collect();
+        assert_eq!(parts.len(), 6, "{f}");
+        assert!(
+            parts[1].len() == 4
+                && parts[2].len() == 2
+                && parts[3].len() == 2
+                && parts[4].len() == 2,
+            "{f}"
+        );
+        assert!(
+            parts[5].ends_with(".parquet") && !parts[5].starts_with(['_', '.']),
+            "{f}"
+        );
+    }
+    assert!(files.contains(&"_ddb_lake/schemas/orders.toml".to_string()));
+}
+
+#[test]
+fn same_input_gives_identical_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(&input, 1500, 3, &[]);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    // Small flushes so that a run writes many files per partition.
+    for lake in [&a, &b] {
+        export_json(&["-i", s(&input), "-o", s(lake), "--max-records", "100"], 0);
+    }
+    let (ta, tb) = (tree(&a), tree(&b));
+    assert_eq!(ta, tb);
+    assert!(ta.len() > 15, "{ta:?}");
+    for f in &ta {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // A rerun into the same folder overwrites the same objects: nothing is duplicated.
+    export_json(&["-i", s(&input), "-o", s(&a), "--max-records", "100"], 0);
+    assert_eq!(tree(&a), ta);
+    assert_eq!(duckdb_count(&a.join("orders")), 1500);
+}
+
+#[test]
+fn all_input_shapes_and_gzip_give_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    generate(&inputs.join("a.jsonl"), 400, 5, &["--shape", "kinesis"]);
+    generate(&inputs.join("b.json"), 400, 5, &["--shape", "concat"]);
+    generate(&inputs.join("c.jsonl.gz"), 400, 5, &["--shape", "kinesis"]);
+    generate(&inputs.join("d.json"), 400, 5, &["--shape", "lambda"]);
+    generate(&inputs.join("e.jsonl"), 400, 5, &["--shape", "streams"]);
+    // gzip detected by magic bytes, not by name.
+    std::fs::copy(inputs.join("c.jsonl.gz"), inputs.join("f.data")).unwrap();
+    let lake = dir.path().join("lake");
+    let summary = export_json(&["-i", s(&inputs), "-o", s(&lake)], 0);
+    assert_eq!(summary["input_files"], 6);
+    assert_eq!(summary["records_in"], 2400);
+    assert_eq!(summary["rows_out"]["orders"], 2400);
+    // Kinesis-shaped files (plain, concatenated, gzip) hold identical data rows; DynamoDB Streams
+    // files carry the same changes with second-precision times.
+    let check = r#"
+import duckdb, sys
+src = f"read_parquet('{sys.argv[1]}/**/*.parquet')"
+cols = "cdc_operation, cdc_event_id, cdc_event_time_us, order_id, total, tags, thumbnail, items, ship_to_geo_lat"
+per_file = duckdb.execute(f"select cdc_source_file, count(*) from {src} group by 1 order by 1").fetchall()
+assert [n for _, n in per_file] == [400] * 6, per_file
+base = None
+for f in ['a.jsonl', 'b.json', 'c.jsonl.gz', 'f.data']:
+    rows = duckdb.execute(f"select {cols} from {src} where cdc_source_file like '%{f}' order by cdc_source_offset").fetchall()
+    if base is None: base = rows
+    assert rows == base, f
+streams = duckdb.execute(f"select cdc_operation, order_id, total, cdc_sequence_number from {src} where cdc_source_file like '%e.jsonl' order by cdc_source_offset").fetchall()
+lam = duckdb.execute(f"select cdc_operation, order_id, total, cdc_sequence_number from {src} where cdc_source_file like '%d.json' order by cdc_source_offset").fetchall()
+assert streams == lam and all(r[3] for r in streams)
+print('OK')
+"#;
+    assert_eq!(py(check, &[s(&lake)]), "OK");
+}
+
+#[test]
+fn layouts_and_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(&input, 500, 9, &["--hours", "3"]);
+    let hive = dir.path().join("hive");
+    export_json(&["-i", s(&input), "-o", s(&hive), "--layout", "hive"], 0);
+    let dt = dir.path().join("dt");
+    export_json(&["-i", s(&input), "-o", s(&dt), "--layout", "hive_dt"], 0);
+    let tpl = dir.path().join("tpl");
+    export_json(
+        &[
+            "-i",
+            s(&input),
+            "-o",
+            s(&tpl),
+            "--template",
+            "raw/{table}/state={ship_to_state}/{YYYY}{MM}{DD}",
+        ],
+        0,
+    );
+    assert!(tree(&hive)
+        .iter()
+        .any(|f| f.starts_with("orders/year=2026/month=11/day=01/hour=0")));
+    assert!(tree(&dt)
+        .iter()
+        .any(|f| f.starts_with("orders/dt=2026-11-01/hr=0")));
+    assert!(tree(&tpl)
+        .iter()
+        .any(|f| f.starts_with("raw/orders/state=WA/20261101/")));
+    // Hive-style partitions read back as partition columns that agree with the data columns.
+    let check = r#"
+import duckdb, sys
+hive, dt = sys.argv[1], sys.argv[2]
+r = duckdb.execute(f"select count(*), count(*) filter (where cast(hour as int) <> cdc_hour or make_date(cast(year as int), cast(month as int), cast(day as int)) <> cdc_date) from read_parquet('{hive}/orders/**/*.parquet', hive_partitioning=true)").fetchone()
+assert r == (500, 0), r
+r = duckdb.execute(f"select count(*), count(*) filter (where cast(dt as date) <> cdc_date or cast(hr as int) <> cdc_hour) from read_parquet('{dt}/orders/**/*.parquet', hive_partitioning=true)").fetchone()
+assert r == (500, 0), r
+print('OK')
+"#;
+    assert_eq!(py(check, &[s(&hive), s(&dt)]), "OK");
+    assert_eq!(duckdb_count(&tpl.join("raw/orders")), 500);
+}
+
+#[test]
+fn dry_run_writes_nothing_and_lists_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(&input, 200, 2, &[]);
+    let lake = dir.path().join("lake");
+    let summary = export_json(&["-i", s(&input), "-o", s(&lake), "--dry-run"], 0);
+    assert_eq!(summary["dry_run"], true);
+    assert_eq!(summary["rows_out"]["orders"], 200);
+    let objects = summary["objects"].as_array().unwrap();
+    assert!(!objects.is_empty());
+    assert!(objects.iter().all(|o| o["bytes"].as_u64().unwrap() > 0));
+    assert!(tree(&lake).is_empty(), "{:?}", tree(&lake));
+}
+
+#[test]
+fn thousands_of_partitions_stay_within_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(&input, 6000, 4, &[]);
+    let lake = dir.path().join("lake");
+    // One partition per order: thousands open at once, with a 1 MiB budget.
+    let budget = 1024 * 1024;
+    let summary = export_json(
+        &[
+            "-i",
+            s(&input),
+            "-o",
+            s(&lake),
+            "--template",
+            "{table}/order={order_id}",
+            "--memory-budget",
+            "1MiB",
+        ],
+        0,
+    );
+    assert_eq!(summary["rows_out"]["orders"], 6000);
+    assert!(summary["peak_buffered_bytes"].as_u64().unwrap() <= budget);
+    // The process as a whole: the budget plus a fixed overhead (runtime, readers, encoders).
+    let rss = summary["peak_rss_bytes"]
+        .as_u64()
+        .expect("Linux reports VmHWM");
+    assert!(rss < budget + 150 * 1024 * 1024, "peak RSS {rss}");
+    assert!(
+        summary["flushes"]["memory_budget"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    let partitions: std::collections::HashSet<_> = tree(&lake.join("orders"))
+        .into_iter()
+        .map(|f| f.split('/').next().unwrap().to_string())
+        .collect();
+    assert!(partitions.len() > 2000, "{}", partitions.len());
+    assert_eq!(duckdb_count(&lake.join("orders")), 6000);
+}
+
+#[test]
+fn readme_first_command_on_the_committed_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/examples/orders.jsonl");
+    let lake = dir.path().join("lake");
+    let out = run_ok(&["export", "--input", sample, "--output", s(&lake)], 0);
+    assert!(out.contains("rows out:   300"), "{out}");
+    assert!(out.contains("errors:     0"), "{out}");
+    let check = py_script("check_orders.py", &[sample, s(&lake.join("orders"))]);
+    assert_eq!(check.trim(), "OK 300");
+}

@@ -1,0 +1,132 @@
+//! Shared helpers: running the binary, generating input, running Python checks.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ddb-lake"));
+    c.env("DDB_LAKE_LOG", "warn");
+    c
+}
+
+/// Runs the binary; returns its output (any exit code).
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+/// Runs the binary and requires the given exit code.
+pub fn run_ok(args: &[&str], code: i32) -> String {
+    let out = run(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "ddb-lake {args:?}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs an export with `--json` and returns the parsed summary.
+pub fn export_json(args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["export", "--json", "--no-progress"];
+    all.extend_from_slice(args);
+    let out = run_ok(&all, code);
+    serde_json::from_str(&out).expect("JSON summary")
+}
+
+/// Generates records with `ddb-lake generate` into `path`.
+pub fn generate(path: &Path, records: u64, seed: u64, extra: &[&str]) {
+    let n = records.to_string();
+    let s = seed.to_string();
+    let mut args = vec![
+        "generate",
+        "--records",
+        &n,
+        "--seed",
+        &s,
+        "-o",
+        path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_ok(&args, 0);
+}
+
+pub fn python() -> String {
+    std::env::var("DDB_LAKE_TEST_PYTHON").expect(
+        "DDB_LAKE_TEST_PYTHON is not set: run the tests with scripts/test.sh, which installs pyarrow, duckdb and moto",
+    )
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+/// Runs a Python check script; it must exit 0. Returns its stdout.
+pub fn py_script(name: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg(script(name))
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs inline Python code with arguments; it must exit 0. Returns its stdout, trimmed.
+pub fn py(code: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "python failed:\n{code}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// All files under a folder, relative, sorted.
+pub fn tree(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out.sort();
+    out
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Rows in Parquet files under a folder, counted by DuckDB.
+pub fn duckdb_count(dir: &Path) -> u64 {
+    py(
+        "import duckdb,sys; print(duckdb.execute(f\"select count(*) from read_parquet('{sys.argv[1]}/**/*.parquet')\").fetchone()[0])",
+        &[s(dir)],
+    )
+    .parse()
+    .unwrap()
+}

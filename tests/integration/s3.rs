@@ -1,0 +1,98 @@
+//! Export from and to S3 on the local S3 server (moto), read back through boto3 with pyarrow.
+
+use crate::helpers::*;
+
+const S3PY: &str = r#"
+import boto3, os, sys, io
+s3 = boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1')
+"#;
+
+fn unique_bucket(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+#[test]
+fn export_from_s3_to_s3_with_multipart_and_sse() {
+    std::env::var("AWS_ENDPOINT_URL_S3")
+        .expect("run with scripts/test.sh: it starts the local S3 server");
+    let bucket = unique_bucket("ddb-lake");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl.gz");
+    generate(&input, 2000, 21, &["--hours", "3"]);
+    let upload = format!(
+        "{S3PY}s3.create_bucket(Bucket=sys.argv[1])\ns3.upload_file(sys.argv[2], sys.argv[1], 'raw/2026/in.jsonl.gz')\ns3.put_object(Bucket=sys.argv[1], Key='raw/2026/skip.txt', Body=b'x')"
+    );
+    py(&upload, &[&bucket, s(&input)]);
+    // Every Parquet object goes up as a multipart upload (threshold 1 byte), SSE-S3 requested.
+    let config = dir.path().join("ddb-lake.toml");
+    std::fs::write(
+        &config,
+        "[s3]\nmultipart_threshold = \"1\"\nsse = \"aes256\"\n",
+    )
+    .unwrap();
+    let summary = export_json(
+        &[
+            "-i",
+            &format!("s3://{bucket}/raw/2026/*.gz"),
+            "-o",
+            &format!("s3://{bucket}/lake"),
+            "-c",
+            s(&config),
+        ],
+        0,
+    );
+    assert_eq!(summary["input_files"], 1);
+    assert_eq!(summary["rows_out"]["orders"], 2000);
+    let files = summary["files_written"].as_u64().unwrap();
+    assert!(files >= 3);
+    let check = format!(
+        r#"{S3PY}
+import pyarrow.parquet as pq, duckdb
+bucket = sys.argv[1]
+keys = [o['Key'] for o in s3.list_objects_v2(Bucket=bucket, Prefix='lake/')['Contents']]
+data = [k for k in keys if k.startswith('lake/orders/')]
+assert all(k.endswith('.parquet') for k in data), data
+assert 'lake/_ddb_lake/schemas/orders.toml' in keys, keys
+rows = 0
+for k in data:
+    head = s3.head_object(Bucket=bucket, Key=k)
+    assert head.get('ServerSideEncryption') == 'AES256', head
+    t = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=k)['Body'].read()))
+    rows += t.num_rows
+    assert str(t.schema.field('total').type) == 'decimal128(38, 9)'
+print(len(data), rows)
+"#
+    );
+    assert_eq!(py(&check, &[&bucket]), format!("{files} 2000"));
+}
+
+#[test]
+fn a_prefix_input_reads_every_object_below_it() {
+    std::env::var("AWS_ENDPOINT_URL_S3")
+        .expect("run with scripts/test.sh: it starts the local S3 server");
+    let bucket = unique_bucket("ddb-prefix");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    generate(&a, 100, 1, &[]);
+    generate(&b, 150, 2, &["--shape", "concat"]);
+    let upload = format!(
+        "{S3PY}s3.create_bucket(Bucket=sys.argv[1])\ns3.upload_file(sys.argv[2], sys.argv[1], 'in/a.jsonl')\ns3.upload_file(sys.argv[3], sys.argv[1], 'in/sub/b.jsonl')"
+    );
+    py(&upload, &[&bucket, s(&a), s(&b)]);
+    let lake = dir.path().join("lake");
+    let summary = export_json(&["-i", &format!("s3://{bucket}/in/"), "-o", s(&lake)], 0);
+    assert_eq!(summary["input_files"], 2);
+    assert_eq!(summary["rows_out"]["orders"], 250);
+    let files = py(
+        "import duckdb,sys; print(duckdb.execute(f\"select string_agg(distinct cdc_source_file, ',' order by cdc_source_file) from read_parquet('{sys.argv[1]}/**/*.parquet')\").fetchone()[0])",
+        &[s(&lake.join("orders"))],
+    );
+    assert_eq!(
+        files,
+        format!("s3://{bucket}/in/a.jsonl,s3://{bucket}/in/sub/b.jsonl")
+    );
+}

@@ -1,0 +1,142 @@
+//! Schema files: inference, declared types, and append-only evolution across runs.
+
+use crate::helpers::*;
+
+fn record(id: &str, attrs: &str) -> String {
+    format!(
+        r#"{{"eventID":"{id}","eventName":"INSERT","tableName":"Evo","dynamodb":{{"ApproximateCreationDateTime":1795000000331,"Keys":{{"Id":{{"S":"{id}"}}}},"NewImage":{{"Id":{{"S":"{id}"}}{attrs}}}}}}}"#
+    )
+}
+
+#[test]
+fn infer_writes_an_editable_schema_that_export_then_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(&input, 300, 8, &[]);
+    let schemas = dir.path().join("schemas");
+    let out = run_ok(
+        &["schema", "infer", "-i", s(&input), "--out-dir", s(&schemas)],
+        0,
+    );
+    assert!(out.contains("orders.toml"), "{out}");
+    let text = std::fs::read_to_string(schemas.join("orders.toml")).unwrap();
+    assert!(
+        text.contains("name = \"total\"") && text.contains("type = \"decimal(38,9)\""),
+        "{text}"
+    );
+    // Edit it: total as decimal(12,2), renamed; the rest as inferred.
+    let edited = text.replace(
+        "name = \"total\"\ntype = \"decimal(38,9)\"",
+        "name = \"order_total\"\ntype = \"decimal(12,2)\"",
+    );
+    assert_ne!(edited, text);
+    std::fs::write(schemas.join("orders.toml"), edited).unwrap();
+    let lake = dir.path().join("lake");
+    export_json(
+        &["-i", s(&input), "-o", s(&lake), "--schemas", s(&schemas)],
+        0,
+    );
+    let check = r#"
+import pyarrow.dataset as ds, sys
+t = ds.dataset(sys.argv[1], format='parquet').to_table()
+assert str(t.schema.field('order_total').type) == 'decimal128(12, 2)', t.schema
+assert 'total' not in t.schema.names
+assert t.num_rows == 300 and t.column('order_total').null_count == 0
+print('OK')
+"#;
+    assert_eq!(py(check, &[s(&lake.join("orders"))]), "OK");
+}
+
+#[test]
+fn columns_are_only_appended_and_never_change_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let run1 = dir.path().join("1.jsonl");
+    std::fs::write(&run1, record("a", r#","Price":{"N":"10"}"#)).unwrap();
+    export_json(&["-i", s(&run1), "-o", s(&lake)], 0);
+    let run2 = dir.path().join("2.jsonl");
+    std::fs::write(
+        &run2,
+        [
+            record("b", r#","Color":{"S":"red"},"Price":{"N":"12.5"}"#),
+            record("c", r#","Price":{"N":"7"}"#),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let summary = export_json(&["-i", s(&run2), "-o", s(&lake)], 0);
+    // Price stays bigint (remembered from run 1); 12.5 is kept as text and counted.
+    assert_eq!(summary["type_mismatches"]["evo.price"], 1);
+    let check = r#"
+import pyarrow.parquet as pq, glob, sys
+files = sorted(glob.glob(sys.argv[1] + '/evo/**/*.parquet', recursive=True))
+schemas = [pq.read_schema(f).names for f in files]
+longest = max(schemas, key=len)
+for s in schemas:
+    assert longest[:len(s)] == s, (s, longest)
+assert longest[-3:] == ['price', 'color', 'price_str'], longest
+rows = {}
+for f in files:
+    for r in pq.read_table(f).to_pylist():
+        rows[r['id']] = r
+assert rows['a']['price'] == 10 and rows['c']['price'] == 7
+assert rows['b']['price'] is None and rows['b']['price_str'] == '12.5' and rows['b']['color'] == 'red'
+state = open(sys.argv[1] + '/_ddb_lake/schemas/evo.toml').read()
+assert state.index('"price"') < state.index('"color"') < state.index('"price_str"'), state
+print('OK')
+"#;
+    assert_eq!(py(check, &[s(&lake)]), "OK");
+}
+
+#[test]
+fn a_declared_type_that_conflicts_with_the_remembered_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, record("a", r#","Price":{"N":"10"}"#)).unwrap();
+    export_json(&["-i", s(&input), "-o", s(&lake)], 0);
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir(&schemas).unwrap();
+    std::fs::write(
+        schemas.join("evo.toml"),
+        "table = \"Evo\"\n[[columns]]\nname = \"price\"\ntype = \"string\"\npath = [\"Price\"]\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "export",
+        "-i",
+        s(&input),
+        "-o",
+        s(&lake),
+        "--schemas",
+        s(&schemas),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("price") && err.contains("never changes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn several_tables_in_one_input_go_to_separate_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    generate(&a, 120, 1, &["--table", "Orders"]);
+    generate(&b, 80, 2, &["--table", "Returns"]);
+    let mixed = dir.path().join("mixed.jsonl");
+    let (ta, tb) = (
+        std::fs::read_to_string(&a).unwrap(),
+        std::fs::read_to_string(&b).unwrap(),
+    );
+    let mut lines: Vec<&str> = ta.lines().chain(tb.lines()).collect();
+    lines.sort_by_key(|l| l.len()); // interleave the tables
+    std::fs::write(&mixed, lines.join("\n")).unwrap();
+    let lake = dir.path().join("lake");
+    let summary = export_json(&["-i", s(&mixed), "-o", s(&lake)], 0);
+    assert_eq!(summary["rows_out"]["orders"], 120);
+    assert_eq!(summary["rows_out"]["returns"], 80);
+    assert_eq!(duckdb_count(&lake.join("orders")), 120);
+    assert_eq!(duckdb_count(&lake.join("returns")), 80);
+}
