@@ -100,7 +100,7 @@ fn append(b: &mut dyn ArrayBuilder, ty: &ColumnType, cell: &Cell) -> usize {
             downcast!(b, BooleanBuilder).append_option(v);
             1
         }
-        (ColumnType::Timestamp, c) => {
+        (ColumnType::Timestamp(_), c) => {
             let v = match c {
                 Cell::Ts(v) => Some(*v),
                 _ => None,
@@ -108,7 +108,7 @@ fn append(b: &mut dyn ArrayBuilder, ty: &ColumnType, cell: &Cell) -> usize {
             downcast!(b, TimestampMicrosecondBuilder).append_option(v);
             8
         }
-        (ColumnType::Date, c) => {
+        (ColumnType::Date(_), c) => {
             let v = match c {
                 Cell::Date(v) => Some(*v),
                 _ => None,

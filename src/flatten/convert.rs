@@ -9,7 +9,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
 use crate::decode::AttrValue;
-use crate::schema::ColumnType;
+use crate::schema::{ColumnType, TimeFormat};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -63,10 +63,8 @@ pub fn convert<'a>(v: &AttrValue<'a>, ty: &ColumnType, o: ConvertOptions) -> Opt
             Cell::Dec(parse_decimal(n, *precision, *scale)?)
         }
         (ColumnType::Boolean, AttrValue::Bool(b)) => Cell::Bool(*b),
-        (ColumnType::Timestamp, AttrValue::N(n)) => Cell::Ts(epoch_us(n)?),
-        (ColumnType::Timestamp, AttrValue::S(s)) => Cell::Ts(parse_time_us(s)?),
-        (ColumnType::Date, AttrValue::N(n)) => Cell::Date(days(epoch_us(n)?)?),
-        (ColumnType::Date, AttrValue::S(s)) => Cell::Date(parse_date(s)?),
+        (ColumnType::Timestamp(f), v) => Cell::Ts(time_us(v, *f)?),
+        (ColumnType::Date(f), v) => Cell::Date(days(time_us(v, *f)?)?),
         (ColumnType::Binary, AttrValue::B(b)) => Cell::Bin(decode_binary(b, o)?),
         (ColumnType::Json, v) => Cell::Str(Cow::Owned(to_json(v, o))),
         (ColumnType::List(inner), AttrValue::L(items)) => Cell::List(
@@ -185,28 +183,37 @@ pub fn parse_decimal(text: &str, precision: u8, scale: u8) -> Option<i128> {
     Some(if negative { -v } else { v })
 }
 
-/// Epoch number to microseconds, the unit chosen by magnitude: below 1e11 seconds, below 1e14
-/// milliseconds, else microseconds.
-fn epoch_us(n: &str) -> Option<i64> {
-    if let Some(i) = parse_int(n) {
-        let a = i.unsigned_abs();
-        return if a < 100_000_000_000 {
-            i.checked_mul(1_000_000)
-        } else if a < 100_000_000_000_000 {
-            i.checked_mul(1_000)
+/// A number or text to microseconds since the epoch, as the column's format says.
+fn time_us(v: &AttrValue, format: TimeFormat) -> Option<i64> {
+    match (v, format) {
+        (AttrValue::S(s), TimeFormat::Auto | TimeFormat::Iso) => parse_time_us(s),
+        (AttrValue::N(n), TimeFormat::Auto) => epoch_us(n, None),
+        (AttrValue::N(n), TimeFormat::EpochSeconds) => epoch_us(n, Some(1_000_000)),
+        (AttrValue::N(n), TimeFormat::EpochMillis) => epoch_us(n, Some(1_000)),
+        (AttrValue::N(n), TimeFormat::EpochMicros) => epoch_us(n, Some(1)),
+        _ => None,
+    }
+}
+
+/// Epoch number to microseconds: `per_unit` microseconds per unit, or by magnitude when `None`
+/// (below 1e11 seconds, below 1e14 milliseconds, else microseconds).
+fn epoch_us(n: &str, per_unit: Option<i64>) -> Option<i64> {
+    let by_magnitude = |a: f64| {
+        if a < 1e11 {
+            1_000_000
+        } else if a < 1e14 {
+            1_000
         } else {
-            Some(i)
-        };
+            1
+        }
+    };
+    if let Some(i) = parse_int(n) {
+        let unit = per_unit.unwrap_or_else(|| by_magnitude(i.unsigned_abs() as f64));
+        return i.checked_mul(unit);
     }
     let f: f64 = n.parse().ok().filter(|f: &f64| f.is_finite())?;
-    let scale = if f.abs() < 1e11 {
-        1e6
-    } else if f.abs() < 1e14 {
-        1e3
-    } else {
-        1.0
-    };
-    let us = (f * scale).round();
+    let unit = per_unit.unwrap_or_else(|| by_magnitude(f.abs()));
+    let us = (f * unit as f64).round();
     (us.abs() < 9.2e18).then_some(us as i64)
 }
 
@@ -222,10 +229,6 @@ fn parse_time_us(s: &str) -> Option<i64> {
     }
     let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
     Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
-}
-
-fn parse_date(s: &str) -> Option<i32> {
-    days(parse_time_us(s)?)
 }
 
 /// Days since the epoch for a microsecond time.
@@ -458,23 +461,56 @@ mod tests {
             None
         );
         assert_eq!(
-            convert(&n("1795000000"), &ColumnType::Timestamp, O),
+            convert(
+                &n("1795000000"),
+                &ColumnType::Timestamp(TimeFormat::Auto),
+                O
+            ),
             Some(Cell::Ts(1_795_000_000_000_000))
         );
         assert_eq!(
-            convert(&n("1795000000123"), &ColumnType::Timestamp, O),
+            convert(
+                &n("1795000000123"),
+                &ColumnType::Timestamp(TimeFormat::Auto),
+                O
+            ),
             Some(Cell::Ts(1_795_000_000_123_000))
+        );
+        // An explicit unit reads small values that magnitude would misread.
+        assert_eq!(
+            convert(
+                &n("86400000"),
+                &ColumnType::Timestamp(TimeFormat::EpochMillis),
+                O
+            ),
+            Some(Cell::Ts(86_400_000_000))
+        );
+        assert_eq!(
+            convert(
+                &n("1.5"),
+                &ColumnType::Timestamp(TimeFormat::EpochSeconds),
+                O
+            ),
+            Some(Cell::Ts(1_500_000))
+        );
+        assert_eq!(
+            convert(&n("1795000000"), &ColumnType::Timestamp(TimeFormat::Iso), O),
+            None
         );
         assert_eq!(
             convert(
                 &AttrValue::S("2026-11-22T03:00:00.5Z".into()),
-                &ColumnType::Timestamp,
+                &ColumnType::Timestamp(TimeFormat::Auto),
                 O
             ),
             Some(Cell::Ts(1_795_316_400_500_000))
         );
         assert_eq!(
-            convert(&AttrValue::S("1970-01-03".into()), &ColumnType::Date, O),
+            convert(
+                &AttrValue::S("1970-01-03".into()),
+                &ColumnType::Date(TimeFormat::Auto),
+                O
+            ),
             Some(Cell::Date(2))
         );
         assert_eq!(

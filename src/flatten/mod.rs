@@ -103,8 +103,11 @@ impl<'a> Flattener<'_, 'a> {
         let col = node.and_then(|n| self.schema.node_column(n));
         let col_ty = col.map(|c| &self.schema.columns()[c].ty);
         match value {
+            // Maps are flattened down to max_depth, and deeper where the schema declares paths.
             AttrValue::M(map)
-                if col_ty != Some(&ColumnType::Json) && self.path.len() < self.opts.max_depth =>
+                if col_ty != Some(&ColumnType::Json)
+                    && (self.path.len() < self.opts.max_depth
+                        || node.is_some_and(|n| self.schema.has_children(n))) =>
             {
                 for (k, v) in &map.0 {
                     self.attr(image, node, k, v);
@@ -256,7 +259,10 @@ pub fn flatten<'a>(
         (m(Meta::EventId), cow(&rec.event_id)),
         (m(Meta::EventTime), Cell::Ts(rec.event_time_us)),
         (m(Meta::EventTimeUs), Cell::I64(rec.event_time_us)),
-        (m(Meta::SourceTable), cow(&rec.table)),
+        (
+            m(Meta::SourceTable),
+            Cell::Str(Cow::Owned(schema.table.clone())),
+        ),
         (m(Meta::TtlDelete), Cell::Bool(rec.ttl_delete)),
         (m(Meta::ShardId), opt_str(pos.shard)),
         (m(Meta::SequenceNumber), seq),
@@ -412,6 +418,26 @@ mod tests {
             Some(Cell::Str("old name".into()))
         );
         assert_eq!(col(&s, &row, "id"), Some(Cell::Str("k1".into())));
+    }
+
+    #[test]
+    fn declared_paths_deeper_than_the_flatten_depth_are_followed() {
+        let mut s = TableSchema::new("T", None);
+        s.add_attr_column(Image::New, &["A", "b", "c", "d"], ColumnType::Bigint, 100);
+        let text = rec(
+            r#"{"A":{"M":{"b":{"M":{"c":{"M":{"d":{"N":"7"}}}}}}}}"#,
+            "INSERT",
+            None,
+        );
+        let r = parse_record(text.as_bytes()).unwrap();
+        let row = flatten(
+            &mut s,
+            &r,
+            &Position::default(),
+            0,
+            FlattenOptions::default(),
+        );
+        assert_eq!(col(&s, &row, "a_b_c_d"), Some(Cell::I64(7)));
     }
 
     #[test]

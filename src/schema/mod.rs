@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
-pub use types::ColumnType;
+pub use types::{ColumnType, TimeFormat};
 
 /// Which image of a change record an attribute column reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -53,7 +53,7 @@ macro_rules! meta_columns {
 meta_columns! {
     Operation = "cdc_operation", ColumnType::String, "INSERT, MODIFY or REMOVE.";
     EventId = "cdc_event_id", ColumnType::String, "The change record's eventID.";
-    EventTime = "cdc_event_time", ColumnType::Timestamp, "Event time (ApproximateCreationDateTime), UTC.";
+    EventTime = "cdc_event_time", ColumnType::Timestamp(TimeFormat::Auto), "Event time (ApproximateCreationDateTime), UTC.";
     EventTimeUs = "cdc_event_time_us", ColumnType::Bigint, "Event time in exact microseconds since the epoch.";
     SourceTable = "cdc_source_table", ColumnType::String, "The DynamoDB table name.";
     TtlDelete = "cdc_ttl_delete", ColumnType::Boolean, "True for deletes made by DynamoDB TTL.";
@@ -62,7 +62,7 @@ meta_columns! {
     SourceFile = "cdc_source_file", ColumnType::String, "Input file, when read from a file.";
     SourceLine = "cdc_source_line", ColumnType::Bigint, "1-based line of the record in its input file.";
     SourceOffset = "cdc_source_offset", ColumnType::Bigint, "Byte offset of the record in its (decompressed) input file.";
-    Date = "cdc_date", ColumnType::Date, "The partition's date (UTC), as data for Redshift COPY.";
+    Date = "cdc_date", ColumnType::Date(TimeFormat::Auto), "The partition's date (UTC), as data for Redshift COPY.";
     Hour = "cdc_hour", ColumnType::Int, "The partition's hour (UTC, 0-23), as data for Redshift COPY.";
     Unmapped = "cdc_unmapped", ColumnType::Json, "Attributes that have no column (column budget, or not declared), as JSON.";
 }
@@ -323,7 +323,13 @@ impl TableSchema {
     pub fn merge_declared(&mut self, declared: &TableSchema) -> Result<(), SchemaError> {
         for col in &declared.columns {
             if let Some(&idx) = self.names.get(&col.name) {
-                let stored = &self.columns[idx];
+                let stored = &mut self.columns[idx];
+                if stored.ty.arrow() == col.ty.arrow() {
+                    // Same stored type: the declared reading (e.g. a timestamp format) wins.
+                    stored.ty = col.ty.clone();
+                    self.arrow = None;
+                    continue;
+                }
                 if stored.ty != col.ty {
                     return Err(SchemaError::TypeChange {
                         table: self.table.clone(),
@@ -393,6 +399,11 @@ impl TableSchema {
     /// The child node for an attribute name under `node`.
     pub fn child(&self, node: usize, name: &str) -> Option<usize> {
         self.nodes[node].children.get(name).copied()
+    }
+
+    /// True if paths continue below `node`.
+    pub fn has_children(&self, node: usize) -> bool {
+        !self.nodes[node].children.is_empty()
     }
 
     /// The column that reads the path ending at `node`.

@@ -9,6 +9,44 @@ use arrow::datatypes::{DataType, Field, TimeUnit};
 /// Largest decimal precision Athena and Redshift accept.
 pub const MAX_DECIMAL_PRECISION: u8 = 38;
 
+/// How a timestamp or date column reads its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TimeFormat {
+    /// Numbers by magnitude (below 1e11 seconds, below 1e14 milliseconds, else microseconds);
+    /// text as ISO 8601.
+    #[default]
+    Auto,
+    EpochSeconds,
+    EpochMillis,
+    EpochMicros,
+    /// ISO 8601 / RFC 3339 text only (no offset means UTC).
+    Iso,
+}
+
+impl TimeFormat {
+    fn name(self) -> &'static str {
+        match self {
+            TimeFormat::Auto => "auto",
+            TimeFormat::EpochSeconds => "epoch_s",
+            TimeFormat::EpochMillis => "epoch_ms",
+            TimeFormat::EpochMicros => "epoch_us",
+            TimeFormat::Iso => "iso",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            TimeFormat::Auto,
+            TimeFormat::EpochSeconds,
+            TimeFormat::EpochMillis,
+            TimeFormat::EpochMicros,
+            TimeFormat::Iso,
+        ]
+        .into_iter()
+        .find(|f| f.name() == s)
+    }
+}
+
 /// A column's type. Its text form (`decimal(18,2)`, `list<string>`) is what schema files hold.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ColumnType {
@@ -22,11 +60,12 @@ pub enum ColumnType {
         scale: u8,
     },
     Boolean,
-    /// UTC timestamp in microseconds, read from epoch numbers (s, ms or µs by magnitude) or
-    /// ISO 8601 text.
-    Timestamp,
-    /// A calendar date, from `YYYY-MM-DD` text, ISO timestamps or epoch numbers.
-    Date,
+    /// UTC timestamp in microseconds, read from epoch numbers or ISO 8601 text
+    /// (`timestamp`, `timestamp(epoch_ms)`, `timestamp(iso)`...).
+    Timestamp(TimeFormat),
+    /// A calendar date, from `YYYY-MM-DD` text, ISO timestamps or epoch numbers (`date`,
+    /// `date(epoch_s)`...).
+    Date(TimeFormat),
     Binary,
     /// Any value as plain JSON text (numbers keep every digit).
     Json,
@@ -45,8 +84,10 @@ impl ColumnType {
                 DataType::Decimal128(*precision, *scale as i8)
             }
             ColumnType::Boolean => DataType::Boolean,
-            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            ColumnType::Date => DataType::Date32,
+            ColumnType::Timestamp(_) => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
+            ColumnType::Date(_) => DataType::Date32,
             ColumnType::Binary => DataType::Binary,
             ColumnType::List(inner) => {
                 DataType::List(Arc::new(Field::new("element", inner.arrow(), true)))
@@ -64,8 +105,10 @@ impl fmt::Display for ColumnType {
             ColumnType::Double => f.write_str("double"),
             ColumnType::Decimal { precision, scale } => write!(f, "decimal({precision},{scale})"),
             ColumnType::Boolean => f.write_str("boolean"),
-            ColumnType::Timestamp => f.write_str("timestamp"),
-            ColumnType::Date => f.write_str("date"),
+            ColumnType::Timestamp(TimeFormat::Auto) => f.write_str("timestamp"),
+            ColumnType::Timestamp(t) => write!(f, "timestamp({})", t.name()),
+            ColumnType::Date(TimeFormat::Auto) => f.write_str("date"),
+            ColumnType::Date(t) => write!(f, "date({})", t.name()),
             ColumnType::Binary => f.write_str("binary"),
             ColumnType::Json => f.write_str("json"),
             ColumnType::List(inner) => write!(f, "list<{inner}>"),
@@ -75,7 +118,7 @@ impl fmt::Display for ColumnType {
 
 /// A type text that is not one of the known types.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown column type `{0}` (expected string, bigint, int, double, decimal(p,s), boolean, timestamp, date, binary, json or list<T>)")]
+#[error("unknown column type `{0}` (expected string, bigint, int, double, decimal(p,s), boolean, timestamp[(FORMAT)], date[(FORMAT)], binary, json or list<T>; FORMAT is auto, epoch_s, epoch_ms, epoch_us or iso)")]
 pub struct BadType(pub String);
 
 impl FromStr for ColumnType {
@@ -90,8 +133,8 @@ impl FromStr for ColumnType {
             "int" | "integer" => ColumnType::Int,
             "double" => ColumnType::Double,
             "boolean" | "bool" => ColumnType::Boolean,
-            "timestamp" => ColumnType::Timestamp,
-            "date" => ColumnType::Date,
+            "timestamp" => ColumnType::Timestamp(TimeFormat::Auto),
+            "date" => ColumnType::Date(TimeFormat::Auto),
             "binary" => ColumnType::Binary,
             "json" => ColumnType::Json,
             _ => {
@@ -102,6 +145,13 @@ impl FromStr for ColumnType {
                         return Err(bad());
                     }
                     ColumnType::List(Box::new(inner))
+                } else if let Some(f) = t
+                    .strip_prefix("timestamp(")
+                    .and_then(|r| r.strip_suffix(')'))
+                {
+                    ColumnType::Timestamp(TimeFormat::parse(f.trim()).ok_or_else(bad)?)
+                } else if let Some(f) = t.strip_prefix("date(").and_then(|r| r.strip_suffix(')')) {
+                    ColumnType::Date(TimeFormat::parse(f.trim()).ok_or_else(bad)?)
                 } else if let Some(args) =
                     t.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')'))
                 {
@@ -150,7 +200,9 @@ mod tests {
             "decimal(38,9)",
             "boolean",
             "timestamp",
+            "timestamp(epoch_ms)",
             "date",
+            "date(iso)",
             "binary",
             "json",
             "list<decimal(10,2)>",
@@ -176,7 +228,7 @@ mod tests {
     #[test]
     fn arrow_types_follow_formats_rules() {
         assert_eq!(
-            ColumnType::Timestamp.arrow(),
+            ColumnType::Timestamp(TimeFormat::EpochMillis).arrow(),
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         );
         assert_eq!(

@@ -140,3 +140,134 @@ fn several_tables_in_one_input_go_to_separate_tables() {
     assert_eq!(duckdb_count(&lake.join("orders")), 120);
     assert_eq!(duckdb_count(&lake.join("returns")), 80);
 }
+
+#[test]
+fn declared_types_old_image_default_table_and_processing_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |id: &str, price: &str| {
+        format!(
+            r#"{{"eventID":"{id}","eventName":"MODIFY","dynamodb":{{"ApproximateCreationDateTime":1795000000331,"Keys":{{"Id":{{"S":"{id}"}}}},"NewImage":{{"Id":{{"S":"{id}"}},"Ts1":{{"N":"1795000000"}},"Ts2":{{"S":"2026-11-18T11:06:40.5Z"}},"Day":{{"S":"2026-11-18"}},"Score":{{"N":"3.25"}},"Nums":{{"L":[{{"N":"1"}},{{"N":"2"}}]}},"Raw":{{"B":"AAEC"}},"Doc":{{"M":{{"a":{{"N":"1"}}}}}},"Price":{{"N":"{price}"}}}},"OldImage":{{"Id":{{"S":"{id}"}},"Price":{{"N":"18.00"}}}}}}}}"#
+        )
+    };
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, [rec("a", "19.99"), rec("b", "5")].join("\n")).unwrap();
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir(&schemas).unwrap();
+    std::fs::write(
+        schemas.join("typed.toml"),
+        r#"table = "Typed"
+[[columns]]
+name = "ts1"
+type = "timestamp(epoch_s)"
+path = ["Ts1"]
+[[columns]]
+name = "ts2"
+type = "timestamp(iso)"
+path = ["Ts2"]
+[[columns]]
+name = "day"
+type = "date"
+path = ["Day"]
+[[columns]]
+name = "score"
+type = "double"
+path = ["Score"]
+[[columns]]
+name = "nums"
+type = "list<bigint>"
+path = ["Nums"]
+[[columns]]
+name = "raw"
+type = "binary"
+path = ["Raw"]
+[[columns]]
+name = "doc"
+type = "json"
+path = ["Doc"]
+[[columns]]
+name = "price"
+type = "decimal(10,2)"
+path = ["Price"]
+"#,
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let url = format!("file://{}", lake.display());
+    export_json(
+        &[
+            "-i",
+            s(&input),
+            "-o",
+            &url,
+            "--schemas",
+            s(&schemas),
+            "--default-table",
+            "Typed",
+            "--keep-old-image",
+            "--partition-time",
+            "processing",
+        ],
+        0,
+    );
+    let check = r#"
+import pyarrow.dataset as ds, sys, datetime, decimal, os
+root = sys.argv[1] + '/typed'
+files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
+assert len(files) == 1, files
+parts = os.path.relpath(files[0], root).split('/')
+t = ds.dataset(root, format='parquet').to_table()
+types = {f.name: str(f.type) for f in t.schema}
+assert types['ts1'] == 'timestamp[us, tz=UTC]' and types['ts2'] == 'timestamp[us, tz=UTC]', types
+assert types['day'] == 'date32[day]' and types['score'] == 'double' and types['nums'] == 'list<element: int64>', types
+assert types['raw'] == 'binary' and types['doc'] == 'string' and types['price'] == 'decimal128(10, 2)', types
+rows = {r['id']: r for r in t.to_pylist()}
+a = rows['a']
+utc = datetime.timezone.utc
+assert a['ts1'] == datetime.datetime(2026, 11, 18, 11, 6, 40, tzinfo=utc), a['ts1']
+assert a['ts2'] == datetime.datetime(2026, 11, 18, 11, 6, 40, 500000, tzinfo=utc), a['ts2']
+assert a['day'] == datetime.date(2026, 11, 18) and a['score'] == 3.25 and a['nums'] == [1, 2]
+assert a['raw'] == b'\x00\x01\x02' and a['doc'] == '{"a":1}'
+assert a['price'] == decimal.Decimal('19.99') and rows['b']['price'] == decimal.Decimal('5.00')
+assert a['old_price'] == decimal.Decimal('18') and a['old_id'] == 'a'
+assert a['cdc_source_table'] == 'Typed'
+# Processing time: the folder is the run's hour, not the event's, and the data columns agree.
+assert parts[:4] != ['2026', '11', '18', '11'], parts
+assert a['cdc_date'] == datetime.date(int(parts[0]), int(parts[1]), int(parts[2])) and a['cdc_hour'] == int(parts[3]), (a, parts)
+print('OK')
+"#;
+    assert_eq!(py(check, &[s(&lake)]), "OK");
+}
+
+#[test]
+fn the_committed_example_schema_applies_to_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let lake = dir.path().join("lake");
+    let summary = export_json(
+        &[
+            "-i",
+            &format!("{root}/schemas/examples/orders.jsonl"),
+            "-o",
+            s(&lake),
+            "--schemas",
+            &format!("{root}/schemas"),
+        ],
+        0,
+    );
+    assert_eq!(summary["rows_out"]["orders"], 300);
+    assert_eq!(summary["type_mismatches"], serde_json::json!({}));
+    let check = r#"
+import pyarrow.dataset as ds, sys
+t = ds.dataset(sys.argv[1], format='parquet').to_table()
+types = {f.name: str(f.type) for f in t.schema}
+want = {'total': 'decimal128(12, 2)', 'item_count': 'int32', 'created_at': 'timestamp[us, tz=UTC]',
+        'ship_lat': 'double', 'ratings': 'list<element: int32>', 'checksums': 'list<element: binary>'}
+for k, v in want.items():
+    assert types[k] == v, (k, types[k])
+names = t.schema.names
+assert names.index('checksums') < names.index('notes'), names  # undeclared attributes come after
+assert t.column('created_at').null_count == 0 and t.column('total').null_count == 0
+print('OK')
+"#;
+    assert_eq!(py(check, &[s(&lake.join("orders"))]), "OK");
+}
