@@ -282,22 +282,28 @@ impl Reader<'_> {
             .map_err(|_| PipelineError::Internal("the writer stopped".into()))
     }
 
+    /// Sends the table's remembered schema to the writer if it has columns not yet saved.
+    fn save_schema_if_grown(&mut self, table: usize) -> Result<(), PipelineError> {
+        let t = &mut self.tables[table];
+        if t.schema.len() == t.saved_len {
+            return Ok(());
+        }
+        t.saved_len = t.schema.len();
+        let text = toml::to_string(&t.schema.to_file()).expect("schemas serialize");
+        let path = format!(
+            "{}/schemas/{}.toml",
+            self.settings.state_prefix, t.schema.name
+        );
+        self.send(Out::Object {
+            path,
+            bytes: text.into_bytes(),
+        })
+    }
+
     /// Sends flushes to the writer, each preceded by its table's schema when it grew.
     fn emit(&mut self, flushes: Vec<Flush>) -> Result<(), PipelineError> {
         for f in flushes {
-            let t = &mut self.tables[f.key.table];
-            if t.schema.len() != t.saved_len {
-                t.saved_len = t.schema.len();
-                let text = toml::to_string(&t.schema.to_file()).expect("schemas serialize");
-                let path = format!(
-                    "{}/schemas/{}.toml",
-                    self.settings.state_prefix, t.schema.name
-                );
-                self.send(Out::Object {
-                    path,
-                    bytes: text.into_bytes(),
-                })?;
-            }
+            self.save_schema_if_grown(f.key.table)?;
             let t = &mut self.tables[f.key.table];
             let mut h = Sha256::new();
             for part in [
@@ -451,19 +457,7 @@ impl Reader<'_> {
         self.emit(flushes)?;
         self.flush_rejects()?;
         for i in 0..self.tables.len() {
-            let t = &mut self.tables[i];
-            if t.schema.len() != t.saved_len {
-                t.saved_len = t.schema.len();
-                let text = toml::to_string(&t.schema.to_file()).expect("schemas serialize");
-                let path = format!(
-                    "{}/schemas/{}.toml",
-                    self.settings.state_prefix, t.schema.name
-                );
-                self.send(Out::Object {
-                    path,
-                    bytes: text.into_bytes(),
-                })?;
-            }
+            self.save_schema_if_grown(i)?;
         }
         Ok(())
     }

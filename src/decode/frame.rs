@@ -216,13 +216,15 @@ impl<R: BufRead> Framer<R> {
         if let Some(next) = self.skip_ws()? {
             newline_follows = self.line != start_line || next != b'{';
         }
-        self.mode = if newline_follows && !multi_line {
-            Mode::Lines
-        } else {
-            Mode::Braces
-        };
         self.marker = marker_of(&frame.bytes);
-        self.pending.push_back(frame);
+        if newline_follows && !multi_line {
+            self.mode = Mode::Lines;
+            self.pending.push_back(frame);
+        } else {
+            // Braces: a first record cut short may have swallowed the next ones; re-cut it.
+            self.mode = Mode::Braces;
+            self.push_recut(frame);
+        }
         Ok(())
     }
 
@@ -388,6 +390,21 @@ mod tests {
         let got = frames(&input);
         let texts: Vec<_> = got.iter().map(|f| f.0.clone()).collect();
         assert_eq!(texts, [rec("1"), rec("2")[..20].to_string(), rec("3")]);
+    }
+
+    #[test]
+    fn a_cut_first_line_does_not_swallow_the_rest() {
+        let input = "{\"awsRegion\":\"x\",\"v\":\"1\n{\"awsRegion\":\"x\",\"v\":\"2\"}\n{\"awsRegion\":\"x\",\"v\":\"3\"}\n";
+        let got = frames(input);
+        let texts: Vec<_> = got.iter().map(|f| (f.0.as_str(), f.1)).collect();
+        assert_eq!(
+            texts,
+            [
+                ("{\"awsRegion\":\"x\",\"v\":\"1", 1),
+                ("{\"awsRegion\":\"x\",\"v\":\"2\"}", 2),
+                ("{\"awsRegion\":\"x\",\"v\":\"3\"}", 3)
+            ]
+        );
     }
 
     #[test]
