@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs and starts what the tests need (a local S3 server,
-# pyarrow and DuckDB in the project's venv), then `cargo test`. Extra arguments go to cargo test.
+# Runs the whole test suite: installs and starts what the tests need (a local S3 server and
+# a local Kinesis server, pyarrow and DuckDB in the project's venv), then `cargo test`. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,16 +21,28 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 S3_PORT="$(free_port)"
 "$PY" -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$logdir/moto.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 300); do
-  if "$PY" - "$S3_PORT" <<'PYEOF' 2>/dev/null; then break; fi
-import sys, urllib.request
-urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/moto-api/", timeout=1)
-PYEOF
-  sleep 0.2 # waiting for an external server to come up, not test synchronization
-done
-"$PY" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$S3_PORT/moto-api/', timeout=2)" \
-  || { echo "moto did not start:"; cat "$logdir/moto.log"; exit 1; }
 
+# Kinesis: kinesis-mock (npm kinesis-local), plain HTTP on loopback.
+KINESIS_DIR="$(scripts/setup-node.sh)"
+K_PORT="$(free_port)"
+K_TLS_PORT="$(free_port)"
+KINESIS_MOCK_PLAIN_PORT="$K_PORT" KINESIS_MOCK_TLS_PORT="$K_TLS_PORT" \
+  KINESIS_MOCK_CERT_PATH="$KINESIS_DIR/server.json" \
+  CREATE_STREAM_DURATION=50ms DELETE_STREAM_DURATION=50ms SPLIT_SHARD_DURATION=50ms \
+  MERGE_SHARDS_DURATION=50ms UPDATE_SHARD_COUNT_DURATION=50ms SHARD_LIMIT=1000 \
+  LOG_LEVEL=WARN node "$KINESIS_DIR/main.js" >"$logdir/kinesis.log" 2>&1 &
+pids+=($!)
+wait_http() { # url name log
+  for _ in $(seq 1 300); do
+    if "$PY" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1" 2>/dev/null; then return 0; fi
+    sleep 0.2 # waiting for an external server to come up, not test synchronization
+  done
+  echo "$2 did not start:"; cat "$3"; exit 1
+}
+wait_http "http://127.0.0.1:$K_PORT/healthcheck" kinesis-mock "$logdir/kinesis.log"
+
+wait_http "http://127.0.0.1:$S3_PORT/moto-api/" moto "$logdir/moto.log"
+export AWS_ENDPOINT_URL_KINESIS="http://127.0.0.1:$K_PORT"
 export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT"
 export AWS_ALLOW_HTTP=true
 export AWS_ACCESS_KEY_ID=test-access-key

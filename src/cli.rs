@@ -24,8 +24,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Read change records from files and write the lake.
+    /// Read change records from files, or from a Kinesis stream up to now, and write the lake.
     Export(ExportArgs),
+    /// Read a Kinesis data stream continuously and write the lake until stopped (SIGINT/SIGTERM).
+    Consume(ConsumeArgs),
     /// Write realistic sample change records for a demo table.
     Generate(GenerateArgs),
     /// Table schema files.
@@ -42,9 +44,6 @@ pub enum SchemaCommand {
 /// Settings shared by commands that read records.
 #[derive(Debug, Args, Default)]
 pub struct CommonArgs {
-    /// Input files, folders, globs or s3:// URLs (JSON lines, concatenated JSON, Lambda events; gzip or not).
-    #[arg(long, short, required = true, num_args = 1..)]
-    pub input: Vec<String>,
     /// Config file (TOML, see docs/CONFIG.md).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
@@ -65,10 +64,9 @@ pub struct CommonArgs {
     pub binary_decode_depth: Option<u8>,
 }
 
+/// Where and how the lake is written.
 #[derive(Debug, Args)]
-pub struct ExportArgs {
-    #[command(flatten)]
-    pub common: CommonArgs,
+pub struct OutputArgs {
     /// Where the lake goes: a folder, file:// or s3://bucket/prefix (output.url).
     #[arg(long, short)]
     pub output: Option<String>,
@@ -93,9 +91,6 @@ pub struct ExportArgs {
     /// Memory for all open partitions together, e.g. 1GiB (buffer.memory_budget).
     #[arg(long)]
     pub memory_budget: Option<String>,
-    /// Read and encode everything, write nothing, and list what would be written.
-    #[arg(long)]
-    pub dry_run: bool,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -104,8 +99,63 @@ pub struct ExportArgs {
     pub no_progress: bool,
 }
 
+/// Reading a Kinesis data stream.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Checkpoint file or s3:// object (stream.checkpoint); default: {output}/_ddb_lake/checkpoints/{stream}.json.
+    #[arg(long)]
+    pub checkpoint: Option<String>,
+    /// Where shards without a checkpoint start: trim_horizon, latest or at_timestamp (stream.start).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// RFC 3339 time for --start at_timestamp (stream.start_timestamp).
+    #[arg(long)]
+    pub start_timestamp: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Input files, folders, globs or s3:// URLs (JSON lines, concatenated JSON, Lambda events; gzip or not).
+    #[arg(long, short, num_args = 1.., required_unless_present = "stream", conflicts_with = "stream")]
+    pub input: Vec<String>,
+    /// A Kinesis data stream (name or ARN) to read from its checkpoint up to now, instead of files.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// With --stream: read records that arrived up to this RFC 3339 time (default: the start of the run).
+    #[arg(long, requires = "stream")]
+    pub until: Option<String>,
+    #[command(flatten)]
+    pub stream_args: StreamArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    /// Read and encode everything, write nothing, and list what would be written (files only).
+    #[arg(long, conflicts_with = "stream")]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// The Kinesis data stream (name or ARN).
+    #[arg(long, required = true)]
+    pub stream: String,
+    #[command(flatten)]
+    pub stream_args: StreamArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    /// Write a partition at least this often, e.g. 300s (buffer.max_age).
+    #[arg(long)]
+    pub max_age: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct InferArgs {
+    /// Input files, folders, globs or s3:// URLs.
+    #[arg(long, short, required = true, num_args = 1..)]
+    pub input: Vec<String>,
     #[command(flatten)]
     pub common: CommonArgs,
     /// Folder to write the schema files into.
@@ -181,9 +231,8 @@ impl CommonArgs {
     }
 }
 
-impl ExportArgs {
-    pub fn settings(&self) -> Result<Settings, ConfigError> {
-        let mut c = self.common.config()?;
+impl OutputArgs {
+    fn apply(&self, c: &mut ConfigFile) {
         if let Some(o) = &self.output {
             c.output.url = Some(o.clone());
         }
@@ -209,7 +258,43 @@ impl ExportArgs {
         if let Some(v) = &self.memory_budget {
             c.buffer.memory_budget = v.clone();
         }
+    }
+}
+
+impl StreamArgs {
+    fn apply(&self, c: &mut ConfigFile) {
+        if let Some(v) = &self.checkpoint {
+            c.stream.checkpoint = Some(v.clone());
+        }
+        if let Some(v) = &self.start {
+            c.stream.start = v.clone();
+        }
+        if let Some(v) = &self.start_timestamp {
+            c.stream.start_timestamp = Some(v.clone());
+        }
+    }
+}
+
+impl ExportArgs {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut c = self.common.config()?;
+        self.out.apply(&mut c);
+        self.stream_args.apply(&mut c);
         c.validate()
+    }
+}
+
+impl ConsumeArgs {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut c = self.common.config()?;
+        self.out.apply(&mut c);
+        self.stream_args.apply(&mut c);
+        if let Some(v) = &self.max_age {
+            c.buffer.max_age = v.clone();
+        }
+        let mut s = c.validate()?;
+        s.flush.max_age_ms = Some(s.max_age.as_millis() as u64);
+        Ok(s)
     }
 }
 

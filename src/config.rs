@@ -11,6 +11,7 @@ use crate::buffer::FlushPolicy;
 use crate::encode::{Codec, EncodeOptions};
 use crate::flatten::{ConvertOptions, FlattenOptions};
 use crate::partition::{Layout, Template, TemplateError};
+use crate::pipeline::stream::Start;
 use crate::store::{S3Options, Sse};
 
 /// 128 MiB: the buffered size of one partition before it is written (Firehose's largest buffer).
@@ -64,6 +65,38 @@ pub struct ConfigFile {
     pub buffer: BufferConfig,
     pub parquet: ParquetConfig,
     pub s3: S3Config,
+    pub stream: StreamConfig,
+}
+
+/// `[stream]`: reading a Kinesis data stream (`consume`, `export --stream`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Checkpoint object (file path, file:// or s3:// URL); default: next to the output.
+    pub checkpoint: Option<String>,
+    /// Where shards without a checkpoint start: `trim_horizon`, `latest` or `at_timestamp`.
+    pub start: String,
+    /// RFC 3339 time for `start = "at_timestamp"`.
+    pub start_timestamp: Option<String>,
+    /// Wait between polls of a shard with nothing new.
+    pub poll_interval: String,
+    /// How often the consumer looks for new shards.
+    pub discovery_interval: String,
+    /// Most time from a stop request to the end of the final flush.
+    pub shutdown_timeout: String,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            checkpoint: None,
+            start: "trim_horizon".into(),
+            start_timestamp: None,
+            poll_interval: "1s".into(),
+            discovery_interval: "30s".into(),
+            shutdown_timeout: "60s".into(),
+        }
+    }
 }
 
 /// `[input]`
@@ -309,7 +342,46 @@ impl ConfigFile {
         if self.s3.kms_key_id.is_some() && self.s3.sse != Sse::Kms {
             return Err(invalid("s3.kms_key_id", "only used with sse = \"kms\""));
         }
+        let st = &self.stream;
+        let start = match (st.start.as_str(), &st.start_timestamp) {
+            ("trim_horizon", None) => Start::TrimHorizon,
+            ("latest", None) => Start::Latest,
+            ("at_timestamp", Some(t)) => Start::AtTimestamp(
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map_err(|e| invalid("stream.start_timestamp", format!("`{t}`: {e}")))?
+                    .timestamp_millis(),
+            ),
+            ("at_timestamp", None) => {
+                return Err(invalid(
+                    "stream.start_timestamp",
+                    "required with start = \"at_timestamp\"",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(invalid(
+                    "stream.start_timestamp",
+                    "only used with start = \"at_timestamp\"",
+                ))
+            }
+            (other, _) => {
+                return Err(invalid(
+                    "stream.start",
+                    format!("`{other}`: expected trim_horizon, latest or at_timestamp"),
+                ))
+            }
+        };
+        let stream = StreamSettings {
+            checkpoint: st.checkpoint.clone(),
+            start,
+            poll_interval: parse_duration("stream.poll_interval", &st.poll_interval)?,
+            discovery_interval: parse_duration(
+                "stream.discovery_interval",
+                &st.discovery_interval,
+            )?,
+            shutdown_timeout: parse_duration("stream.shutdown_timeout", &st.shutdown_timeout)?,
+        };
         Ok(Settings {
+            stream,
             output,
             template,
             partition_time: self.output.partition_time,
@@ -356,9 +428,20 @@ impl ConfigFile {
     }
 }
 
+/// Validated `[stream]` settings.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub checkpoint: Option<String>,
+    pub start: Start,
+    pub poll_interval: Duration,
+    pub discovery_interval: Duration,
+    pub shutdown_timeout: Duration,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub stream: StreamSettings,
     pub output: String,
     pub template: Template,
     pub partition_time: PartitionTime,
@@ -438,6 +521,8 @@ mod tests {
         assert!(bad("[output]\ntemplate = \"{YYYY}\"").contains("{table}"));
         assert!(bad("[output]\nerror_prefix = \"errors\"").contains("error_prefix"));
         assert!(bad("[s3]\npart_size = \"1MiB\"").contains("s3.part_size"));
+        assert!(bad("[stream]\nstart = \"at_timestamp\"").contains("stream.start_timestamp"));
+        assert!(bad("[stream]\nstart = \"oldest\"").contains("stream.start"));
     }
 
     #[test]

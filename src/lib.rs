@@ -13,12 +13,14 @@
 //! invariants.
 
 pub mod buffer;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod encode;
 pub mod flatten;
 pub mod generate;
+pub mod kinesis;
 pub mod partition;
 pub mod pipeline;
 pub mod reject;

@@ -9,7 +9,12 @@ use anyhow::Context;
 use clap::Parser;
 use ddb_lake::cli::{Cli, Command, SchemaCommand};
 use ddb_lake::generate::{generate, GenerateOptions};
-use ddb_lake::pipeline::{self, Counters, RunOptions, SystemClock};
+use std::time::Duration;
+
+use ddb_lake::config::Settings;
+use ddb_lake::kinesis::AwsStream;
+use ddb_lake::pipeline::stream::{self, Mode, StreamOptions};
+use ddb_lake::pipeline::{self, Counters, RunOptions, Summary, SystemClock};
 use ddb_lake::report;
 
 fn main() -> ExitCode {
@@ -32,6 +37,70 @@ fn main() -> ExitCode {
     }
 }
 
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn run_stream(
+    settings: &Settings,
+    stream: &str,
+    mode: Mode,
+    counters: Arc<Counters>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<Summary> {
+    let api = Arc::new(AwsStream::connect(stream).await);
+    let checkpoint = settings.stream.checkpoint.clone().unwrap_or_else(|| {
+        format!(
+            "{}/{}/checkpoints/{}.json",
+            settings.output.trim_end_matches('/'),
+            settings.state_prefix,
+            api.name()
+        )
+    });
+    let opts = StreamOptions {
+        stream: stream.to_string(),
+        checkpoint,
+        start: settings.stream.start,
+        mode,
+        idle_poll: settings.stream.poll_interval,
+        discovery_interval: settings.stream.discovery_interval,
+        tick: Duration::from_secs(1).min(settings.max_age),
+        shutdown_timeout: settings.stream.shutdown_timeout,
+    };
+    Ok(stream::run(
+        settings,
+        api,
+        opts,
+        Arc::new(SystemClock::default()),
+        counters,
+        shutdown,
+    )
+    .await?)
+}
+
+fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else {
+        print!("{}", report::render(summary));
+    }
+    Ok(())
+}
+
+fn exit_code(summary: &Summary) -> ExitCode {
+    if summary.errors_total() > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -42,37 +111,67 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = args.settings()?;
             let counters = Arc::new(Counters::default());
             let summary = rt.block_on(async {
-                let progress = report::Progress::start(counters.clone(), !args.no_progress);
-                let r = pipeline::export(
+                let progress = report::Progress::start(counters.clone(), !args.out.no_progress);
+                let r = match &args.stream {
+                    Some(stream) => {
+                        let until_ms = match &args.until {
+                            Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+                                .with_context(|| format!("--until `{t}` is not an RFC 3339 time"))?
+                                .timestamp_millis(),
+                            None => chrono::Utc::now().timestamp_millis(),
+                        };
+                        run_stream(
+                            &settings,
+                            stream,
+                            Mode::Scheduled { until_ms },
+                            counters,
+                            std::future::pending(),
+                        )
+                        .await
+                    }
+                    None => pipeline::export(
+                        &settings,
+                        &args.input,
+                        &RunOptions {
+                            dry_run: args.dry_run,
+                            schemas_out: None,
+                        },
+                        Arc::new(SystemClock::default()),
+                        counters,
+                    )
+                    .await
+                    .map_err(anyhow::Error::from),
+                };
+                progress.finish().await;
+                r
+            })?;
+            print_summary(&summary, args.out.json)?;
+            Ok(exit_code(&summary))
+        }
+        Command::Consume(args) => {
+            let settings = args.settings()?;
+            let counters = Arc::new(Counters::default());
+            let summary = rt.block_on(async {
+                let progress = report::Progress::start(counters.clone(), !args.out.no_progress);
+                let r = run_stream(
                     &settings,
-                    &args.common.input,
-                    &RunOptions {
-                        dry_run: args.dry_run,
-                        schemas_out: None,
-                    },
-                    Arc::new(SystemClock::default()),
+                    &args.stream,
+                    Mode::Continuous,
                     counters,
+                    stop_signal(),
                 )
                 .await;
                 progress.finish().await;
                 r
             })?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                print!("{}", report::render(&summary));
-            }
-            Ok(if summary.errors_total() > 0 {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            })
+            print_summary(&summary, args.out.json)?;
+            Ok(exit_code(&summary))
         }
         Command::Schema(SchemaCommand::Infer(args)) => {
             let settings = args.settings()?;
             let summary = rt.block_on(pipeline::export(
                 &settings,
-                &args.common.input,
+                &args.input,
                 &RunOptions {
                     dry_run: true,
                     schemas_out: Some(args.out_dir.clone()),

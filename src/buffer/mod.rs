@@ -70,6 +70,10 @@ pub struct Flush {
 }
 
 struct Partition {
+    /// Per source shard (index), the sequence number read just before this partition's first
+    /// row from that shard (`None`: the shard's start). Checkpoints may not pass it until this
+    /// partition is written.
+    sources: Vec<(usize, Option<String>)>,
     batches: Vec<RecordBatch>,
     batch_bytes: usize,
     chunk: Chunk,
@@ -126,9 +130,11 @@ impl Buffers {
         schema: &TableSchema,
         row: &Row,
         position: &str,
+        source: Option<(usize, Option<&str>)>,
         now_ms: u64,
     ) -> Vec<Flush> {
         let part = self.open.entry(key.clone()).or_insert_with(|| Partition {
+            sources: Vec::new(),
             batches: Vec::new(),
             batch_bytes: 0,
             chunk: Chunk::new(),
@@ -137,6 +143,11 @@ impl Buffers {
             first: position.to_string(),
             last: String::new(),
         });
+        if let Some((shard, prev)) = source {
+            if !part.sources.iter().any(|(s, _)| *s == shard) {
+                part.sources.push((shard, prev.map(str::to_string)));
+            }
+        }
         let before = part.bytes();
         part.chunk.push(schema, row);
         part.rows += 1;
@@ -199,6 +210,26 @@ impl Buffers {
             .collect()
     }
 
+    /// For a source shard with rows still buffered: the earliest sequence number read just before
+    /// one of them (`Some(None)`: the shard's start). `None` when no buffered row is from it.
+    pub fn pending_since(&self, shard: usize) -> Option<Option<&str>> {
+        let mut out: Option<Option<&str>> = None;
+        for p in self.open.values() {
+            for (s, prev) in &p.sources {
+                if *s != shard {
+                    continue;
+                }
+                let prev = prev.as_deref();
+                out = Some(match (out, prev) {
+                    (None, p) => p,
+                    (Some(None), _) | (_, None) => None,
+                    (Some(Some(a)), Some(b)) => Some(if seq_cmp(b, a).is_lt() { b } else { a }),
+                });
+            }
+        }
+        out
+    }
+
     /// Every open partition, in key order.
     pub fn drain(&mut self) -> Vec<Flush> {
         let mut keys: Vec<PartKey> = self.open.keys().cloned().collect();
@@ -225,6 +256,12 @@ impl Buffers {
             last: part.last,
         })
     }
+}
+
+/// Orders Kinesis sequence numbers (decimal strings of up to ~130 digits) by value.
+pub fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 #[cfg(test)]
@@ -267,9 +304,9 @@ mod tests {
             max_age_ms: None,
             memory_budget: BIG,
         });
-        assert!(b.push(key("a"), &s, &row(c, 1), "p1", 0).is_empty());
-        assert!(b.push(key("a"), &s, &row(c, 1), "p2", 0).is_empty());
-        let f = b.push(key("a"), &s, &row(c, 1), "p3", 0);
+        assert!(b.push(key("a"), &s, &row(c, 1), "p1", None, 0).is_empty());
+        assert!(b.push(key("a"), &s, &row(c, 1), "p2", None, 0).is_empty());
+        let f = b.push(key("a"), &s, &row(c, 1), "p3", None, 0);
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].rows, f[0].reason), (3, FlushReason::Records));
         assert_eq!((f[0].first.as_str(), f[0].last.as_str()), ("p1", "p3"));
@@ -283,7 +320,7 @@ mod tests {
         });
         let mut flushes = Vec::new();
         for i in 0..10 {
-            flushes.extend(b.push(key("a"), &s, &row(c, 300), &i.to_string(), 0));
+            flushes.extend(b.push(key("a"), &s, &row(c, 300), &i.to_string(), None, 0));
         }
         assert!(flushes
             .iter()
@@ -300,8 +337,8 @@ mod tests {
             max_age_ms: Some(5_000),
             memory_budget: BIG,
         });
-        b.push(key("old"), &s, &row(c, 1), "1", 1_000);
-        b.push(key("new"), &s, &row(c, 1), "2", 4_000);
+        b.push(key("old"), &s, &row(c, 1), "1", None, 1_000);
+        b.push(key("new"), &s, &row(c, 1), "2", None, 4_000);
         assert!(b.aged(5_999).is_empty());
         let f = b.aged(6_000);
         assert_eq!(f.len(), 1);
@@ -310,6 +347,31 @@ mod tests {
             ("old", FlushReason::Age)
         );
         assert_eq!(b.open_partitions(), 1);
+    }
+
+    #[test]
+    fn pending_sources_give_the_checkpoint_bound() {
+        let (s, c) = setup();
+        let mut b = Buffers::new(FlushPolicy {
+            max_bytes: BIG,
+            max_records: BIG,
+            max_age_ms: None,
+            memory_budget: BIG,
+        });
+        assert_eq!(b.pending_since(0), None);
+        b.push(key("a"), &s, &row(c, 1), "x", Some((0, Some("100"))), 0);
+        b.push(key("b"), &s, &row(c, 1), "x", Some((0, Some("99"))), 0);
+        b.push(key("a"), &s, &row(c, 1), "x", Some((0, Some("101"))), 0);
+        b.push(key("a"), &s, &row(c, 1), "x", Some((1, None)), 0);
+        assert_eq!(b.pending_since(0), Some(Some("99")));
+        assert_eq!(b.pending_since(1), Some(None));
+        assert_eq!(b.pending_since(2), None);
+        assert!(seq_cmp("1000", "999").is_gt());
+        assert!(seq_cmp(
+            "49590338271490256608559692538361571095921575989136588898",
+            "49590338271490256608559692540925702759324208523137515618"
+        )
+        .is_lt());
     }
 
     proptest! {
@@ -326,7 +388,7 @@ mod tests {
             });
             let mut out = 0;
             for (i, (p, len)) in rows.iter().enumerate() {
-                for f in b.push(key(&p.to_string()), &s, &row(c, *len), &i.to_string(), 0) {
+                for f in b.push(key(&p.to_string()), &s, &row(c, *len), &i.to_string(), None, 0) {
                     prop_assert_eq!(f.rows, f.batches.iter().map(|b| b.num_rows()).sum::<usize>());
                     out += f.rows;
                 }

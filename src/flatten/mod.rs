@@ -52,6 +52,8 @@ pub struct Position<'a> {
     pub file: Option<&'a str>,
     pub line: Option<u64>,
     pub offset: Option<u64>,
+    /// Kinesis ApproximateArrivalTimestamp, milliseconds since the epoch.
+    pub arrival_ms: Option<i64>,
 }
 
 /// A flattened record.
@@ -280,6 +282,10 @@ pub fn flatten<'a>(
         (
             m(Meta::Unmapped),
             unmapped.map_or(Cell::Null, |u| Cell::Str(Cow::Owned(u))),
+        ),
+        (
+            m(Meta::ArrivalTime),
+            pos.arrival_ms.map_or(Cell::Null, |a| Cell::Ts(a * 1000)),
         ),
     ]);
     row

@@ -65,6 +65,7 @@ meta_columns! {
     Date = "cdc_date", ColumnType::Date(TimeFormat::Auto), "The partition's date (UTC), as data for Redshift COPY.";
     Hour = "cdc_hour", ColumnType::Int, "The partition's hour (UTC, 0-23), as data for Redshift COPY.";
     Unmapped = "cdc_unmapped", ColumnType::Json, "Attributes that have no column (column budget, or not declared), as JSON.";
+    ArrivalTime = "cdc_arrival_time", ColumnType::Timestamp(TimeFormat::Auto), "Kinesis ApproximateArrivalTimestamp, when read from a stream.";
 }
 
 /// Where a column's values come from.

@@ -7,5 +7,6 @@
 mod bad_input;
 mod export;
 mod helpers;
+mod kinesis;
 mod s3;
 mod schema;

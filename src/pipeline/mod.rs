@@ -58,9 +58,18 @@ pub enum PipelineError {
         file: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("stream {stream}: {source}")]
+    Stream {
+        stream: String,
+        source: crate::kinesis::ApiError,
+    },
     #[error("internal: {0}")]
     Internal(String),
 }
+
+pub mod stream;
 
 /// Wall and monotonic time, injected so tests control it.
 pub trait Clock: Send + Sync {
@@ -125,6 +134,9 @@ pub struct Summary {
     pub peak_rss_bytes: Option<u64>,
     pub elapsed_ms: u64,
     pub dry_run: bool,
+    /// The last checkpoint saved (stream runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<crate::checkpoint::Checkpoint>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -165,6 +177,8 @@ enum Out {
         path: String,
         bytes: Vec<u8>,
     },
+    /// Saved after every message before it is durable (the writer works in order).
+    Checkpoint(crate::checkpoint::Checkpoint),
 }
 
 struct TableState {
@@ -253,9 +267,48 @@ struct Reader<'a> {
     tx: mpsc::Sender<Out>,
     records: u64,
     bytes: u64,
+    /// Flushes sent to the writer so far.
+    flushes: u64,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn new(
+        settings: &'a Settings,
+        clock: &'a dyn Clock,
+        counters: &'a Counters,
+        tables: Vec<TableState>,
+        tx: mpsc::Sender<Out>,
+    ) -> Self {
+        let by_name = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.schema.table.clone(), i))
+            .collect();
+        Reader {
+            settings,
+            clock,
+            counters,
+            tables,
+            by_name,
+            buffers: Buffers::new(settings.flush),
+            rejects: Rejects::new(&settings.error_prefix),
+            tx,
+            records: 0,
+            bytes: 0,
+            flushes: 0,
+        }
+    }
+
+    fn into_result(self) -> ReadResult {
+        ReadResult {
+            peak: self.buffers.peak_bytes(),
+            tables: self.tables,
+            rejects: self.rejects,
+            records: self.records,
+            bytes: self.bytes,
+        }
+    }
+
     fn table_index(&mut self, name: &str) -> usize {
         if let Some(&i) = self.by_name.get(name) {
             return i;
@@ -300,9 +353,16 @@ impl Reader<'_> {
         })
     }
 
+    /// Writes the partitions that reached their age.
+    fn flush_aged(&mut self) -> Result<(), PipelineError> {
+        let aged = self.buffers.aged(self.clock.now_ms());
+        self.emit(aged)
+    }
+
     /// Sends flushes to the writer, each preceded by its table's schema when it grew.
     fn emit(&mut self, flushes: Vec<Flush>) -> Result<(), PipelineError> {
         for f in flushes {
+            self.flushes += 1;
             self.save_schema_if_grown(f.key.table)?;
             let t = &mut self.tables[f.key.table];
             let mut h = Sha256::new();
@@ -358,8 +418,14 @@ impl Reader<'_> {
         self.rejects.add(reason, message, table, pos, raw, now);
     }
 
-    /// Decodes, flattens and buffers one record.
-    fn record(&mut self, raw: &[u8], pos: &Position) -> Result<(), PipelineError> {
+    /// Decodes, flattens and buffers one record. `source` is the record's shard (index) and the
+    /// sequence number read before it, for checkpoints.
+    fn record(
+        &mut self,
+        raw: &[u8],
+        pos: &Position,
+        source: Option<(usize, Option<&str>)>,
+    ) -> Result<(), PipelineError> {
         self.records += 1;
         self.bytes += raw.len() as u64;
         self.counters.records.fetch_add(1, Ordering::Relaxed);
@@ -411,9 +477,9 @@ impl Reader<'_> {
             )
         );
         let key = PartKey { table: ti, path };
-        let flushes = self
-            .buffers
-            .push(key, &t.schema, &row, &position, self.clock.now_ms());
+        let flushes =
+            self.buffers
+                .push(key, &t.schema, &row, &position, source, self.clock.now_ms());
         drop(row);
         self.emit(flushes)?;
         if self.rejects.pending_bytes() >= REJECT_FLUSH_BYTES {
@@ -446,7 +512,7 @@ impl Reader<'_> {
                 offset: Some(frame.offset),
                 ..Position::default()
             };
-            self.record(&frame.bytes, &pos)?;
+            self.record(&frame.bytes, &pos, None)?;
         }
         Ok(())
     }
@@ -470,11 +536,13 @@ struct WriterStats {
     bytes: u64,
     flushes: BTreeMap<String, u64>,
     objects: Vec<ObjectInfo>,
+    checkpoint: Option<crate::checkpoint::Checkpoint>,
 }
 
 async fn write_all(
     mut rx: mpsc::Receiver<Out>,
     output: Option<Location>,
+    mut checkpoints: Option<crate::checkpoint::CheckpointStore>,
     settings: Settings,
     dry_run: bool,
     counters: Arc<Counters>,
@@ -539,6 +607,13 @@ async fn write_all(
                     tracing::debug!("wrote {}", out.display(&path));
                 }
             }
+            Out::Checkpoint(cp) => {
+                if let (Some(store), false) = (checkpoints.as_mut(), dry_run) {
+                    store.save(&cp).await?;
+                    tracing::debug!("saved checkpoint {}", store.url());
+                }
+                stats.checkpoint = Some(cp);
+            }
         }
     }
     Ok(stats)
@@ -564,6 +639,7 @@ pub async fn export(
     let writer = tokio::spawn(write_all(
         rx,
         output,
+        None,
         settings.clone(),
         opts.dry_run,
         counters.clone(),
@@ -574,36 +650,14 @@ pub async fn export(
     let counters_r = counters.clone();
     let n_files = files.len();
     let reading = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
-        let by_name = tables
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.schema.table.clone(), i))
-            .collect();
-        let mut r = Reader {
-            settings: &settings_r,
-            clock: clock.as_ref(),
-            counters: &counters_r,
-            tables,
-            by_name,
-            buffers: Buffers::new(settings_r.flush),
-            rejects: Rejects::new(&settings_r.error_prefix),
-            tx,
-            records: 0,
-            bytes: 0,
-        };
+        let mut r = Reader::new(&settings_r, clock.as_ref(), &counters_r, tables, tx);
         for file in &files {
             tracing::debug!("reading {}", file.name());
             let reader = handle.block_on(file.open())?;
             r.file(file, reader)?;
         }
         r.finish()?;
-        Ok((
-            r.tables,
-            r.rejects,
-            r.records,
-            r.bytes,
-            r.buffers.peak_bytes(),
-        ))
+        Ok(r.into_result())
     });
     let read_result = reading
         .await
@@ -612,14 +666,14 @@ pub async fn export(
     let stats = writer
         .await
         .map_err(|e| PipelineError::Internal(e.to_string()))??;
-    let (tables, rejects, records, bytes, peak) = read_result?;
+    let read = read_result?;
 
     if let Some(dir) = &opts.schemas_out {
         std::fs::create_dir_all(dir).map_err(|e| PipelineError::SchemaFile {
             path: dir.display().to_string(),
             problem: e.to_string(),
         })?;
-        for t in &tables {
+        for t in &read.tables {
             let path = dir.join(format!("{}.toml", t.schema.name));
             let text = toml::to_string(&t.schema.to_file()).expect("schemas serialize");
             std::fs::write(&path, text).map_err(|e| PipelineError::SchemaFile {
@@ -629,12 +683,27 @@ pub async fn export(
         }
     }
 
+    let mut summary = summarize(read, stats, started, opts.dry_run);
+    summary.input_files = n_files;
+    Ok(summary)
+}
+
+/// What the reading side hands back at the end.
+struct ReadResult {
+    tables: Vec<TableState>,
+    rejects: Rejects,
+    records: u64,
+    bytes: u64,
+    peak: usize,
+}
+
+fn summarize(read: ReadResult, stats: WriterStats, started: Instant, dry_run: bool) -> Summary {
     let mut summary = Summary {
-        input_files: n_files,
-        records_in: records,
-        bytes_in: bytes,
+        records_in: read.records,
+        bytes_in: read.bytes,
         rows_out: stats.rows_out,
-        errors: rejects
+        errors: read
+            .rejects
             .counts()
             .iter()
             .map(|(r, n)| (r.as_str().to_string(), *n))
@@ -643,13 +712,14 @@ pub async fn export(
         bytes_written: stats.bytes,
         flushes: stats.flushes,
         objects: stats.objects,
-        peak_buffered_bytes: peak as u64,
+        peak_buffered_bytes: read.peak as u64,
         peak_rss_bytes: crate::report::peak_rss_bytes(),
         elapsed_ms: started.elapsed().as_millis() as u64,
-        dry_run: opts.dry_run,
+        dry_run,
+        checkpoint: stats.checkpoint,
         ..Summary::default()
     };
-    for t in &tables {
+    for t in &read.tables {
         for (&col, &n) in &t.mismatches {
             let key = format!("{}.{}", t.schema.name, t.schema.columns()[col].name);
             summary.type_mismatches.insert(key, n);
@@ -660,5 +730,5 @@ pub async fn export(
                 .insert(t.schema.name.clone(), t.unmapped);
         }
     }
-    Ok(summary)
+    summary
 }

@@ -1,0 +1,233 @@
+//! The narrow slice of the Kinesis Data Streams API the consumer needs, as a trait with the AWS
+//! SDK implementation here and in-memory fakes in tests.
+
+use std::future::Future;
+
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::primitives::DateTime;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use bytes::Bytes;
+
+/// One shard and its parents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    pub id: String,
+    pub parent: Option<String>,
+    pub adjacent_parent: Option<String>,
+}
+
+/// One Kinesis record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KinesisRecord {
+    pub sequence_number: String,
+    pub data: Bytes,
+    /// ApproximateArrivalTimestamp, milliseconds since the epoch.
+    pub arrival_ms: i64,
+}
+
+/// Where a shard iterator starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartAt {
+    TrimHorizon,
+    Latest,
+    /// Milliseconds since the epoch.
+    AtTimestamp(i64),
+    AtSequence(String),
+    AfterSequence(String),
+}
+
+/// One GetRecords answer.
+#[derive(Debug, Clone, Default)]
+pub struct RecordBatch {
+    pub records: Vec<KinesisRecord>,
+    /// `None` when the shard is closed and fully read.
+    pub next_iterator: Option<String>,
+    pub millis_behind_latest: Option<i64>,
+}
+
+/// A failed call, classified by what the caller should do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// ProvisionedThroughputExceeded, LimitExceeded, KMS throttling: back off and retry.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// The iterator expired (5 minutes): get a new one from the last position.
+    #[error("iterator expired: {0}")]
+    ExpiredIterator(String),
+    /// Network or service errors worth retrying.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The stream or shard does not exist, access denied, bad request: retrying will not help.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// What the consumer calls.
+pub trait StreamApi: Send + Sync + 'static {
+    fn list_shards(&self) -> impl Future<Output = Result<Vec<Shard>, ApiError>> + Send;
+    fn shard_iterator(
+        &self,
+        shard: &str,
+        start: &StartAt,
+    ) -> impl Future<Output = Result<String, ApiError>> + Send;
+    fn get_records(
+        &self,
+        iterator: &str,
+        limit: i32,
+    ) -> impl Future<Output = Result<RecordBatch, ApiError>> + Send;
+}
+
+/// The AWS SDK client for one stream (by name or ARN).
+#[derive(Clone)]
+pub struct AwsStream {
+    client: aws_sdk_kinesis::Client,
+    stream: String,
+}
+
+impl AwsStream {
+    /// A client from the standard AWS configuration (credentials chain, region,
+    /// `AWS_ENDPOINT_URL_KINESIS`).
+    pub async fn connect(stream: &str) -> Self {
+        let config = aws_config::load_from_env().await;
+        AwsStream {
+            client: aws_sdk_kinesis::Client::new(&config),
+            stream: stream.to_string(),
+        }
+    }
+
+    fn is_arn(&self) -> bool {
+        self.stream.starts_with("arn:")
+    }
+
+    /// The stream's name (the last part of an ARN), for file names.
+    pub fn name(&self) -> &str {
+        self.stream.rsplit('/').next().unwrap_or(&self.stream)
+    }
+
+    pub fn client(&self) -> &aws_sdk_kinesis::Client {
+        &self.client
+    }
+}
+
+fn classify<E, R>(e: SdkError<E, R>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match &e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            let code = err.code().unwrap_or("");
+            let msg = format!("{code}: {}", err.message().unwrap_or(""));
+            match code {
+                "ProvisionedThroughputExceededException"
+                | "LimitExceededException"
+                | "KMSThrottlingException"
+                | "ThrottlingException" => ApiError::Throttled(msg),
+                "ExpiredIteratorException" => ApiError::ExpiredIterator(msg),
+                "InternalFailure"
+                | "InternalFailureException"
+                | "ServiceUnavailable"
+                | "KMSInternalException" => ApiError::Transient(msg),
+                _ => ApiError::Fatal(msg),
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            ApiError::Transient(error_chain(&e))
+        }
+        _ => ApiError::Fatal(error_chain(&e)),
+    }
+}
+
+/// The error and its sources on one line (SDK errors keep the useful part in `source()`).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl StreamApi for AwsStream {
+    async fn list_shards(&self) -> Result<Vec<Shard>, ApiError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.list_shards();
+            req = match &token {
+                Some(t) => req.next_token(t),
+                None if self.is_arn() => req.stream_arn(&self.stream),
+                None => req.stream_name(&self.stream),
+            };
+            let resp = req.send().await.map_err(classify)?;
+            for s in resp.shards() {
+                out.push(Shard {
+                    id: s.shard_id().to_string(),
+                    parent: s.parent_shard_id().map(str::to_string),
+                    adjacent_parent: s.adjacent_parent_shard_id().map(str::to_string),
+                });
+            }
+            token = resp.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn shard_iterator(&self, shard: &str, start: &StartAt) -> Result<String, ApiError> {
+        let mut req = self.client.get_shard_iterator().shard_id(shard);
+        req = if self.is_arn() {
+            req.stream_arn(&self.stream)
+        } else {
+            req.stream_name(&self.stream)
+        };
+        req = match start {
+            StartAt::TrimHorizon => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            StartAt::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
+            StartAt::AtTimestamp(ms) => req
+                .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                .timestamp(DateTime::from_millis(*ms)),
+            StartAt::AtSequence(s) => req
+                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                .starting_sequence_number(s),
+            StartAt::AfterSequence(s) => req
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(s),
+        };
+        let resp = req.send().await.map_err(classify)?;
+        resp.shard_iterator()
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Fatal(format!("no iterator returned for shard {shard}")))
+    }
+
+    async fn get_records(&self, iterator: &str, limit: i32) -> Result<RecordBatch, ApiError> {
+        let resp = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(classify)?;
+        let records = resp
+            .records()
+            .iter()
+            .map(|r| KinesisRecord {
+                sequence_number: r.sequence_number().to_string(),
+                data: Bytes::copy_from_slice(r.data().as_ref()),
+                arrival_ms: r
+                    .approximate_arrival_timestamp()
+                    .and_then(|t| t.to_millis().ok())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        Ok(RecordBatch {
+            records,
+            next_iterator: resp.next_shard_iterator().map(str::to_string),
+            millis_behind_latest: resp.millis_behind_latest(),
+        })
+    }
+}

@@ -1,0 +1,523 @@
+//! Stream runs over Kinesis Data Streams: every shard read concurrently (children only after
+//! their parents are drained), records through the same decode → flatten → buffer stages as
+//! files, and a checkpoint saved after every durable write.
+//!
+//! ```text
+//! shard readers (async, one per shard) ─► events ─► processing thread ─► writer ─► store
+//!        ▲ lineage, discovery, shutdown                    │ flush + checkpoint    └► checkpoint
+//!        └─────────── coordinator ◄────────────────────────┘
+//! ```
+//!
+//! The writer handles messages in order, so a checkpoint sent after a flush is saved only once
+//! that flush is durable. The checkpoint of a shard is the sequence number read just before the
+//! earliest of its records still buffered (or the last one read, when none is buffered): every
+//! record up to it is in a written file or in the written error output.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::{
+    load_tables, summarize, write_all, Clock, Counters, Out, PipelineError, Reader, Summary,
+    CHANNEL_DEPTH,
+};
+use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::config::Settings;
+use crate::flatten::Position;
+use crate::kinesis::{
+    lineage, read_shard, ApiError, ReadOptions, ReadOutcome, Shard, ShardEvent, StartAt, StreamApi,
+};
+use crate::store;
+
+/// Scheduled (catch up and exit) or continuous (run until stopped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read every shard up to the records that arrived by `until_ms`, then write and exit.
+    Scheduled {
+        until_ms: i64,
+    },
+    Continuous,
+}
+
+/// Where to start a shard that has no checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    TrimHorizon,
+    /// Records arriving from now on (kept as a time in the checkpoint, so no later run skips).
+    Latest,
+    /// Milliseconds since the epoch.
+    AtTimestamp(i64),
+}
+
+/// Settings of a stream run.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Stream name or ARN.
+    pub stream: String,
+    /// Checkpoint object URL.
+    pub checkpoint: String,
+    pub start: Start,
+    pub mode: Mode,
+    /// Wait between polls of a shard at its tip.
+    pub idle_poll: Duration,
+    /// How often the shard list is refreshed (continuous mode).
+    pub discovery_interval: Duration,
+    /// How often buffers are checked for age.
+    pub tick: Duration,
+    /// Most time between a stop request and the end of the final flush.
+    pub shutdown_timeout: Duration,
+}
+
+enum Event {
+    Shard(ShardEvent),
+    /// A shard reader starts; `start_ms` when it starts at a time.
+    Started {
+        shard: Arc<str>,
+        start_ms: Option<i64>,
+    },
+    Tick,
+}
+
+impl From<ShardEvent> for Event {
+    fn from(e: ShardEvent) -> Self {
+        Event::Shard(e)
+    }
+}
+
+struct ShardProgress {
+    id: Arc<str>,
+    /// The last sequence number read (or checkpointed before this run).
+    last: Option<String>,
+    ended: bool,
+    start_ms: Option<i64>,
+}
+
+/// The processing side: records in, flushes and checkpoints out.
+struct Processor<'a> {
+    reader: Reader<'a>,
+    shards: Vec<ShardProgress>,
+    by_id: HashMap<Arc<str>, usize>,
+    checkpoint: Checkpoint,
+    flushes_at_checkpoint: u64,
+}
+
+impl Processor<'_> {
+    fn shard(&mut self, id: &Arc<str>) -> usize {
+        if let Some(&i) = self.by_id.get(id) {
+            return i;
+        }
+        let last = self
+            .checkpoint
+            .shards
+            .get(&**id)
+            .and_then(|c| c.sequence_number.clone());
+        self.shards.push(ShardProgress {
+            id: id.clone(),
+            last,
+            ended: false,
+            start_ms: None,
+        });
+        self.by_id.insert(id.clone(), self.shards.len() - 1);
+        self.shards.len() - 1
+    }
+
+    fn handle(&mut self, ev: Event) -> Result<(), PipelineError> {
+        match ev {
+            Event::Started { shard, start_ms } => {
+                let i = self.shard(&shard);
+                self.shards[i].start_ms = start_ms;
+            }
+            Event::Shard(ShardEvent::Records { shard, records }) => {
+                let i = self.shard(&shard);
+                for rec in &records {
+                    let pos = Position {
+                        shard: Some(&shard),
+                        sequence_number: Some(&rec.sequence_number),
+                        arrival_ms: Some(rec.arrival_ms),
+                        ..Position::default()
+                    };
+                    let prev = self.shards[i].last.take();
+                    self.reader
+                        .record(&rec.data, &pos, Some((i, prev.as_deref())))?;
+                    self.shards[i].last = Some(rec.sequence_number.clone());
+                }
+            }
+            Event::Shard(ShardEvent::Ended { shard }) => {
+                let i = self.shard(&shard);
+                self.shards[i].ended = true;
+                self.save_checkpoint()?;
+            }
+            Event::Tick => self.reader.flush_aged()?,
+        }
+        if self.reader.flushes != self.flushes_at_checkpoint {
+            self.save_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the error entries written so far and then the checkpoint they and the flushes make
+    /// durable.
+    fn save_checkpoint(&mut self) -> Result<(), PipelineError> {
+        self.reader.flush_rejects()?;
+        for (i, p) in self.shards.iter().enumerate() {
+            let pending = self.reader.buffers.pending_since(i);
+            let entry = self.checkpoint.shards.entry(p.id.to_string()).or_default();
+            match pending {
+                None => {
+                    if p.last.is_some() {
+                        entry.sequence_number = p.last.clone();
+                    }
+                }
+                Some(Some(seq)) => entry.sequence_number = Some(seq.to_string()),
+                Some(None) => {}
+            }
+            entry.finished = p.ended && pending.is_none();
+            entry.start_timestamp_ms = match entry.sequence_number {
+                Some(_) => None,
+                None => p.start_ms.or(entry.start_timestamp_ms),
+            };
+        }
+        self.flushes_at_checkpoint = self.reader.flushes;
+        self.reader.send(Out::Checkpoint(self.checkpoint.clone()))
+    }
+}
+
+/// Retries listing shards on throttling and transient errors.
+async fn list_shards<A: StreamApi>(api: &A, stream: &str) -> Result<Vec<Shard>, PipelineError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match api.list_shards().await {
+            Ok(s) => return Ok(s),
+            Err(ApiError::Fatal(m)) => {
+                return Err(PipelineError::Stream {
+                    stream: stream.into(),
+                    source: ApiError::Fatal(m),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(stream, "listing shards: {e}; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Runs a stream export until caught up (scheduled) or until `shutdown` resolves (continuous).
+pub async fn run<A: StreamApi>(
+    settings: &Settings,
+    api: Arc<A>,
+    opts: StreamOptions,
+    clock: Arc<dyn Clock>,
+    counters: Arc<Counters>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Summary, PipelineError> {
+    let started_at = Instant::now();
+    let output = store::open(&settings.output, &settings.s3)?;
+    let tables = load_tables(settings, Some(&output)).await?;
+    let mut cp_store = CheckpointStore::open(&opts.checkpoint, &settings.s3)?;
+    let checkpoint = cp_store.load(&opts.stream).await?;
+    tracing::info!(
+        "stream {}: checkpoint {} ({} shards known)",
+        opts.stream,
+        cp_store.url(),
+        checkpoint.shards.len()
+    );
+    let (out_tx, out_rx) = mpsc::channel(CHANNEL_DEPTH);
+    let writer = tokio::spawn(write_all(
+        out_rx,
+        Some(output),
+        Some(cp_store),
+        settings.clone(),
+        false,
+        counters.clone(),
+    ));
+
+    let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(16);
+    let settings_p = settings.clone();
+    let counters_p = counters.clone();
+    let clock_p = clock.clone();
+    let cp_p = checkpoint.clone();
+    let processing = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+        let mut p = Processor {
+            reader: Reader::new(&settings_p, clock_p.as_ref(), &counters_p, tables, out_tx),
+            shards: Vec::new(),
+            by_id: HashMap::new(),
+            checkpoint: cp_p,
+            flushes_at_checkpoint: 0,
+        };
+        while let Some(ev) = ev_rx.blocking_recv() {
+            p.handle(ev)?;
+        }
+        p.reader.finish()?;
+        p.save_checkpoint()?;
+        Ok(p.reader.into_result())
+    });
+
+    let coordinated = coordinate(api, &opts, &checkpoint, clock.as_ref(), ev_tx, shutdown).await;
+    // The coordinator has dropped the event sender: processing drains and writes everything.
+    let finish = async {
+        let read = processing
+            .await
+            .map_err(|e| PipelineError::Internal(e.to_string()))?;
+        let stats = writer
+            .await
+            .map_err(|e| PipelineError::Internal(e.to_string()))??;
+        Ok::<_, PipelineError>((read?, stats))
+    };
+    let (read, stats) = match opts.mode {
+        Mode::Continuous => tokio::time::timeout(opts.shutdown_timeout, finish)
+            .await
+            .map_err(|_| {
+                PipelineError::Internal(format!(
+                    "the final flush did not finish within the shutdown timeout ({:?}); the checkpoint was not advanced past unwritten records",
+                    opts.shutdown_timeout
+                ))
+            })??,
+        Mode::Scheduled { .. } => finish.await?,
+    };
+    coordinated?;
+    Ok(summarize(read, stats, started_at, false))
+}
+
+/// Starts shard readers as lineage allows, refreshes the shard list, sends age ticks, and stops
+/// on catch-up (scheduled) or shutdown (continuous).
+async fn coordinate<A: StreamApi>(
+    api: Arc<A>,
+    opts: &StreamOptions,
+    checkpoint: &Checkpoint,
+    clock: &dyn Clock,
+    ev_tx: mpsc::Sender<Event>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), PipelineError> {
+    let stream = opts.stream.as_str();
+    let mut shards = list_shards(api.as_ref(), stream).await?;
+    let mut done: HashSet<String> = checkpoint
+        .shards
+        .iter()
+        .filter(|(_, c)| c.finished)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let mut started: HashSet<String> = HashSet::new();
+    let mut readers: JoinSet<(String, Result<ReadOutcome, ApiError>)> = JoinSet::new();
+    let read_opts = ReadOptions {
+        until_ms: match opts.mode {
+            Mode::Scheduled { until_ms } => Some(until_ms),
+            Mode::Continuous => None,
+        },
+        idle_poll: opts.idle_poll,
+    };
+    let continuous = opts.mode == Mode::Continuous;
+    let mut tick = tokio::time::interval(opts.tick);
+    let mut discovery = tokio::time::interval(opts.discovery_interval);
+    tokio::pin!(shutdown);
+    let mut result = Ok(());
+    loop {
+        for s in lineage::readable(&shards, &done, &started) {
+            let cp = checkpoint.shards.get(&s.id);
+            let has_parent = s.parent.is_some() || s.adjacent_parent.is_some();
+            let (start, start_ms) = match (
+                cp.and_then(|c| c.sequence_number.clone()),
+                cp.and_then(|c| c.start_timestamp_ms),
+            ) {
+                (Some(seq), _) => (StartAt::AfterSequence(seq), None),
+                (None, Some(t)) => (StartAt::AtTimestamp(t), Some(t)),
+                // A child shard is always read from its start: its parent was read here.
+                (None, None) if has_parent => (StartAt::TrimHorizon, None),
+                (None, None) => match opts.start {
+                    Start::TrimHorizon => (StartAt::TrimHorizon, None),
+                    Start::Latest => {
+                        let now = clock.now_utc_us() / 1000;
+                        (StartAt::AtTimestamp(now), Some(now))
+                    }
+                    Start::AtTimestamp(t) => (StartAt::AtTimestamp(t), Some(t)),
+                },
+            };
+            tracing::info!(stream, shard = %s.id, "reading from {start:?}");
+            let shard: Arc<str> = s.id.as_str().into();
+            if ev_tx
+                .send(Event::Started {
+                    shard: shard.clone(),
+                    start_ms,
+                })
+                .await
+                .is_err()
+            {
+                return Err(PipelineError::Internal("processing stopped".into()));
+            }
+            let api = api.clone();
+            let tx = ev_tx.clone();
+            let id = s.id.clone();
+            readers.spawn(async move { (id, read_shard(api, shard, start, tx, read_opts).await) });
+            started.insert(s.id.clone());
+        }
+        if !continuous && readers.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(joined) = readers.join_next(), if !readers.is_empty() => {
+                let (id, outcome) = joined.map_err(|e| PipelineError::Internal(e.to_string()))?;
+                match outcome {
+                    Ok(ReadOutcome::Ended) => {
+                        tracing::info!(stream, shard = %id, "shard read to its end");
+                        done.insert(id);
+                        // Its children may be listed now.
+                        shards = list_shards(api.as_ref(), stream).await?;
+                    }
+                    Ok(ReadOutcome::CaughtUp) => tracing::debug!(stream, shard = %id, "caught up"),
+                    Ok(ReadOutcome::Stopped) => break,
+                    Err(source) => {
+                        tracing::error!(stream, shard = %id, "stopping: {source}");
+                        result = Err(PipelineError::Stream { stream: stream.into(), source });
+                        break;
+                    }
+                }
+            }
+            _ = tick.tick(), if continuous => {
+                if ev_tx.send(Event::Tick).await.is_err() {
+                    break;
+                }
+            }
+            _ = discovery.tick(), if continuous => {
+                match api.list_shards().await {
+                    Ok(s) => shards = s,
+                    Err(e) => tracing::warn!(stream, "refreshing shards: {e}"),
+                }
+            }
+            _ = &mut shutdown, if continuous => {
+                tracing::info!(stream, "stopping: flushing buffers and saving the checkpoint");
+                break;
+            }
+        }
+    }
+    readers.abort_all();
+    while readers.join_next().await.is_some() {}
+    drop(ev_tx);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigFile;
+    use crate::kinesis::fake::FakeStream;
+    use crate::kinesis::KinesisRecord;
+    use crate::pipeline::SystemClock;
+
+    fn kinesis_record(seq: u64, id: &str) -> KinesisRecord {
+        let json = format!(
+            r#"{{"eventID":"{id}","eventName":"INSERT","tableName":"T","dynamodb":{{"ApproximateCreationDateTime":1795000000331,"Keys":{{"Id":{{"S":"{id}"}}}},"NewImage":{{"Id":{{"S":"{id}"}}}}}}}}"#
+        );
+        KinesisRecord {
+            sequence_number: format!("{seq:030}"),
+            data: json.into(),
+            arrival_ms: 1_000,
+        }
+    }
+
+    fn settings(out: &std::path::Path) -> Settings {
+        let mut c = ConfigFile::default();
+        c.output.url = Some(out.display().to_string());
+        c.validate().unwrap()
+    }
+
+    fn opts(cp: &std::path::Path) -> StreamOptions {
+        StreamOptions {
+            stream: "s".into(),
+            checkpoint: cp.display().to_string(),
+            start: Start::TrimHorizon,
+            mode: Mode::Scheduled { until_ms: 10_000 },
+            idle_poll: Duration::from_millis(10),
+            discovery_interval: Duration::from_secs(30),
+            tick: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn split_shards_are_read_parent_first_and_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fake = FakeStream {
+            shards: vec![
+                Shard {
+                    id: "p".into(),
+                    parent: None,
+                    adjacent_parent: None,
+                },
+                Shard {
+                    id: "c1".into(),
+                    parent: Some("p".into()),
+                    adjacent_parent: None,
+                },
+                Shard {
+                    id: "c2".into(),
+                    parent: Some("p".into()),
+                    adjacent_parent: None,
+                },
+            ],
+            ..FakeStream::default()
+        };
+        fake.records.insert(
+            "p".into(),
+            (1..=5)
+                .map(|i| kinesis_record(i, &format!("p{i}")))
+                .collect(),
+        );
+        fake.records.insert(
+            "c1".into(),
+            (6..=8)
+                .map(|i| kinesis_record(i, &format!("c{i}")))
+                .collect(),
+        );
+        fake.records.insert(
+            "c2".into(),
+            (9..=9)
+                .map(|i| kinesis_record(i, &format!("c{i}")))
+                .collect(),
+        );
+        fake.closed.push("p".into());
+        let fake = Arc::new(fake);
+        let lake = dir.path().join("lake");
+        let cp = dir.path().join("cp.json");
+        let s = settings(&lake);
+        let summary = run(
+            &s,
+            fake.clone(),
+            opts(&cp),
+            Arc::new(SystemClock::default()),
+            Arc::new(Counters::default()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.records_in, 9);
+        assert_eq!(summary.rows_out["t"], 9);
+        let saved: Checkpoint = serde_json::from_slice(&std::fs::read(&cp).unwrap()).unwrap();
+        assert!(saved.shards["p"].finished);
+        assert_eq!(
+            saved.shards["c1"].sequence_number.as_deref(),
+            Some(format!("{:030}", 8).as_str())
+        );
+        assert_eq!(
+            saved.shards["c2"].sequence_number.as_deref(),
+            Some(format!("{:030}", 9).as_str())
+        );
+        // A second run reads nothing new and writes nothing.
+        let again = run(
+            &s,
+            fake,
+            opts(&cp),
+            Arc::new(SystemClock::default()),
+            Arc::new(Counters::default()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.records_in, 0);
+        assert_eq!(again.files_written, 0);
+    }
+}

@@ -1,0 +1,238 @@
+//! Stream runs against the local Kinesis server (kinesis-mock): scheduled exports, resharding,
+//! checkpoints and restarts of the continuous consumer.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+fn stream_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn ktool(args: &[&str]) -> String {
+    std::env::var("AWS_ENDPOINT_URL_KINESIS")
+        .expect("run with scripts/test.sh: it starts the local Kinesis server");
+    py_script("kinesis_tool.py", args)
+}
+
+/// Checks the lake holds exactly the records of the stream: one row per sequence number, parents
+/// before children within each file. Prints the row count.
+const CHECK_EXACTLY_ONCE: &str = r#"
+import pyarrow.parquet as pq, glob, sys, json
+files = sorted(glob.glob(sys.argv[1] + '/**/*.parquet', recursive=True))
+shards = {s['ShardId']: s for s in json.loads(sys.argv[2])}
+seen = set()
+for f in files:
+    t = pq.read_table(f, columns=['cdc_shard_id', 'cdc_sequence_number', 'cdc_arrival_time', 'cdc_event_id'])
+    rows = t.to_pylist()
+    for r in rows:
+        key = (r['cdc_shard_id'], r['cdc_sequence_number'])
+        assert key not in seen, f'duplicate {key}'
+        assert r['cdc_arrival_time'] is not None
+        seen.add(key)
+    # Lineage: in processing order (row order of a file), no parent row after a child row.
+    first = {}
+    last = {}
+    for i, r in enumerate(rows):
+        first.setdefault(r['cdc_shard_id'], i)
+        last[r['cdc_shard_id']] = i
+    for sid, s in shards.items():
+        for p in (s.get('ParentShardId'), s.get('AdjacentParentShardId')):
+            if p in last and sid in first:
+                assert last[p] < first[sid], (p, sid, last[p], first[sid])
+print(len(seen))
+"#;
+
+#[test]
+fn scheduled_exports_read_every_shard_once_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(
+        &input,
+        1500,
+        31,
+        &["--hours", "1", "--start", "2026-11-01T08:00:00Z"],
+    );
+    let name = stream_name("sched");
+    ktool(&["create", &name, "4"]);
+    assert_eq!(
+        ktool(&["put", &name, s(&input), "0", "1000"]).trim(),
+        "1000"
+    );
+    let lake = dir.path().join("lake");
+    let run = || export_json(&["--stream", &name, "-o", s(&lake)], 0);
+    let first = run();
+    assert_eq!(first["records_in"], 1000);
+    assert_eq!(first["rows_out"]["orders"], 1000);
+    let cp: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lake.join(format!("_ddb_lake/checkpoints/{name}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cp["shards"].as_object().unwrap().len(), 4);
+    // Right after: nothing new, nothing written.
+    let second = run();
+    assert_eq!(
+        (
+            second["records_in"].as_u64(),
+            second["files_written"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    // New records: only they are read.
+    ktool(&["put", &name, s(&input), "1000", "1500"]);
+    let third = run();
+    assert_eq!(third["records_in"], 500);
+    let shards = ktool(&["shards", &name]);
+    assert_eq!(
+        py(
+            CHECK_EXACTLY_ONCE,
+            &[s(&lake.join("orders")), shards.trim()]
+        ),
+        "1500"
+    );
+}
+
+#[test]
+fn split_and_merge_are_read_parents_first_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    // One hour: every row lands in one file, whose row order is the processing order.
+    generate(
+        &input,
+        1500,
+        32,
+        &["--hours", "1", "--start", "2026-11-01T08:00:00Z"],
+    );
+    let name = stream_name("reshard");
+    ktool(&["create", &name, "2"]);
+    ktool(&["put", &name, s(&input), "0", "500"]);
+    ktool(&["split", &name, "shardId-000000000000"]);
+    ktool(&["put", &name, s(&input), "500", "1000"]);
+    ktool(&["merge", &name]);
+    ktool(&["put", &name, s(&input), "1000", "1500"]);
+    let lake = dir.path().join("lake");
+    let summary = export_json(&["--stream", &name, "-o", s(&lake)], 0);
+    assert_eq!(summary["records_in"], 1500);
+    let shards = ktool(&["shards", &name]);
+    let n: usize = serde_json::from_str::<serde_json::Value>(shards.trim())
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(n >= 5, "{shards}");
+    assert_eq!(
+        py(
+            CHECK_EXACTLY_ONCE,
+            &[s(&lake.join("orders")), shards.trim()]
+        ),
+        "1500"
+    );
+    let cp: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lake.join(format!("_ddb_lake/checkpoints/{name}.json"))).unwrap(),
+    )
+    .unwrap();
+    let finished = cp["shards"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|s| s["finished"] == true)
+        .count();
+    assert_eq!(finished, 3, "{cp}"); // the split parent and the two merged shards are closed
+}
+
+struct Consumer(Child);
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn consume(name: &str, lake: &Path) -> Consumer {
+    let child = bin()
+        .args([
+            "consume",
+            "--stream",
+            name,
+            "-o",
+            s(lake),
+            "--max-age",
+            "1s",
+            "--json",
+            "--no-progress",
+        ])
+        .env("DDB_LAKE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    Consumer(child)
+}
+
+/// Waits until the checkpoint covers `n` records (the sum of rows the lake's files hold), with a
+/// deadline: the condition, not the time, is what the test waits for.
+fn wait_for_rows(lake: &Path, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dir = lake.join("orders");
+        if dir.exists() && duckdb_count(&dir) >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the consumer did not write {n} rows in time"
+        );
+        std::thread::sleep(Duration::from_millis(200)); // polling a condition, bounded by the deadline
+    }
+}
+
+fn stop(mut c: Consumer) -> serde_json::Value {
+    let pid = c.0.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let out = std::mem::replace(&mut c.0, Command::new("true").spawn().unwrap())
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_consumer_stops_gracefully_and_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(&input, 800, 33, &["--hours", "2"]);
+    let name = stream_name("consume");
+    ktool(&["create", &name, "3"]);
+    let lake = dir.path().join("lake");
+    let c = consume(&name, &lake);
+    ktool(&["put", &name, s(&input), "0", "500"]);
+    wait_for_rows(&lake, 500);
+    let summary = stop(c);
+    assert_eq!(summary["records_in"], 500);
+    // Records put while it is stopped are read by the next run, from the checkpoint.
+    ktool(&["put", &name, s(&input), "500", "800"]);
+    let c = consume(&name, &lake);
+    wait_for_rows(&lake, 800);
+    let summary = stop(c);
+    assert_eq!(summary["records_in"], 300);
+    let shards = ktool(&["shards", &name]);
+    assert_eq!(
+        py(
+            CHECK_EXACTLY_ONCE,
+            &[s(&lake.join("orders")), shards.trim()]
+        ),
+        "800"
+    );
+}

@@ -1,0 +1,68 @@
+"""Test-side helper for the local Kinesis server (kinesis-mock), through boto3.
+
+usage:
+  kinesis_tool.py create STREAM SHARDS
+  kinesis_tool.py put STREAM FILE [FIRST_LINE LAST_LINE]   put lines of a JSON-lines file as records
+  kinesis_tool.py split STREAM SHARD_ID                    split a shard in the middle of its range
+  kinesis_tool.py merge STREAM                             merge the first two adjacent open shards
+  kinesis_tool.py shards STREAM                            print shards as JSON
+"""
+import json
+import os
+import sys
+import time
+
+import boto3
+
+k = boto3.client("kinesis", endpoint_url=os.environ["AWS_ENDPOINT_URL_KINESIS"], region_name="us-east-1")
+
+
+def wait_active(name):
+    for _ in range(600):
+        if k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+            return
+        time.sleep(0.05)  # polling the server's state, with a bound
+    raise SystemExit(f"stream {name} did not become active")
+
+
+def open_shards(name):
+    shards = k.list_shards(StreamName=name)["Shards"]
+    return [s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
+
+
+cmd, name = sys.argv[1], sys.argv[2]
+if cmd == "create":
+    k.create_stream(StreamName=name, ShardCount=int(sys.argv[3]))
+    wait_active(name)
+elif cmd == "put":
+    lines = open(sys.argv[3], "rb").read().splitlines()
+    lo, hi = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (0, len(lines))
+    batch = []
+    n = 0
+    for i, line in enumerate(lines[lo:hi], start=lo):
+        batch.append({"Data": line, "PartitionKey": f"key-{i}"})
+        if len(batch) == 500 or i == hi - 1:
+            r = k.put_records(StreamName=name, Records=batch)
+            assert r["FailedRecordCount"] == 0, r
+            n += len(batch)
+            batch = []
+    print(n)
+elif cmd == "split":
+    shard = next(s for s in open_shards(name) if s["ShardId"] == sys.argv[3])
+    lo = int(shard["HashKeyRange"]["StartingHashKey"])
+    hi = int(shard["HashKeyRange"]["EndingHashKey"])
+    k.split_shard(StreamName=name, ShardToSplit=shard["ShardId"], NewStartingHashKey=str((lo + hi) // 2))
+    wait_active(name)
+elif cmd == "merge":
+    shards = sorted(open_shards(name), key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
+    for a, b in zip(shards, shards[1:]):
+        if int(a["HashKeyRange"]["EndingHashKey"]) + 1 == int(b["HashKeyRange"]["StartingHashKey"]):
+            k.merge_shards(StreamName=name, ShardToMerge=a["ShardId"], AdjacentShardToMerge=b["ShardId"])
+            wait_active(name)
+            break
+    else:
+        raise SystemExit("no adjacent shards")
+elif cmd == "shards":
+    print(json.dumps(k.list_shards(StreamName=name)["Shards"]))
+else:
+    raise SystemExit(__doc__)
