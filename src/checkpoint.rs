@@ -35,6 +35,10 @@ pub struct ShardCheckpoint {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub stream: String,
+    /// Incremented by every save, so that every write has new content (and a new ETag) and a
+    /// conditional put can tell any two versions apart.
+    #[serde(default)]
+    pub revision: u64,
     pub shards: BTreeMap<String, ShardCheckpoint>,
 }
 
@@ -63,6 +67,8 @@ pub struct CheckpointStore {
     /// Conditional puts (S3); a local folder is written with a plain atomic replace.
     conditional: bool,
     version: Option<UpdateVersion>,
+    /// Revision of the version read or last written.
+    revision: u64,
 }
 
 impl CheckpointStore {
@@ -76,6 +82,7 @@ impl CheckpointStore {
             location,
             name: name.to_string(),
             version: None,
+            revision: 0,
         })
     }
 
@@ -97,13 +104,17 @@ impl CheckpointStore {
                     url: self.url(),
                     source,
                 })?;
-                serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Parse {
-                    url: self.url(),
-                    source,
-                })
+                let cp: Checkpoint =
+                    serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Parse {
+                        url: self.url(),
+                        source,
+                    })?;
+                self.revision = cp.revision;
+                Ok(cp)
             }
             Err(object_store::Error::NotFound { .. }) => Ok(Checkpoint {
                 stream: stream.to_string(),
+                revision: 0,
                 shards: BTreeMap::new(),
             }),
             Err(source) => Err(StoreError::Io {
@@ -117,7 +128,10 @@ impl CheckpointStore {
 
     /// Writes the checkpoint; with conditional puts, fails if another process wrote it since.
     pub async fn save(&mut self, cp: &Checkpoint) -> Result<(), CheckpointError> {
-        let body = serde_json::to_vec_pretty(cp).expect("checkpoints serialize");
+        self.revision += 1;
+        let mut cp = cp.clone();
+        cp.revision = self.revision;
+        let body = serde_json::to_vec_pretty(&cp).expect("checkpoints serialize");
         let path = self.location.path(&self.name);
         let mode = match (&self.version, self.conditional) {
             (_, false) => PutMode::Overwrite,
@@ -175,6 +189,7 @@ mod tests {
         );
         store.save(&cp).await.unwrap();
         let mut again = CheckpointStore::open(&url, &S3Options::default()).unwrap();
-        assert_eq!(again.load("s").await.unwrap(), cp);
+        let loaded = again.load("s").await.unwrap();
+        assert_eq!((loaded.shards, loaded.revision), (cp.shards, 1));
     }
 }

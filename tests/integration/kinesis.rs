@@ -236,3 +236,103 @@ fn the_consumer_stops_gracefully_and_resumes_from_its_checkpoint() {
         "800"
     );
 }
+
+#[test]
+fn latest_and_at_timestamp_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(&input, 300, 34, &[]);
+    let name = stream_name("starts");
+    ktool(&["create", &name, "2"]);
+    ktool(&["put", &name, s(&input), "0", "100"]);
+    let t = ktool(&["now", "-"]);
+    ktool(&["put", &name, s(&input), "100", "200"]);
+    // AT_TIMESTAMP: only what arrived from t on.
+    let at = dir.path().join("at");
+    let summary = export_json(
+        &[
+            "--stream",
+            &name,
+            "-o",
+            s(&at),
+            "--start",
+            "at_timestamp",
+            "--start-timestamp",
+            t.trim(),
+        ],
+        0,
+    );
+    assert_eq!(summary["records_in"], 100);
+    // LATEST: nothing of what is there; but the next run reads everything put since.
+    let latest = dir.path().join("latest");
+    let summary = export_json(
+        &["--stream", &name, "-o", s(&latest), "--start", "latest"],
+        0,
+    );
+    assert_eq!(summary["records_in"], 0);
+    ktool(&["put", &name, s(&input), "200", "300"]);
+    let summary = export_json(
+        &["--stream", &name, "-o", s(&latest), "--start", "latest"],
+        0,
+    );
+    assert_eq!(summary["records_in"], 100);
+    // Exactly the records put after the LATEST run.
+    let check = r#"
+import duckdb, json, sys
+want = {json.loads(l)['eventID'] for l in open(sys.argv[2]).read().splitlines()[200:300]}
+got = [r[0] for r in duckdb.execute(f"select cdc_event_id from read_parquet('{sys.argv[1]}/**/*.parquet')").fetchall()]
+assert len(got) == 100 and set(got) == want
+print('OK')
+"#;
+    assert_eq!(py(check, &[s(&latest.join("orders")), s(&input)]), "OK");
+}
+
+#[test]
+fn s3_checkpoints_are_conditional() {
+    use ddb_lake::checkpoint::{CheckpointError, CheckpointStore, ShardCheckpoint};
+    use ddb_lake::store::S3Options;
+    std::env::var("AWS_ENDPOINT_URL_S3").expect("run with scripts/test.sh");
+    let bucket = stream_name("cp").to_lowercase();
+    py(
+        "import boto3,os,sys; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket=sys.argv[1])",
+        &[&bucket],
+    );
+    let url = format!("s3://{bucket}/state/stream.json");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let opts = S3Options::default();
+        let mut a = CheckpointStore::open(&url, &opts).unwrap();
+        let mut b = CheckpointStore::open(&url, &opts).unwrap();
+        let mut cp = a.load("s").await.unwrap();
+        b.load("s").await.unwrap();
+        cp.shards.insert(
+            "shard-0".into(),
+            ShardCheckpoint {
+                sequence_number: Some("7".into()),
+                ..Default::default()
+            },
+        );
+        a.save(&cp).await.unwrap();
+        // b read before a's first write: its write would overwrite a's progress.
+        assert!(matches!(
+            b.save(&cp).await,
+            Err(CheckpointError::Conflict { .. })
+        ));
+        // a keeps writing: it holds the current version.
+        cp.shards.get_mut("shard-0").unwrap().sequence_number = Some("9".into());
+        a.save(&cp).await.unwrap();
+        let mut c = CheckpointStore::open(&url, &opts).unwrap();
+        let loaded = c.load("s").await.unwrap();
+        assert_eq!(
+            (loaded.shards.clone(), loaded.revision),
+            (cp.shards.clone(), 2)
+        );
+        // A reader of an older version is refused too.
+        b.load("s").await.unwrap();
+        a.save(&cp).await.unwrap();
+        assert!(matches!(
+            b.save(&cp).await,
+            Err(CheckpointError::Conflict { .. })
+        ));
+    });
+}

@@ -6,6 +6,7 @@ usage:
   kinesis_tool.py split STREAM SHARD_ID                    split a shard in the middle of its range
   kinesis_tool.py merge STREAM                             merge the first two adjacent open shards
   kinesis_tool.py shards STREAM                            print shards as JSON
+  kinesis_tool.py now -                                    print the current UTC time (RFC 3339)
 """
 import json
 import os
@@ -62,6 +63,10 @@ elif cmd == "merge":
             break
     else:
         raise SystemExit("no adjacent shards")
+elif cmd == "now":
+    # The current time as RFC 3339 with milliseconds (for AT_TIMESTAMP starts).
+    import datetime
+    print(datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
 elif cmd == "shards":
     print(json.dumps(k.list_shards(StreamName=name)["Shards"]))
 else:
