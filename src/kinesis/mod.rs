@@ -3,6 +3,7 @@
 //! transient failures by backing off and retrying, never by skipping.
 
 pub mod api;
+pub mod faults;
 pub mod lineage;
 
 use std::sync::Arc;

@@ -336,3 +336,62 @@ fn s3_checkpoints_are_conditional() {
         ));
     });
 }
+
+#[test]
+fn injected_throttling_expiry_and_failures_are_survived_without_loss() {
+    use ddb_lake::config::ConfigFile;
+    use ddb_lake::kinesis::faults::Faulty;
+    use ddb_lake::kinesis::AwsStream;
+    use ddb_lake::pipeline::stream::{run, Mode, Start, StreamOptions};
+    use ddb_lake::pipeline::{Counters, SystemClock};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(&input, 1200, 35, &[]);
+    let name = stream_name("faults");
+    ktool(&["create", &name, "3"]);
+    ktool(&["put", &name, s(&input)]);
+    let lake = dir.path().join("lake");
+    let mut config = ConfigFile::default();
+    config.output.url = Some(s(&lake).to_string());
+    let settings = config.validate().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (summary, injected) = rt.block_on(async {
+        let api = Arc::new(Faulty::new(AwsStream::connect(&name).await, 0.3, 7));
+        let opts = StreamOptions {
+            stream: name.clone(),
+            checkpoint: s(&dir.path().join("cp.json")).to_string(),
+            start: Start::TrimHorizon,
+            mode: Mode::Scheduled { until_ms: i64::MAX },
+            idle_poll: Duration::from_millis(50),
+            discovery_interval: Duration::from_secs(30),
+            tick: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(60),
+        };
+        let summary = run(
+            &settings,
+            api.clone(),
+            opts,
+            Arc::new(SystemClock::default()),
+            Arc::new(Counters::default()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        (summary, api.injected())
+    });
+    assert!(
+        injected.throttled > 0 && injected.expired > 0 && injected.transient > 0,
+        "{injected:?}"
+    );
+    assert_eq!(summary.records_in, 1200);
+    let shards = ktool(&["shards", &name]);
+    assert_eq!(
+        py(
+            CHECK_EXACTLY_ONCE,
+            &[s(&lake.join("orders")), shards.trim()]
+        ),
+        "1200"
+    );
+}

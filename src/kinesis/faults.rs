@@ -1,0 +1,84 @@
+//! Fault injection for a [`StreamApi`]: wraps a real client and fails a share of calls with
+//! throttling, expired iterators or transient errors, deterministically for a seed. Used by tests
+//! to prove that faults are survived without loss; never enabled by the CLI.
+
+use std::sync::Mutex;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{ApiError, RecordBatch, Shard, StartAt, StreamApi};
+
+/// Counts of injected faults.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Injected {
+    pub throttled: u64,
+    pub expired: u64,
+    pub transient: u64,
+}
+
+pub struct Faulty<A> {
+    inner: A,
+    /// Share of get_records calls that fail (0.0 to 1.0).
+    rate: f64,
+    rng: Mutex<ChaCha8Rng>,
+    injected: Mutex<Injected>,
+}
+
+impl<A: StreamApi> Faulty<A> {
+    pub fn new(inner: A, rate: f64, seed: u64) -> Self {
+        Faulty {
+            inner,
+            rate,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            injected: Mutex::new(Injected::default()),
+        }
+    }
+
+    pub fn injected(&self) -> Injected {
+        *self.injected.lock().expect("not poisoned")
+    }
+
+    fn roll(&self) -> Option<ApiError> {
+        let (fail, kind) = {
+            let mut rng = self.rng.lock().expect("not poisoned");
+            (rng.random_bool(self.rate), rng.random_range(0..3))
+        };
+        if !fail {
+            return None;
+        }
+        let mut n = self.injected.lock().expect("not poisoned");
+        Some(match kind {
+            0 => {
+                n.throttled += 1;
+                ApiError::Throttled("injected ProvisionedThroughputExceededException".into())
+            }
+            1 => {
+                n.expired += 1;
+                ApiError::ExpiredIterator("injected ExpiredIteratorException".into())
+            }
+            _ => {
+                n.transient += 1;
+                ApiError::Transient("injected connection reset".into())
+            }
+        })
+    }
+}
+
+impl<A: StreamApi> StreamApi for Faulty<A> {
+    async fn list_shards(&self) -> Result<Vec<Shard>, ApiError> {
+        self.inner.list_shards().await
+    }
+
+    async fn shard_iterator(&self, shard: &str, start: &StartAt) -> Result<String, ApiError> {
+        self.inner.shard_iterator(shard, start).await
+    }
+
+    async fn get_records(&self, iterator: &str, limit: i32) -> Result<RecordBatch, ApiError> {
+        if let Some(e) = self.roll() {
+            return Err(e);
+        }
+        // Small pages, so that a run makes many calls and meets many faults.
+        self.inner.get_records(iterator, limit.min(50)).await
+    }
+}
