@@ -28,6 +28,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Read a Kinesis data stream continuously and write the lake until stopped (SIGINT/SIGTERM).
     Consume(ConsumeArgs),
+    /// Print each shard's checkpoint and how far it is behind the stream's tip.
+    Status(StatusArgs),
     /// Write realistic sample change records for a demo table.
     Generate(GenerateArgs),
     /// Table schema files.
@@ -149,6 +151,25 @@ pub struct ConsumeArgs {
     /// Write a partition at least this often, e.g. 300s (buffer.max_age).
     #[arg(long)]
     pub max_age: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9898.
+    #[arg(long)]
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The Kinesis data stream (name or ARN).
+    #[arg(long, required = true)]
+    pub stream: String,
+    /// The lake the consumer writes (to find the default checkpoint).
+    #[arg(long, short)]
+    pub output: Option<String>,
+    /// Checkpoint file or s3:// object, when not the default next to the output.
+    #[arg(long)]
+    pub checkpoint: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

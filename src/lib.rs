@@ -21,6 +21,7 @@ pub mod encode;
 pub mod flatten;
 pub mod generate;
 pub mod kinesis;
+pub mod metrics;
 pub mod partition;
 pub mod pipeline;
 pub mod reject;

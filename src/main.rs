@@ -11,6 +11,7 @@ use ddb_lake::cli::{Cli, Command, SchemaCommand};
 use ddb_lake::generate::{generate, GenerateOptions};
 use std::time::Duration;
 
+use ddb_lake::checkpoint::CheckpointStore;
 use ddb_lake::config::Settings;
 use ddb_lake::kinesis::AwsStream;
 use ddb_lake::pipeline::stream::{self, Mode, StreamOptions};
@@ -56,12 +57,7 @@ async fn run_stream(
 ) -> anyhow::Result<Summary> {
     let api = Arc::new(AwsStream::connect(stream).await);
     let checkpoint = settings.stream.checkpoint.clone().unwrap_or_else(|| {
-        format!(
-            "{}/{}/checkpoints/{}.json",
-            settings.output.trim_end_matches('/'),
-            settings.state_prefix,
-            api.name()
-        )
+        default_checkpoint(&settings.output, &settings.state_prefix, api.name())
     });
     let opts = StreamOptions {
         stream: stream.to_string(),
@@ -82,6 +78,14 @@ async fn run_stream(
         shutdown,
     )
     .await?)
+}
+
+/// The default checkpoint: next to the output, outside every table folder.
+fn default_checkpoint(output: &str, state_prefix: &str, stream: &str) -> String {
+    format!(
+        "{}/{state_prefix}/checkpoints/{stream}.json",
+        output.trim_end_matches('/')
+    )
 }
 
 fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
@@ -152,6 +156,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = args.settings()?;
             let counters = Arc::new(Counters::default());
             let summary = rt.block_on(async {
+                if let Some(addr) = args.metrics {
+                    ddb_lake::metrics::serve(addr).map_err(anyhow::Error::msg)?;
+                    tracing::info!("serving metrics at http://{addr}/metrics");
+                }
                 let progress = report::Progress::start(counters.clone(), !args.out.no_progress);
                 let r = run_stream(
                     &settings,
@@ -166,6 +174,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             print_summary(&summary, args.out.json)?;
             Ok(exit_code(&summary))
+        }
+        Command::Status(args) => {
+            let rows = rt.block_on(async {
+                let api = AwsStream::connect(&args.stream).await;
+                let url = match (&args.checkpoint, &args.output) {
+                    (Some(c), _) => c.clone(),
+                    (None, Some(o)) => default_checkpoint(o, "_ddb_lake", api.name()),
+                    (None, None) => anyhow::bail!("give --output (the lake) or --checkpoint"),
+                };
+                let mut store = CheckpointStore::open(&url, &Default::default())?;
+                let cp = store.load(&args.stream).await?;
+                let now = chrono::Utc::now().timestamp_millis();
+                Ok(stream::status(&api, &cp, now).await?)
+            })?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:<28} {:<10} {:>12}  checkpoint", "shard", "state", "lag");
+                for r in rows {
+                    let state = if r.finished { "finished" } else { "open" };
+                    let lag = r.lag_ms.map_or("-".to_string(), |l| format!("{l} ms"));
+                    println!(
+                        "{:<28} {:<10} {:>12}  {}",
+                        r.shard,
+                        state,
+                        lag,
+                        r.checkpoint.as_deref().unwrap_or("(none)")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Schema(SchemaCommand::Infer(args)) => {
             let settings = args.settings()?;

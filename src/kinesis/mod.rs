@@ -108,6 +108,9 @@ pub async fn read_shard<A: StreamApi, E: From<ShardEvent> + Send>(
         };
         backoff = FIRST_BACKOFF;
         failures = 0;
+        if let Some(lag) = batch.millis_behind_latest {
+            crate::metrics::shard_lag(&shard, lag);
+        }
         let mut records = batch.records;
         let mut caught_up = false;
         if let Some(until) = opts.until_ms {

@@ -416,6 +416,7 @@ impl<'a> Reader<'a> {
         }
         let now = self.clock.now_utc_us();
         self.rejects.add(reason, message, table, pos, raw, now);
+        crate::metrics::error(reason.as_str());
     }
 
     /// Decodes, flattens and buffers one record. `source` is the record's shard (index) and the
@@ -501,6 +502,7 @@ impl<'a> Reader<'a> {
         reader: Box<dyn std::io::BufRead + Send>,
     ) -> Result<(), PipelineError> {
         let name = file.name();
+        let (records, bytes) = (self.records, self.bytes);
         for frame in Framer::new(reader) {
             let frame = frame.map_err(|source| PipelineError::Read {
                 file: name.clone(),
@@ -514,6 +516,8 @@ impl<'a> Reader<'a> {
             };
             self.record(&frame.bytes, &pos, None)?;
         }
+        crate::metrics::records_in(self.records - records, self.bytes - bytes);
+        crate::metrics::buffered(self.buffers.buffered_bytes());
         Ok(())
     }
 
@@ -585,6 +589,7 @@ async fn write_all(
                         out.display(&path)
                     );
                 }
+                crate::metrics::file_written(&table, rows as u64, len, reason.as_str());
                 *stats.rows_out.entry(table).or_default() += rows as u64;
                 *stats
                     .flushes
@@ -610,6 +615,7 @@ async fn write_all(
             Out::Checkpoint(cp) => {
                 if let (Some(store), false) = (checkpoints.as_mut(), dry_run) {
                     store.save(&cp).await?;
+                    crate::metrics::checkpoint_saved();
                     tracing::debug!("saved checkpoint {}", store.url());
                 }
                 stats.checkpoint = Some(cp);

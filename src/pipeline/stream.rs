@@ -133,6 +133,8 @@ impl Processor<'_> {
             }
             Event::Shard(ShardEvent::Records { shard, records }) => {
                 let i = self.shard(&shard);
+                let bytes: usize = records.iter().map(|r| r.data.len()).sum();
+                crate::metrics::records_in(records.len() as u64, bytes as u64);
                 for rec in &records {
                     let pos = Position {
                         shard: Some(&shard),
@@ -156,6 +158,7 @@ impl Processor<'_> {
         if self.reader.flushes != self.flushes_at_checkpoint {
             self.save_checkpoint()?;
         }
+        crate::metrics::buffered(self.reader.buffers.buffered_bytes());
         Ok(())
     }
 
@@ -398,6 +401,56 @@ async fn coordinate<A: StreamApi>(
     while readers.join_next().await.is_some() {}
     drop(ev_tx);
     result
+}
+
+/// One shard's progress, for `ddb-lake status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShardStatus {
+    pub shard: String,
+    pub parents: Vec<String>,
+    /// The last durable sequence number.
+    pub checkpoint: Option<String>,
+    pub finished: bool,
+    /// Age of the oldest record not yet durable (0 when caught up); `None` for finished shards.
+    pub lag_ms: Option<i64>,
+}
+
+/// Each listed shard's checkpoint and lag: the age of the first record after its checkpoint.
+pub async fn status<A: StreamApi>(
+    api: &A,
+    checkpoint: &Checkpoint,
+    now_ms: i64,
+) -> Result<Vec<ShardStatus>, ApiError> {
+    let mut out = Vec::new();
+    for s in api.list_shards().await? {
+        let cp = checkpoint.shards.get(&s.id).cloned().unwrap_or_default();
+        let lag_ms = if cp.finished {
+            None
+        } else {
+            let start = match (&cp.sequence_number, cp.start_timestamp_ms) {
+                (Some(seq), _) => StartAt::AfterSequence(seq.clone()),
+                (None, Some(t)) => StartAt::AtTimestamp(t),
+                (None, None) => StartAt::TrimHorizon,
+            };
+            let it = api.shard_iterator(&s.id, &start).await?;
+            let batch = api.get_records(&it, 1).await?;
+            Some(match batch.records.first() {
+                Some(r) => (now_ms - r.arrival_ms).max(0),
+                None => 0,
+            })
+        };
+        out.push(ShardStatus {
+            shard: s.id.clone(),
+            parents: [s.parent, s.adjacent_parent]
+                .into_iter()
+                .flatten()
+                .collect(),
+            checkpoint: cp.sequence_number,
+            finished: cp.finished,
+            lag_ms,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -154,7 +154,7 @@ impl Drop for Consumer {
     }
 }
 
-fn consume(name: &str, lake: &Path) -> Consumer {
+fn consume(name: &str, lake: &Path, metrics: &str) -> Consumer {
     let child = bin()
         .args([
             "consume",
@@ -166,6 +166,8 @@ fn consume(name: &str, lake: &Path) -> Consumer {
             "1s",
             "--json",
             "--no-progress",
+            "--metrics",
+            metrics,
         ])
         .env("DDB_LAKE_LOG", "warn")
         .stdout(Stdio::piped())
@@ -216,14 +218,66 @@ fn the_consumer_stops_gracefully_and_resumes_from_its_checkpoint() {
     let name = stream_name("consume");
     ktool(&["create", &name, "3"]);
     let lake = dir.path().join("lake");
-    let c = consume(&name, &lake);
+    let port = py(
+        "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])",
+        &[],
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let c = consume(&name, &lake, &addr);
     ktool(&["put", &name, s(&input), "0", "500"]);
     wait_for_rows(&lake, 500);
+    let metrics = py(
+        "import urllib.request,sys; print(urllib.request.urlopen(f'http://{sys.argv[1]}/metrics').read().decode())",
+        &[&addr],
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "ddb_lake_records_in_total 500"),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics
+            .matches("ddb_lake_shard_lag_milliseconds{shard=")
+            .count(),
+        3,
+        "{metrics}"
+    );
+    for name in [
+        "ddb_lake_rows_out_total{table=\"orders\"}",
+        "ddb_lake_flushes_total{reason=\"age\"}",
+        "ddb_lake_checkpoint_saved_timestamp_seconds",
+        "ddb_lake_buffered_bytes",
+    ] {
+        assert!(metrics.contains(name), "{name} in {metrics}");
+    }
     let summary = stop(c);
     assert_eq!(summary["records_in"], 500);
+    // Status: every shard checkpointed, nothing behind.
+    let status: serde_json::Value = serde_json::from_str(&run_ok(
+        &["status", "--stream", &name, "-o", s(&lake), "--json"],
+        0,
+    ))
+    .unwrap();
+    let shards = status.as_array().unwrap();
+    assert_eq!(shards.len(), 3);
+    assert!(shards.iter().all(|s| s["lag_ms"] == 0), "{status}");
     // Records put while it is stopped are read by the next run, from the checkpoint.
     ktool(&["put", &name, s(&input), "500", "800"]);
-    let c = consume(&name, &lake);
+    let status: serde_json::Value = serde_json::from_str(&run_ok(
+        &["status", "--stream", &name, "-o", s(&lake), "--json"],
+        0,
+    ))
+    .unwrap();
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["lag_ms"].as_i64().unwrap() > 0),
+        "{status}"
+    );
+    let c = consume(&name, &lake, &addr);
     wait_for_rows(&lake, 800);
     let summary = stop(c);
     assert_eq!(summary["records_in"], 300);
