@@ -54,6 +54,8 @@ pub struct Position<'a> {
     pub offset: Option<u64>,
     /// Kinesis ApproximateArrivalTimestamp, milliseconds since the epoch.
     pub arrival_ms: Option<i64>,
+    /// Index of the user record inside a KPL-aggregated Kinesis record.
+    pub subsequence: Option<u64>,
 }
 
 /// A flattened record.
@@ -286,6 +288,10 @@ pub fn flatten<'a>(
         (
             m(Meta::ArrivalTime),
             pos.arrival_ms.map_or(Cell::Null, |a| Cell::Ts(a * 1000)),
+        ),
+        (
+            m(Meta::SubsequenceNumber),
+            pos.subsequence.map_or(Cell::Null, |s| Cell::I64(s as i64)),
         ),
     ]);
     row

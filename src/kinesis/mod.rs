@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod faults;
+pub mod kpl;
 pub mod lineage;
 
 use std::sync::Arc;

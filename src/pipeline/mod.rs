@@ -469,14 +469,15 @@ impl<'a> Reader<'a> {
         }
         t.unmapped += row.unmapped as u64;
         let path = self.settings.template.render(&t.schema, &row, time_us);
-        let position = format!(
-            "{}#{}",
-            pos.file.or(pos.shard).unwrap_or(""),
-            pos.offset.map_or_else(
-                || pos.sequence_number.unwrap_or("").to_string(),
-                |o| o.to_string()
-            )
-        );
+        let position = match (pos.file, pos.shard) {
+            (Some(f), _) => format!("{f}#{}", pos.offset.unwrap_or_default()),
+            (None, shard) => format!(
+                "{}#{}#{}",
+                shard.unwrap_or_default(),
+                pos.sequence_number.unwrap_or_default(),
+                pos.subsequence.map_or(String::new(), |s| s.to_string())
+            ),
+        };
         let key = PartKey { table: ti, path };
         let flushes =
             self.buffers

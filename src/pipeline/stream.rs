@@ -29,7 +29,8 @@ use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::Settings;
 use crate::flatten::Position;
 use crate::kinesis::{
-    lineage, read_shard, ApiError, ReadOptions, ReadOutcome, Shard, ShardEvent, StartAt, StreamApi,
+    kpl, lineage, read_shard, ApiError, ReadOptions, ReadOutcome, Shard, ShardEvent, StartAt,
+    StreamApi,
 };
 use crate::store;
 
@@ -136,15 +137,26 @@ impl Processor<'_> {
                 let bytes: usize = records.iter().map(|r| r.data.len()).sum();
                 crate::metrics::records_in(records.len() as u64, bytes as u64);
                 for rec in &records {
+                    let prev = self.shards[i].last.take();
+                    let source = Some((i, prev.as_deref()));
                     let pos = Position {
                         shard: Some(&shard),
                         sequence_number: Some(&rec.sequence_number),
                         arrival_ms: Some(rec.arrival_ms),
                         ..Position::default()
                     };
-                    let prev = self.shards[i].last.take();
-                    self.reader
-                        .record(&rec.data, &pos, Some((i, prev.as_deref())))?;
+                    match kpl::deaggregate(&rec.data) {
+                        Some(parts) => {
+                            for (sub, part) in parts.iter().enumerate() {
+                                let pos = Position {
+                                    subsequence: Some(sub as u64),
+                                    ..pos.clone()
+                                };
+                                self.reader.record(part, &pos, source)?;
+                            }
+                        }
+                        None => self.reader.record(&rec.data, &pos, source)?,
+                    }
                     self.shards[i].last = Some(rec.sequence_number.clone());
                 }
             }
@@ -572,5 +584,60 @@ mod tests {
         .unwrap();
         assert_eq!(again.records_in, 0);
         assert_eq!(again.files_written, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kpl_aggregated_records_are_deaggregated() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Vec<Vec<u8>> = (0..3)
+            .map(|i| kinesis_record(i, &format!("a{i}")).data.to_vec())
+            .collect();
+        let refs: Vec<&[u8]> = inner.iter().map(|v| v.as_slice()).collect();
+        let mut aggregated = kinesis_record(10, "unused");
+        aggregated.data = kpl::aggregate(&refs).into();
+        let mut fake = FakeStream {
+            shards: vec![Shard {
+                id: "s".into(),
+                parent: None,
+                adjacent_parent: None,
+            }],
+            ..FakeStream::default()
+        };
+        fake.records
+            .insert("s".into(), vec![kinesis_record(5, "plain"), aggregated]);
+        let lake = dir.path().join("lake");
+        let summary = run(
+            &settings(&lake),
+            Arc::new(fake),
+            opts(&dir.path().join("cp.json")),
+            Arc::new(SystemClock::default()),
+            Arc::new(Counters::default()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.records_in, 4);
+        assert_eq!(summary.rows_out["t"], 4);
+        let files: Vec<_> = std::fs::read_dir(lake.join("t/2026/11/18/11"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let file = std::fs::File::open(&files[0]).unwrap();
+        let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let subs = batch
+            .column_by_name("cdc_subsequence_number")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>();
+        assert_eq!(subs, vec![None, Some(0), Some(1), Some(2)]);
     }
 }

@@ -66,6 +66,7 @@ meta_columns! {
     Hour = "cdc_hour", ColumnType::Int, "The partition's hour (UTC, 0-23), as data for Redshift COPY.";
     Unmapped = "cdc_unmapped", ColumnType::Json, "Attributes that have no column (column budget, or not declared), as JSON.";
     ArrivalTime = "cdc_arrival_time", ColumnType::Timestamp(TimeFormat::Auto), "Kinesis ApproximateArrivalTimestamp, when read from a stream.";
+    SubsequenceNumber = "cdc_subsequence_number", ColumnType::Bigint, "Index of the record inside a KPL-aggregated Kinesis record.";
 }
 
 /// Where a column's values come from.
