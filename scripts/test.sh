@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs and starts what the tests need (a local S3 server and
-# a local Kinesis server, pyarrow and DuckDB in the project's venv), then `cargo test`. Extra arguments go to cargo test.
+# a local Kinesis server, DynamoDB Local, pyarrow and DuckDB in the project's venv), then `cargo test`. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,11 +42,26 @@ wait_http() { # url name log
 wait_http "http://127.0.0.1:$K_PORT/healthcheck" kinesis-mock "$logdir/kinesis.log"
 
 wait_http "http://127.0.0.1:$S3_PORT/moto-api/" moto "$logdir/moto.log"
+
+# DynamoDB and DynamoDB Streams: DynamoDB Local on Java, for the end-to-end test's bridge.
+DDB_DIR="$(scripts/setup-dynamodb.sh)"
+DDB_PORT="$(free_port)"
+java -Xmx512m -Djava.library.path="$DDB_DIR/DynamoDBLocal_lib" -jar "$DDB_DIR/DynamoDBLocal.jar" \
+  -inMemory -sharedDb -disableTelemetry -port "$DDB_PORT" >"$logdir/dynamodb.log" 2>&1 &
+pids+=($!)
+export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DDB_PORT"
+export AWS_ENDPOINT_URL_DYNAMODB_STREAMS="http://127.0.0.1:$DDB_PORT"
+for _ in $(seq 1 300); do
+  if AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x "$PY" -c "import boto3,os; boto3.client('dynamodb', endpoint_url=os.environ['AWS_ENDPOINT_URL_DYNAMODB'], region_name='us-east-1').list_tables()" 2>/dev/null; then break; fi
+  sleep 0.2 # waiting for an external server to come up, not test synchronization
+done
+AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x "$PY" -c "import boto3,os; boto3.client('dynamodb', endpoint_url=os.environ['AWS_ENDPOINT_URL_DYNAMODB'], region_name='us-east-1').list_tables()" \
+  || { echo "DynamoDB Local did not start:"; cat "$logdir/dynamodb.log"; exit 1; }
 export AWS_ENDPOINT_URL_KINESIS="http://127.0.0.1:$K_PORT"
 export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT"
 export AWS_ALLOW_HTTP=true
-export AWS_ACCESS_KEY_ID=test-access-key
-export AWS_SECRET_ACCESS_KEY=test-secret-key
+export AWS_ACCESS_KEY_ID=testaccesskey # DynamoDB Local accepts letters and digits only
+export AWS_SECRET_ACCESS_KEY=testsecretkey
 export AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 

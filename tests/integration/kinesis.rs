@@ -449,3 +449,62 @@ fn injected_throttling_expiry_and_failures_are_survived_without_loss() {
         "1200"
     );
 }
+
+#[test]
+fn dynamodb_changes_reach_parquet_on_s3_through_the_stream() {
+    std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run with scripts/test.sh: it starts DynamoDB Local");
+    let table = stream_name("Invoices");
+    let name = stream_name("e2e");
+    let bucket = stream_name("e2e").to_lowercase();
+    ktool(&["create", &name, "2"]);
+    // Writes to a table on DynamoDB Local: 30 inserts, 10 updates, 5 deletes.
+    let writes = r#"
+import boto3, os, sys, decimal
+ddb = boto3.client('dynamodb', endpoint_url=os.environ['AWS_ENDPOINT_URL_DYNAMODB'], region_name='us-east-1')
+s3 = boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1')
+s3.create_bucket(Bucket=sys.argv[2])
+t = sys.argv[1]
+ddb.create_table(TableName=t, KeySchema=[{'AttributeName': 'InvoiceNumber', 'KeyType': 'HASH'}],
+    AttributeDefinitions=[{'AttributeName': 'InvoiceNumber', 'AttributeType': 'N'}],
+    BillingMode='PAY_PER_REQUEST', StreamSpecification={'StreamEnabled': True, 'StreamViewType': 'NEW_AND_OLD_IMAGES'})
+for i in range(30):
+    ddb.put_item(TableName=t, Item={'InvoiceNumber': {'N': str(1000 + i)}, 'Amount': {'N': f'{i}.25'},
+        'Customer': {'M': {'name': {'S': f'c{i}'}, 'tier': {'N': str(i % 3)}}}, 'Tags': {'SS': ['b', 'a']},
+        'Blob': {'B': bytes([i, 0, 255])}})
+for i in range(10):
+    ddb.update_item(TableName=t, Key={'InvoiceNumber': {'N': str(1000 + i)}},
+        UpdateExpression='SET Amount = :a', ExpressionAttributeValues={':a': {'N': '99.99'}})
+for i in range(25, 30):
+    ddb.delete_item(TableName=t, Key={'InvoiceNumber': {'N': str(1000 + i)}})
+print('ok')
+"#;
+    assert_eq!(py(writes, &[&table, &bucket]), "ok");
+    assert_eq!(py_script("ddb_bridge.py", &[&table, &name, "45"]).trim(), "45");
+    let out = format!("s3://{bucket}/lake");
+    let summary = export_json(&["--stream", &name, "-o", &out], 0);
+    assert_eq!(summary["records_in"], 45);
+    let check = r#"
+import boto3, os, sys, io, decimal
+import pyarrow.parquet as pq, pyarrow as pa
+s3 = boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1')
+bucket, table = sys.argv[1], sys.argv[2]
+keys = [o['Key'] for o in s3.list_objects_v2(Bucket=bucket, Prefix='lake/')['Contents'] if o['Key'].endswith('.parquet')]
+t = pa.concat_tables([pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=k)['Body'].read())) for k in keys], promote_options='default')
+rows = t.to_pylist()
+ops = sorted(r['cdc_operation'] for r in rows)
+assert ops.count('INSERT') == 30 and ops.count('MODIFY') == 10 and ops.count('REMOVE') == 5, ops
+assert all(r['cdc_source_table'] == table for r in rows)
+for r in rows:
+    n = r['invoice_number']
+    i = n - 1000
+    if r['cdc_operation'] == 'INSERT':
+        assert r['amount'] == decimal.Decimal(f'{i}.25') and r['customer_name'] == f'c{i}' and r['customer_tier'] == i % 3
+        assert r['tags'] == ['a', 'b'] and r['blob'] == bytes([i, 0, 255]), r
+    elif r['cdc_operation'] == 'MODIFY':
+        assert r['amount'] == decimal.Decimal('99.99') and i < 10, r
+    else:
+        assert 25 <= i < 30 and r['amount'] == decimal.Decimal(f'{i}.25'), r
+print('OK')
+"#;
+    assert_eq!(py(check, &[&bucket, &table]), "OK");
+}
