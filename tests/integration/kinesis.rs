@@ -452,7 +452,8 @@ fn injected_throttling_expiry_and_failures_are_survived_without_loss() {
 
 #[test]
 fn dynamodb_changes_reach_parquet_on_s3_through_the_stream() {
-    std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("run with scripts/test.sh: it starts DynamoDB Local");
+    std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
+        .expect("run with scripts/test.sh: it starts DynamoDB Local");
     let table = stream_name("Invoices");
     let name = stream_name("e2e");
     let bucket = stream_name("e2e").to_lowercase();
@@ -479,7 +480,10 @@ for i in range(25, 30):
 print('ok')
 "#;
     assert_eq!(py(writes, &[&table, &bucket]), "ok");
-    assert_eq!(py_script("ddb_bridge.py", &[&table, &name, "45"]).trim(), "45");
+    assert_eq!(
+        py_script("ddb_bridge.py", &[&table, &name, "45"]).trim(),
+        "45"
+    );
     let out = format!("s3://{bucket}/lake");
     let summary = export_json(&["--stream", &name, "-o", &out], 0);
     assert_eq!(summary["records_in"], 45);
@@ -507,4 +511,70 @@ for r in rows:
 print('OK')
 "#;
     assert_eq!(py(check, &[&bucket, &table]), "OK");
+}
+
+/// Freshness with a 5 s flush age: from a put until the row is an object on S3. Measured and
+/// printed (run with --nocapture to see it), never asserted.
+#[test]
+fn freshness_from_put_to_s3_is_measured() {
+    let bucket = stream_name("fresh").to_lowercase();
+    py(
+        "import boto3,os,sys; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket=sys.argv[1])",
+        &[&bucket],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(&input, 5, 36, &[]);
+    let name = stream_name("fresh");
+    ktool(&["create", &name, "1"]);
+    let port = py(
+        "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])",
+        &[],
+    );
+    let child = bin()
+        .args([
+            "consume",
+            "--stream",
+            &name,
+            "-o",
+            &format!("s3://{bucket}/lake"),
+            "--max-age",
+            "5s",
+            "--json",
+            "--no-progress",
+            "--metrics",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c = Consumer(child);
+    // Wait until the consumer is reading (its shard lag gauge exists), so startup is not counted.
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !py(
+        "import urllib.request,sys\ntry: print(urllib.request.urlopen(sys.argv[1]).read().decode())\nexcept Exception: print('')",
+        &[&metrics],
+    )
+    .contains("ddb_lake_shard_lag_milliseconds")
+    {
+        assert!(Instant::now() < deadline, "the consumer did not start reading");
+        std::thread::sleep(Duration::from_millis(100)); // polling a condition, bounded
+    }
+    let put_at = Instant::now();
+    ktool(&["put", &name, s(&input), "0", "1"]);
+    let listing = "import boto3,os,sys; print(sum(1 for o in boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').list_objects_v2(Bucket=sys.argv[1], Prefix='lake/orders/').get('Contents', []) if o['Key'].endswith('.parquet')))";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while py(listing, &[&bucket]) == "0" {
+        assert!(Instant::now() < deadline, "the row never reached S3");
+        std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
+    }
+    let freshness = put_at.elapsed();
+    eprintln!(
+        "freshness with max_age 5s: {:.2} s from put to object on S3",
+        freshness.as_secs_f64()
+    );
+    let summary = stop(c);
+    assert_eq!(summary["records_in"], 1);
 }
