@@ -20,6 +20,9 @@ pub struct Cli {
     /// Log level filter (error, warn, info, debug) or a tracing filter.
     #[arg(long, global = true, default_value = "info", env = "DDB_LAKE_LOG")]
     pub log: String,
+    /// Log format on stderr: text or json (one JSON object per line).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -210,3 +210,38 @@ fn readme_first_command_on_the_committed_sample() {
     let check = py_script("check_orders.py", &[sample, s(&lake.join("orders"))]);
     assert_eq!(check.trim(), "OK 300");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "not json\n").unwrap();
+    let out = bin()
+        .args([
+            "--log-format",
+            "json",
+            "export",
+            "-i",
+            s(&input),
+            "-o",
+            s(&dir.path().join("lake")),
+            "--no-progress",
+        ])
+        .env("DDB_LAKE_LOG", "info")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("in.jsonl:1: invalid_json")),
+        "{stderr}"
+    );
+}
