@@ -578,3 +578,53 @@ fn freshness_from_put_to_s3_is_measured() {
     let summary = stop(c);
     assert_eq!(summary["records_in"], 1);
 }
+
+#[test]
+fn a_split_and_a_merge_while_the_consumer_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(
+        &input,
+        900,
+        37,
+        &["--hours", "1", "--start", "2026-11-01T08:00:00Z"],
+    );
+    let name = stream_name("live-reshard");
+    ktool(&["create", &name, "2"]);
+    let lake = dir.path().join("lake");
+    let port = py(
+        "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])",
+        &[],
+    );
+    let c = consume(&name, &lake, &format!("127.0.0.1:{port}"));
+    ktool(&["put", &name, s(&input), "0", "300"]);
+    wait_for_rows(&lake, 300);
+    ktool(&["split", &name, "shardId-000000000000"]);
+    ktool(&["put", &name, s(&input), "300", "600"]);
+    wait_for_rows(&lake, 600);
+    ktool(&["merge", &name]);
+    ktool(&["put", &name, s(&input), "600", "900"]);
+    wait_for_rows(&lake, 900);
+    let summary = stop(c);
+    assert_eq!(summary["records_in"], 900);
+    let shards = ktool(&["shards", &name]);
+    assert_eq!(
+        py(
+            CHECK_EXACTLY_ONCE,
+            &[s(&lake.join("orders")), shards.trim()]
+        ),
+        "900"
+    );
+    // The closed parents are finished in the checkpoint; the open shards hold their last record.
+    let cp: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lake.join(format!("_ddb_lake/checkpoints/{name}.json"))).unwrap(),
+    )
+    .unwrap();
+    let finished = cp["shards"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|s| s["finished"] == true)
+        .count();
+    assert_eq!(finished, 3, "{cp}");
+}
