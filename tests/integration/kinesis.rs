@@ -49,6 +49,30 @@ for f in files:
 print(len(seen))
 "#;
 
+/// Checks exactly-once and lineage order of the lake's rows against the stream's shards.
+fn assert_exactly_once(lake: &Path, stream: &str, rows: u64) {
+    let shards = ktool(&["shards", stream]);
+    let got = py(
+        CHECK_EXACTLY_ONCE,
+        &[s(&lake.join("orders")), shards.trim()],
+    );
+    assert_eq!(got, rows.to_string());
+}
+
+/// The number of shards the checkpoint marks finished.
+fn finished_shards(lake: &Path, stream: &str) -> usize {
+    let cp: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(lake.join(format!("_ddb_lake/checkpoints/{stream}.json"))).unwrap(),
+    )
+    .unwrap();
+    cp["shards"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|s| s["finished"] == true)
+        .count()
+}
+
 #[test]
 fn scheduled_exports_read_every_shard_once_and_resume() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,14 +112,7 @@ fn scheduled_exports_read_every_shard_once_and_resume() {
     ktool(&["put", &name, s(&input), "1000", "1500"]);
     let third = run();
     assert_eq!(third["records_in"], 500);
-    let shards = ktool(&["shards", &name]);
-    assert_eq!(
-        py(
-            CHECK_EXACTLY_ONCE,
-            &[s(&lake.join("orders")), shards.trim()]
-        ),
-        "1500"
-    );
+    assert_exactly_once(&lake, &name, 1500);
 }
 
 #[test]
@@ -126,24 +143,8 @@ fn split_and_merge_are_read_parents_first_exactly_once() {
         .unwrap()
         .len();
     assert!(n >= 5, "{shards}");
-    assert_eq!(
-        py(
-            CHECK_EXACTLY_ONCE,
-            &[s(&lake.join("orders")), shards.trim()]
-        ),
-        "1500"
-    );
-    let cp: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(lake.join(format!("_ddb_lake/checkpoints/{name}.json"))).unwrap(),
-    )
-    .unwrap();
-    let finished = cp["shards"]
-        .as_object()
-        .unwrap()
-        .values()
-        .filter(|s| s["finished"] == true)
-        .count();
-    assert_eq!(finished, 3, "{cp}"); // the split parent and the two merged shards are closed
+    assert_exactly_once(&lake, &name, 1500);
+    assert_eq!(finished_shards(&lake, &name), 3); // the split parent and the two merged shards are closed
 }
 
 struct Consumer(Child);
@@ -281,14 +282,7 @@ fn the_consumer_stops_gracefully_and_resumes_from_its_checkpoint() {
     wait_for_rows(&lake, 800);
     let summary = stop(c);
     assert_eq!(summary["records_in"], 300);
-    let shards = ktool(&["shards", &name]);
-    assert_eq!(
-        py(
-            CHECK_EXACTLY_ONCE,
-            &[s(&lake.join("orders")), shards.trim()]
-        ),
-        "800"
-    );
+    assert_exactly_once(&lake, &name, 800);
 }
 
 #[test]
@@ -440,14 +434,7 @@ fn injected_throttling_expiry_and_failures_are_survived_without_loss() {
         "{injected:?}"
     );
     assert_eq!(summary.records_in, 1200);
-    let shards = ktool(&["shards", &name]);
-    assert_eq!(
-        py(
-            CHECK_EXACTLY_ONCE,
-            &[s(&lake.join("orders")), shards.trim()]
-        ),
-        "1200"
-    );
+    assert_exactly_once(&lake, &name, 1200);
 }
 
 #[test]
@@ -607,24 +594,7 @@ fn a_split_and_a_merge_while_the_consumer_runs() {
     wait_for_rows(&lake, 900);
     let summary = stop(c);
     assert_eq!(summary["records_in"], 900);
-    let shards = ktool(&["shards", &name]);
-    assert_eq!(
-        py(
-            CHECK_EXACTLY_ONCE,
-            &[s(&lake.join("orders")), shards.trim()]
-        ),
-        "900"
-    );
+    assert_exactly_once(&lake, &name, 900);
     // The closed parents are finished in the checkpoint; the open shards hold their last record.
-    let cp: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(lake.join(format!("_ddb_lake/checkpoints/{name}.json"))).unwrap(),
-    )
-    .unwrap();
-    let finished = cp["shards"]
-        .as_object()
-        .unwrap()
-        .values()
-        .filter(|s| s["finished"] == true)
-        .count();
-    assert_eq!(finished, 3, "{cp}");
+    assert_eq!(finished_shards(&lake, &name), 3);
 }
