@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsCredential};
 use object_store::local::LocalFileSystem;
 use object_store::path::{Path, PathPart};
+use object_store::CredentialProvider;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 /// Server-side encryption of written objects.
@@ -57,6 +58,59 @@ pub enum StoreError {
     },
 }
 
+/// S3 credentials from the AWS SDK's default chain (environment, `~/.aws` profiles and SSO,
+/// credential processes, web identity, container and instance roles), so that S3 and Kinesis see
+/// the same identity. Cached until five minutes before they expire.
+#[derive(Debug, Default)]
+struct SdkCredentials {
+    provider:
+        tokio::sync::OnceCell<Option<aws_credential_types::provider::SharedCredentialsProvider>>,
+    cached: std::sync::Mutex<Option<(Arc<AwsCredential>, Option<std::time::SystemTime>)>>,
+}
+
+/// Credentials this close to expiry are refreshed.
+const CREDENTIAL_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
+
+#[async_trait::async_trait]
+impl CredentialProvider for SdkCredentials {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        if let Some((c, expiry)) = self.cached.lock().expect("not poisoned").as_ref() {
+            let fresh = expiry.is_none_or(|e| {
+                e.duration_since(std::time::SystemTime::now())
+                    .is_ok_and(|left| left > CREDENTIAL_REFRESH)
+            });
+            if fresh {
+                return Ok(c.clone());
+            }
+        }
+        let provider = self
+            .provider
+            .get_or_init(|| async { aws_config::load_from_env().await.credentials_provider() })
+            .await;
+        let err = |msg: String| object_store::Error::Generic {
+            store: "S3",
+            source: msg.into(),
+        };
+        let provider = provider
+            .as_ref()
+            .ok_or_else(|| err("no AWS credentials provider is configured".into()))?;
+        use aws_credential_types::provider::ProvideCredentials;
+        let c = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| err(format!("loading AWS credentials: {e}")))?;
+        let cred = Arc::new(AwsCredential {
+            key_id: c.access_key_id().to_string(),
+            secret_key: c.secret_access_key().to_string(),
+            token: c.session_token().map(str::to_string),
+        });
+        *self.cached.lock().expect("not poisoned") = Some((cred.clone(), c.expiry()));
+        Ok(cred)
+    }
+}
+
 /// An object store and the prefix inside it that a URL names.
 #[derive(Clone)]
 pub struct Location {
@@ -81,6 +135,11 @@ pub fn open(url: &str, s3: &S3Options) -> Result<Location, StoreError> {
             return Err(StoreError::BadUrl { url: url.into() });
         }
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            // No static keys: take the SDK's full chain (profiles, SSO...) rather than
+            // object_store's shorter one.
+            b = b.with_credentials(Arc::new(SdkCredentials::default()));
+        }
         if let Some(r) = &s3.region {
             b = b.with_region(r);
         }

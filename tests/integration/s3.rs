@@ -96,3 +96,71 @@ fn a_prefix_input_reads_every_object_below_it() {
         format!("s3://{bucket}/in/a.jsonl,s3://{bucket}/in/sub/b.jsonl")
     );
 }
+
+#[test]
+fn s3_credentials_come_from_a_profile_when_the_environment_has_none() {
+    std::env::var("AWS_ENDPOINT_URL_S3")
+        .expect("run with scripts/test.sh: it starts the local S3 server");
+    let bucket = unique_bucket("ddb-profile");
+    py(
+        &format!("{S3PY}s3.create_bucket(Bucket=sys.argv[1])"),
+        &[&bucket],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(&input, 50, 3, &[]);
+    let creds = dir.path().join("credentials");
+    std::fs::write(
+        &creds,
+        "[lake]\naws_access_key_id = profilekey\naws_secret_access_key = profilesecret\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args([
+            "export",
+            "--json",
+            "--no-progress",
+            "-i",
+            s(&input),
+            "-o",
+            &format!("s3://{bucket}/lake"),
+        ])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+        .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+        .env("AWS_PROFILE", "lake")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["rows_out"]["orders"], 50);
+    // Without any credentials the run fails with a message instead of writing.
+    let out = bin()
+        .args([
+            "export",
+            "--no-progress",
+            "-i",
+            s(&input),
+            "-o",
+            &format!("s3://{bucket}/lake2"),
+        ])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .env("AWS_CONFIG_FILE", dir.path().join("none"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("credentials"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
