@@ -96,12 +96,16 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn render(s: &Summary) -> String {
     let mut o = String::new();
     let secs = s.elapsed_ms as f64 / 1000.0;
+    let from = if s.input_files > 0 {
+        format!(" from {} file(s)", s.input_files)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         o,
-        "{}records in: {} from {} file(s), {}",
+        "{}records in: {}{from}, {}",
         if s.dry_run { "[dry run] " } else { "" },
         s.records_in,
-        s.input_files,
         human_bytes(s.bytes_in)
     );
     let _ = writeln!(o, "rows out:   {}", s.rows_total());
