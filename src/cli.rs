@@ -33,6 +33,9 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// Print each shard's checkpoint and how far it is behind the stream's tip.
     Status(StatusArgs),
+    /// Print table definitions for Athena or Redshift from the lake's schemas.
+    #[command(subcommand)]
+    Ddl(DdlCommand),
     /// Write realistic sample change records for a demo table.
     Generate(GenerateArgs),
     /// Table schema files.
@@ -157,6 +160,46 @@ pub struct ConsumeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9898.
     #[arg(long)]
     pub metrics: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DdlCommand {
+    /// CREATE EXTERNAL TABLE statements with partition projection over the layout.
+    Athena(DdlArgs),
+    /// CREATE TABLE statements for Redshift (same columns, same order, for COPY ... PARQUET).
+    Redshift(DdlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DdlArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The lake (where the remembered schemas are).
+    #[arg(long, short)]
+    pub output: Option<String>,
+    /// Partition layout of the lake (output.layout).
+    #[arg(long, value_parser = parse_layout)]
+    pub layout: Option<Layout>,
+    /// The lake's S3 location as Athena sees it, when --output is a local copy.
+    #[arg(long)]
+    pub location: Option<String>,
+    /// Athena database or Redshift schema.
+    #[arg(long, default_value = "ddb_lake")]
+    pub database: String,
+}
+
+impl DdlArgs {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut c = self.common.config()?;
+        if let Some(o) = &self.output {
+            c.output.url = Some(o.clone());
+        }
+        if let Some(l) = self.layout {
+            c.output.layout = l;
+            c.output.template = None;
+        }
+        c.validate()
+    }
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ pub mod buffer;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod ddl;
 pub mod decode;
 pub mod encode;
 pub mod flatten;

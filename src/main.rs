@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use ddb_lake::cli::{Cli, Command, SchemaCommand};
+use ddb_lake::cli::{Cli, Command, DdlCommand, SchemaCommand};
 use ddb_lake::generate::{generate, GenerateOptions};
 use std::time::Duration;
 
@@ -205,6 +205,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         lag,
                         r.checkpoint.as_deref().unwrap_or("(none)")
                     );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ddl(cmd) => {
+            let (args, athena) = match &cmd {
+                DdlCommand::Athena(a) => (a, true),
+                DdlCommand::Redshift(a) => (a, false),
+            };
+            let settings = args.settings()?;
+            let tables = rt.block_on(pipeline::table_schemas(&settings))?;
+            if tables.is_empty() {
+                anyhow::bail!(
+                    "no table schemas at {} (run an export first, or pass --schemas)",
+                    settings.output
+                );
+            }
+            let location = args
+                .location
+                .clone()
+                .unwrap_or_else(|| settings.output.clone());
+            for t in &tables {
+                if athena {
+                    let layout = ddb_lake::ddl::preset(settings.template.as_str())?;
+                    print!(
+                        "{}",
+                        ddb_lake::ddl::athena_create(t, layout, &location, &args.database)
+                    );
+                } else {
+                    print!("{}", ddb_lake::ddl::redshift_create(t, &args.database));
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -247,6 +247,16 @@ async fn load_tables(
         .collect())
 }
 
+/// The schemas of every known table: remembered next to the output, merged with declared ones.
+pub async fn table_schemas(settings: &Settings) -> Result<Vec<TableSchema>, PipelineError> {
+    let output = store::open(&settings.output, &settings.s3)?;
+    Ok(load_tables(settings, Some(&output))
+        .await?
+        .into_iter()
+        .map(|t| t.schema)
+        .collect())
+}
+
 fn parse_schema(text: &str, path: &str) -> Result<TableSchema, PipelineError> {
     let file: SchemaFile = toml::from_str(text).map_err(|e| PipelineError::SchemaFile {
         path: path.into(),
