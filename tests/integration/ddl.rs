@@ -54,9 +54,7 @@ fn athena_ddl_parses_and_matches_the_files_for_every_layout() {
         );
         assert_eq!(columns.join(","), file_columns);
         assert!(ddl.contains("'projection.enabled'='true'"));
-        assert!(ddl.contains(&format!(
-            "'storage.location.template'='s3://bucket/lake/orders/"
-        )));
+        assert!(ddl.contains("'storage.location.template'='s3://bucket/lake/orders/"));
     }
 }
 
