@@ -22,6 +22,7 @@ pub mod encode;
 pub mod flatten;
 pub mod generate;
 pub mod kinesis;
+pub mod manifest;
 pub mod metrics;
 pub mod partition;
 pub mod pipeline;

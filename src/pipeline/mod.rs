@@ -179,6 +179,8 @@ enum Out {
     },
     /// Saved after every message before it is durable (the writer works in order).
     Checkpoint(crate::checkpoint::Checkpoint),
+    /// Ends a group of data files: the writer writes one COPY manifest per table for them.
+    ManifestBoundary,
 }
 
 struct TableState {
@@ -371,6 +373,7 @@ impl<'a> Reader<'a> {
 
     /// Sends flushes to the writer, each preceded by its table's schema when it grew.
     fn emit(&mut self, flushes: Vec<Flush>) -> Result<(), PipelineError> {
+        let empty = flushes.is_empty();
         for f in flushes {
             self.flushes += 1;
             self.save_schema_if_grown(f.key.table)?;
@@ -398,6 +401,10 @@ impl<'a> Reader<'a> {
                 reason: f.reason,
             };
             self.send(out)?;
+        }
+        if !empty {
+            // The files sent since the last boundary form one Redshift COPY manifest per table.
+            self.send(Out::ManifestBoundary)?;
         }
         Ok(())
     }
@@ -563,6 +570,8 @@ async fn write_all(
     counters: Arc<Counters>,
 ) -> Result<WriterStats, PipelineError> {
     let mut stats = WriterStats::default();
+    // Data files written since the last manifest, per table: (url, length).
+    let mut pending: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
     while let Some(out) = rx.recv().await {
         match out {
             Out::Data {
@@ -601,6 +610,12 @@ async fn write_all(
                     );
                 }
                 crate::metrics::file_written(&table, rows as u64, len, reason.as_str());
+                if let Some(out) = &output {
+                    pending
+                        .entry(table.clone())
+                        .or_default()
+                        .push((out.display(&path), len));
+                }
                 *stats.rows_out.entry(table).or_default() += rows as u64;
                 *stats
                     .flushes
@@ -621,6 +636,17 @@ async fn write_all(
                     out.put(&path, Bytes::from(bytes), usize::MAX, settings.part_size)
                         .await?;
                     tracing::debug!("wrote {}", out.display(&path));
+                }
+            }
+            Out::ManifestBoundary => {
+                for (table, files) in std::mem::take(&mut pending) {
+                    let (path, body) =
+                        crate::manifest::redshift(&settings.state_prefix, &table, &files);
+                    if let (Some(out), false) = (&output, dry_run) {
+                        out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
+                            .await?;
+                        tracing::debug!("wrote manifest {}", out.display(&path));
+                    }
                 }
             }
             Out::Checkpoint(cp) => {
