@@ -130,3 +130,30 @@ pub fn duckdb_count(dir: &Path) -> u64 {
     .parse()
     .unwrap()
 }
+
+/// A name no other test (or earlier run against the same server) uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> String {
+    py(
+        "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])",
+        &[],
+    )
+}
+
+/// Creates a bucket on the local S3 server.
+pub fn create_bucket(bucket: &str) {
+    std::env::var("AWS_ENDPOINT_URL_S3")
+        .expect("run with scripts/test.sh: it starts the local S3 server");
+    py(
+        "import boto3,os,sys; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket=sys.argv[1])",
+        &[bucket],
+    );
+}

@@ -8,11 +8,7 @@ use std::time::{Duration, Instant};
 use crate::helpers::*;
 
 fn stream_name(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
+    unique(prefix)
 }
 
 fn ktool(args: &[&str]) -> String {
@@ -219,10 +215,7 @@ fn the_consumer_stops_gracefully_and_resumes_from_its_checkpoint() {
     let name = stream_name("consume");
     ktool(&["create", &name, "3"]);
     let lake = dir.path().join("lake");
-    let port = py(
-        "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])",
-        &[],
-    );
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let c = consume(&name, &lake, &addr);
     ktool(&["put", &name, s(&input), "0", "500"]);
@@ -341,10 +334,7 @@ fn s3_checkpoints_are_conditional() {
     use ddb_lake::store::S3Options;
     std::env::var("AWS_ENDPOINT_URL_S3").expect("run with scripts/test.sh");
     let bucket = stream_name("cp").to_lowercase();
-    py(
-        "import boto3,os,sys; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket=sys.argv[1])",
-        &[&bucket],
-    );
+    create_bucket(&bucket);
     let url = format!("s3://{bucket}/state/stream.json");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -505,19 +495,13 @@ print('OK')
 #[test]
 fn freshness_from_put_to_s3_is_measured() {
     let bucket = stream_name("fresh").to_lowercase();
-    py(
-        "import boto3,os,sys; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket=sys.argv[1])",
-        &[&bucket],
-    );
+    create_bucket(&bucket);
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     generate(&input, 5, 36, &[]);
     let name = stream_name("fresh");
     ktool(&["create", &name, "1"]);
-    let port = py(
-        "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])",
-        &[],
-    );
+    let port = free_port();
     let child = bin()
         .args([
             "consume",
@@ -579,10 +563,7 @@ fn a_split_and_a_merge_while_the_consumer_runs() {
     let name = stream_name("live-reshard");
     ktool(&["create", &name, "2"]);
     let lake = dir.path().join("lake");
-    let port = py(
-        "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])",
-        &[],
-    );
+    let port = free_port();
     let c = consume(&name, &lake, &format!("127.0.0.1:{port}"));
     ktool(&["put", &name, s(&input), "0", "300"]);
     wait_for_rows(&lake, 300);
