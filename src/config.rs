@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::buffer::FlushPolicy;
 use crate::encode::{Codec, EncodeOptions};
-use crate::flatten::{ConvertOptions, FlattenOptions};
+use crate::flatten::{ConvertOptions, FlattenOptions, StringLimit, StringPolicy};
 use crate::partition::{Layout, Template, TemplateError};
 use crate::pipeline::stream::Start;
 use crate::store::{S3Options, Sse};
@@ -66,6 +66,31 @@ pub struct ConfigFile {
     pub parquet: ParquetConfig,
     pub s3: S3Config,
     pub stream: StreamConfig,
+    pub redshift: RedshiftConfig,
+}
+
+/// `[redshift]`: the string-length policy (Redshift VARCHAR stops at 65,535 bytes and COPY from
+/// Parquet cannot truncate).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedshiftConfig {
+    /// Longest text value, in bytes.
+    pub max_string_bytes: usize,
+    /// `keep`, `truncate` (cut and name the column in cdc_truncated) or `reject` (the record goes
+    /// to the error output).
+    pub string_policy: StringPolicy,
+    /// Per-column policies by column name, overriding `string_policy`.
+    pub columns: std::collections::BTreeMap<String, StringPolicy>,
+}
+
+impl Default for RedshiftConfig {
+    fn default() -> Self {
+        RedshiftConfig {
+            max_string_bytes: 65_535,
+            string_policy: StringPolicy::Keep,
+            columns: Default::default(),
+        }
+    }
 }
 
 /// `[stream]`: reading a Kinesis data stream (`consume`, `export --stream`).
@@ -315,6 +340,9 @@ impl ConfigFile {
                 "too small to hold the metadata columns and one attribute",
             ));
         }
+        if self.redshift.max_string_bytes == 0 {
+            return Err(invalid("redshift.max_string_bytes", "must be at least 1"));
+        }
         if s.decimal_scale > 37 {
             return Err(invalid("schema.decimal_scale", "must be 0 to 37"));
         }
@@ -397,6 +425,20 @@ impl ConfigFile {
                 decimal_scale: s.decimal_scale,
                 convert: ConvertOptions {
                     binary_decode_depth: self.input.binary_decode_depth,
+                },
+                strings: StringLimit {
+                    max_bytes: self.redshift.max_string_bytes,
+                    policy: self.redshift.string_policy,
+                    // Settings live for the whole process: the small per-column list is leaked
+                    // once so that the flatten options stay `Copy` on the hot path.
+                    columns: Box::leak(
+                        self.redshift
+                            .columns
+                            .iter()
+                            .map(|(k, v)| (k.clone(), *v))
+                            .collect::<Vec<_>>()
+                            .into_boxed_slice(),
+                    ),
                 },
             },
             flush: FlushPolicy {

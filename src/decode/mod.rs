@@ -32,10 +32,12 @@ pub enum Reason {
     NoEventTime,
     /// The record names no table and no default table is configured.
     NoTable,
+    /// A text value over the string limit, in a column whose policy is `reject`.
+    StringTooLong,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::InvalidJson,
         Reason::InvalidUtf8,
         Reason::InvalidRecord,
@@ -43,6 +45,7 @@ impl Reason {
         Reason::TooDeep,
         Reason::NoEventTime,
         Reason::NoTable,
+        Reason::StringTooLong,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Reason {
             Reason::TooDeep => "too_deep",
             Reason::NoEventTime => "no_event_time",
             Reason::NoTable => "no_table",
+            Reason::StringTooLong => "string_too_long",
         }
     }
 }

@@ -29,6 +29,50 @@ pub struct FlattenOptions {
     /// Scale of inferred decimal(38,s) columns.
     pub decimal_scale: u8,
     pub convert: ConvertOptions,
+    /// What to do with text longer than [`StringPolicy::max_bytes`].
+    pub strings: StringLimit,
+}
+
+/// What happens to a text value longer than the limit (Redshift VARCHAR stops at 65,535 bytes and
+/// COPY from Parquet cannot truncate, so one long value fails a whole COPY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StringPolicy {
+    /// Write it whole (Athena has no such limit).
+    #[default]
+    Keep,
+    /// Cut it at the limit (on a character boundary) and name the column in `cdc_truncated`.
+    Truncate,
+    /// Send the whole record to the error output (reason `string_too_long`).
+    Reject,
+}
+
+/// The string limit: a default policy and per-column overrides (by column name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StringLimit {
+    pub max_bytes: usize,
+    pub policy: StringPolicy,
+    /// Per-column policies, looked up by name; shared, immutable after validation.
+    pub columns: &'static [(String, StringPolicy)],
+}
+
+impl Default for StringLimit {
+    fn default() -> Self {
+        StringLimit {
+            max_bytes: 65_535,
+            policy: StringPolicy::Keep,
+            columns: &[],
+        }
+    }
+}
+
+impl StringLimit {
+    fn policy_for(&self, column: &str) -> StringPolicy {
+        self.columns
+            .iter()
+            .find(|(c, _)| c == column)
+            .map_or(self.policy, |(_, p)| *p)
+    }
 }
 
 impl Default for FlattenOptions {
@@ -40,6 +84,7 @@ impl Default for FlattenOptions {
             keep_old_image: false,
             decimal_scale: 9,
             convert: ConvertOptions::default(),
+            strings: StringLimit::default(),
         }
     }
 }
@@ -67,6 +112,11 @@ pub struct Row<'a> {
     pub mismatched: Vec<usize>,
     /// Number of values that found no column and went to `cdc_unmapped`.
     pub unmapped: usize,
+    /// Columns whose text was cut at the string limit.
+    pub truncated: Vec<usize>,
+    /// A column whose text is over the limit with the `reject` policy: the record goes to the
+    /// error output instead of the lake.
+    pub too_long: Option<usize>,
 }
 
 impl<'a> Row<'a> {
@@ -294,7 +344,45 @@ pub fn flatten<'a>(
             pos.subsequence.map_or(Cell::Null, |s| Cell::I64(s as i64)),
         ),
     ]);
+    apply_string_limit(schema, &mut row, opts.strings);
     row
+}
+
+/// Cuts or flags text over the limit, per the column's policy.
+fn apply_string_limit(schema: &TableSchema, row: &mut Row, limit: StringLimit) {
+    if limit.policy == StringPolicy::Keep && limit.columns.is_empty() {
+        return;
+    }
+    for (col, cell) in row.cells.iter_mut() {
+        let Cell::Str(text) = cell else { continue };
+        if text.len() <= limit.max_bytes {
+            continue;
+        }
+        match limit.policy_for(&schema.columns()[*col].name) {
+            StringPolicy::Keep => {}
+            StringPolicy::Reject => {
+                row.too_long.get_or_insert(*col);
+            }
+            StringPolicy::Truncate => {
+                let mut end = limit.max_bytes;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.to_mut().truncate(end);
+                row.truncated.push(*col);
+            }
+        }
+    }
+    if !row.truncated.is_empty() {
+        let names: Vec<&str> = row
+            .truncated
+            .iter()
+            .map(|c| schema.columns()[*c].name.as_str())
+            .collect();
+        let col = schema.meta_index(Meta::Truncated);
+        row.cells
+            .push((col, Cell::Str(Cow::Owned(names.join(",")))));
+    }
 }
 
 #[cfg(test)]
@@ -450,6 +538,40 @@ mod tests {
             FlattenOptions::default(),
         );
         assert_eq!(col(&s, &row, "a_b_c_d"), Some(Cell::I64(7)));
+    }
+
+    #[test]
+    fn long_strings_are_kept_cut_and_flagged_or_rejected_per_column() {
+        static COLUMNS: std::sync::LazyLock<Vec<(String, StringPolicy)>> =
+            std::sync::LazyLock::new(|| vec![("b".to_string(), StringPolicy::Reject)]);
+        let text = rec(
+            r#"{"Id":{"S":"k1"},"A":{"S":"éééééX"},"B":{"S":"short"}}"#,
+            "INSERT",
+            None,
+        );
+        let r = parse_record(text.as_bytes()).unwrap();
+        let o = FlattenOptions {
+            strings: StringLimit {
+                max_bytes: 6,
+                policy: StringPolicy::Truncate,
+                columns: &COLUMNS,
+            },
+            ..FlattenOptions::default()
+        };
+        let mut s = TableSchema::new("T", None);
+        let row = flatten(&mut s, &r, &Position::default(), 0, o);
+        // 10 bytes cut to 6 (a character boundary), and flagged.
+        assert_eq!(col(&s, &row, "a"), Some(Cell::Str("ééé".into())));
+        assert_eq!(col(&s, &row, "cdc_truncated"), Some(Cell::Str("a".into())));
+        assert_eq!(row.too_long, None);
+        let text = rec(
+            r#"{"Id":{"S":"k1"},"B":{"S":"much too long"}}"#,
+            "INSERT",
+            None,
+        );
+        let r = parse_record(text.as_bytes()).unwrap();
+        let row = flatten(&mut s, &r, &Position::default(), 0, o);
+        assert_eq!(row.too_long, s.column_index("b"));
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub struct Summary {
     pub errors: BTreeMap<String, u64>,
     /// Values kept in companion columns, per `table.column`.
     pub type_mismatches: BTreeMap<String, u64>,
+    /// Values cut at the string limit, per `table.column`.
+    pub truncated_values: BTreeMap<String, u64>,
     /// Rows with values in `cdc_unmapped`, per table.
     pub unmapped_rows: BTreeMap<String, u64>,
     pub files_written: u64,
@@ -188,6 +190,7 @@ struct TableState {
     /// Column count at the last save of the remembered schema.
     saved_len: usize,
     mismatches: BTreeMap<usize, u64>,
+    truncated: BTreeMap<usize, u64>,
     unmapped: u64,
 }
 
@@ -244,6 +247,7 @@ async fn load_tables(
             saved_len: 0,
             schema,
             mismatches: BTreeMap::new(),
+            truncated: BTreeMap::new(),
             unmapped: 0,
         })
         .collect())
@@ -334,6 +338,7 @@ impl<'a> Reader<'a> {
             schema,
             saved_len: 0,
             mismatches: BTreeMap::new(),
+            truncated: BTreeMap::new(),
             unmapped: 0,
         });
         let i = self.tables.len() - 1;
@@ -481,8 +486,22 @@ impl<'a> Reader<'a> {
         };
         let t = &mut self.tables[ti];
         let row = flatten(&mut t.schema, &rec, pos, time_us, self.settings.flatten);
+        if let Some(col) = row.too_long {
+            let message = format!(
+                "column `{}` holds more than {} bytes and its string policy is `reject`",
+                t.schema.columns()[col].name,
+                self.settings.flatten.strings.max_bytes
+            );
+            let table = t.schema.table.clone();
+            drop(row);
+            self.reject(Reason::StringTooLong, &message, Some(&table), pos, raw);
+            return Ok(());
+        }
         for &c in &row.mismatched {
             *t.mismatches.entry(c).or_default() += 1;
+        }
+        for &c in &row.truncated {
+            *t.truncated.entry(c).or_default() += 1;
         }
         t.unmapped += row.unmapped as u64;
         let path = self.settings.template.render(&t.schema, &row, time_us);
@@ -766,6 +785,10 @@ fn summarize(read: ReadResult, stats: WriterStats, started: Instant, dry_run: bo
         for (&col, &n) in &t.mismatches {
             let key = format!("{}.{}", t.schema.name, t.schema.columns()[col].name);
             summary.type_mismatches.insert(key, n);
+        }
+        for (&col, &n) in &t.truncated {
+            let key = format!("{}.{}", t.schema.name, t.schema.columns()[col].name);
+            summary.truncated_values.insert(key, n);
         }
         if t.unmapped > 0 {
             summary

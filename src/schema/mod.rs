@@ -67,6 +67,7 @@ meta_columns! {
     Unmapped = "cdc_unmapped", ColumnType::Json, "Attributes that have no column (column budget, or not declared), as JSON.";
     ArrivalTime = "cdc_arrival_time", ColumnType::Timestamp(TimeFormat::Auto), "Kinesis ApproximateArrivalTimestamp, when read from a stream.";
     SubsequenceNumber = "cdc_subsequence_number", ColumnType::Bigint, "Index of the record inside a KPL-aggregated Kinesis record.";
+    Truncated = "cdc_truncated", ColumnType::String, "Columns whose text was cut at the string limit (comma-separated).";
 }
 
 /// Where a column's values come from.

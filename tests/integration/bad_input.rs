@@ -225,3 +225,45 @@ fn truncated_record_in_a_concatenated_archive_loses_only_itself() {
     assert_eq!(summary["rows_out"]["bad"], 2);
     assert_eq!(summary["errors"]["invalid_json"], 1);
 }
+
+#[test]
+fn the_redshift_string_policy_truncates_or_rejects_per_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "é".repeat(80); // 160 bytes
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        [
+            rec(T, "ok", r#","Notes":{"S":"short"}"#, TIME),
+            rec(T, "cut", &format!(r#","Notes":{{"S":"{long}"}}"#), TIME),
+            rec(T, "secret", &format!(r#","Secret":{{"S":"{long}"}}"#), TIME),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("redshift.toml");
+    std::fs::write(
+        &config,
+        "[redshift]\nmax_string_bytes = 101\nstring_policy = \"truncate\"\n[redshift.columns]\nsecret = \"reject\"\n",
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let summary = export_json(&["-i", s(&input), "-o", s(&lake), "-c", s(&config)], 2);
+    assert_eq!(summary["rows_out"]["bad"], 2);
+    assert_eq!(summary["errors"]["string_too_long"], 1);
+    assert_eq!(summary["truncated_values"]["bad.notes"], 1);
+    let check = r#"
+import pyarrow.dataset as ds, sys
+rows = {r['id']: r for r in ds.dataset(sys.argv[1] + '/bad', format='parquet').to_table().to_pylist()}
+assert rows['cut']['notes'] == 'é' * 50 and rows['cut']['cdc_truncated'] == 'notes', rows['cut']
+assert rows['ok']['notes'] == 'short' and rows['ok']['cdc_truncated'] is None
+assert 'secret' not in rows
+print('OK')
+"#;
+    assert_eq!(py(check, &[s(&lake)]), "OK");
+    let errors: Vec<String> = tree(&lake)
+        .into_iter()
+        .filter(|f| f.starts_with("_errors/string_too_long/"))
+        .collect();
+    assert_eq!(errors.len(), 1);
+}
