@@ -186,6 +186,12 @@ pub struct DdlArgs {
     /// Athena database or Redshift schema.
     #[arg(long, default_value = "ddb_lake")]
     pub database: String,
+    /// Redshift: the IAM role for COPY and Spectrum statements.
+    #[arg(long, default_value = "arn:aws:iam::ACCOUNT:role/ROLE")]
+    pub iam_role: String,
+    /// Redshift: also print the external schema for Spectrum over this Glue database.
+    #[arg(long)]
+    pub spectrum_database: Option<String>,
 }
 
 impl DdlArgs {

@@ -180,6 +180,36 @@ pub fn redshift_create(schema: &TableSchema, redshift_schema: &str) -> String {
     o
 }
 
+/// `COPY` statements loading each manifest into the table (Redshift reads the files' columns by
+/// position, which is why every file holds the table's columns in the same order).
+pub fn redshift_copy(
+    schema: &TableSchema,
+    redshift_schema: &str,
+    manifests: &[String],
+    iam_role: &str,
+) -> String {
+    let mut o = String::new();
+    for m in manifests {
+        let _ = writeln!(
+            o,
+            "COPY \"{redshift_schema}\".\"{}\" FROM '{}' IAM_ROLE '{}' FORMAT AS PARQUET MANIFEST;",
+            schema.name,
+            quote(m),
+            quote(iam_role)
+        );
+    }
+    o
+}
+
+/// The external schema through which Redshift Spectrum queries the Athena (Glue) tables.
+pub fn spectrum_schema(spectrum_schema: &str, glue_database: &str, iam_role: &str) -> String {
+    format!(
+        "CREATE EXTERNAL SCHEMA IF NOT EXISTS \"{spectrum_schema}\" FROM DATA CATALOG DATABASE '{}' IAM_ROLE '{}' CREATE EXTERNAL DATABASE IF NOT EXISTS;\n",
+        quote(glue_database),
+        quote(iam_role)
+    )
+}
+
 /// Which preset a template is, if any.
 pub fn preset(template: &str) -> Result<Layout, DdlError> {
     [Layout::Hourly, Layout::Hive, Layout::HiveDt]
@@ -226,6 +256,21 @@ mod tests {
         assert!(dt.contains("'storage.location.template'='s3://b/lake/orders/dt=${dt}/hr=${hr}/'"));
         assert_eq!(preset("{table}/{YYYY}/{MM}/{DD}/{HH}"), Ok(Layout::Hourly));
         assert!(preset("{table}/state={state}").is_err());
+    }
+
+    #[test]
+    fn copy_and_spectrum_statements() {
+        let s = TableSchema::new("Orders", None);
+        let copy = redshift_copy(
+            &s,
+            "public",
+            &["s3://b/l/_ddb_lake/manifests/orders/m1.json".into()],
+            "arn:aws:iam::1:role/r",
+        );
+        assert_eq!(copy, "COPY \"public\".\"orders\" FROM 's3://b/l/_ddb_lake/manifests/orders/m1.json' IAM_ROLE 'arn:aws:iam::1:role/r' FORMAT AS PARQUET MANIFEST;\n");
+        assert!(spectrum_schema("lake", "cdc", "arn:r").starts_with(
+            "CREATE EXTERNAL SCHEMA IF NOT EXISTS \"lake\" FROM DATA CATALOG DATABASE 'cdc'"
+        ));
     }
 
     #[test]

@@ -235,7 +235,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 } else {
                     print!("{}", ddb_lake::ddl::redshift_create(t, &args.database));
+                    let manifests =
+                        rt.block_on(pipeline::manifests(&settings, &t.name, &location))?;
+                    print!(
+                        "{}",
+                        ddb_lake::ddl::redshift_copy(t, &args.database, &manifests, &args.iam_role)
+                    );
                 }
+            }
+            if let (false, Some(db)) = (athena, &args.spectrum_database) {
+                print!(
+                    "{}",
+                    ddb_lake::ddl::spectrum_schema("spectrum", db, &args.iam_role)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -263,6 +263,22 @@ pub async fn table_schemas(settings: &Settings) -> Result<Vec<TableSchema>, Pipe
         .collect())
 }
 
+/// URLs (under `location`) of a table's COPY manifests, sorted.
+pub async fn manifests(
+    settings: &Settings,
+    table: &str,
+    location: &str,
+) -> Result<Vec<String>, PipelineError> {
+    let output = store::open(&settings.output, &settings.s3)?;
+    let dir = format!("{}/manifests/{table}", settings.state_prefix);
+    Ok(output
+        .list(&dir)
+        .await?
+        .into_iter()
+        .map(|(p, _)| format!("{}/{}", location.trim_end_matches('/'), output.relative(&p)))
+        .collect())
+}
+
 fn parse_schema(text: &str, path: &str) -> Result<TableSchema, PipelineError> {
     let file: SchemaFile = toml::from_str(text).map_err(|e| PipelineError::SchemaFile {
         path: path.into(),
