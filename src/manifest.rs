@@ -4,7 +4,6 @@
 //! length (`meta.content_length`, which COPY from Parquet requires).
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 #[derive(Serialize)]
 struct Manifest<'a> {
@@ -39,8 +38,7 @@ pub fn redshift(state_prefix: &str, table: &str, files: &[(String, u64)]) -> (St
             .collect(),
     };
     let body = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
-    let digest = Sha256::digest(&body);
-    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hash = crate::store::short_hash(&body, 8);
     (
         format!("{state_prefix}/manifests/{table}/manifest-{hash}.json"),
         body,

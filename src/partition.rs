@@ -190,16 +190,13 @@ pub fn sanitize(value: Option<&str>) -> String {
         }
     }
     if out.len() > MAX_VALUE_BYTES {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(v.as_bytes());
+        let hash = crate::store::short_hash(v.as_bytes(), 8);
         out.truncate(MAX_VALUE_BYTES - 17);
         while out.ends_with('%') || out.as_bytes()[out.len() - 2] == b'%' {
             out.pop();
         }
         out.push('-');
-        for b in &digest[..8] {
-            let _ = write!(out, "{b:02x}");
-        }
+        out.push_str(&hash);
     }
     out
 }

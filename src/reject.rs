@@ -3,13 +3,10 @@
 //! reason, a message, where the record came from, and its original bytes (as text when UTF-8,
 //! else base64), so that nothing is lost and everything can be replayed.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-
 use base64::Engine;
 use chrono::{DateTime, Datelike, Timelike};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 use crate::decode::Reason;
 use crate::flatten::Position;
@@ -117,11 +114,7 @@ impl Rejects {
         std::mem::take(&mut self.pending)
             .into_iter()
             .map(|((reason, hour), data)| {
-                let digest = Sha256::digest(&data);
-                let mut hash = String::new();
-                for b in &digest[..8] {
-                    let _ = write!(hash, "{b:02x}");
-                }
+                let hash = crate::store::short_hash(&data, 8);
                 (
                     format!(
                         "{}/{}/{hour}/errors-{hash}.jsonl",

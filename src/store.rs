@@ -111,6 +111,16 @@ impl CredentialProvider for SdkCredentials {
     }
 }
 
+/// The first `bytes` bytes of the SHA-256 of `data`, in hex: the content-derived part of object
+/// names (data files, error files, manifests) and of shortened names.
+pub fn short_hash(data: &[u8], bytes: usize) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data)[..bytes]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// An object store and the prefix inside it that a URL names.
 #[derive(Clone)]
 pub struct Location {

@@ -19,7 +19,6 @@ use std::time::Instant;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::buffer::{Buffers, Flush, FlushReason, PartKey};
@@ -399,7 +398,8 @@ impl<'a> Reader<'a> {
             self.flushes += 1;
             self.save_schema_if_grown(f.key.table)?;
             let t = &mut self.tables[f.key.table];
-            let mut h = Sha256::new();
+            // Named by the batch's identity: table, partition, first and last position, rows.
+            let mut id = Vec::new();
             for part in [
                 t.schema.name.as_str(),
                 &f.key.path,
@@ -407,11 +407,10 @@ impl<'a> Reader<'a> {
                 &f.last,
                 &f.rows.to_string(),
             ] {
-                h.update(part.as_bytes());
-                h.update([0]);
+                id.extend_from_slice(part.as_bytes());
+                id.push(0);
             }
-            let digest = h.finalize();
-            let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            let hash = store::short_hash(&id, 8);
             let path = format!("{}/{}-{hash}.parquet", f.key.path, t.schema.name);
             let out = Out::Data {
                 path,

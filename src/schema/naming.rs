@@ -1,8 +1,6 @@
 //! Column and table names that Athena, Glue and Redshift accept (FORMATS.md 2): lowercase
 //! `[a-z0-9_]`, starting with a letter, at most 127 bytes, never a reserved word.
 
-use sha2::{Digest, Sha256};
-
 /// Longest column name Athena and Glue accept.
 pub const MAX_NAME_BYTES: usize = 127;
 
@@ -219,8 +217,7 @@ pub fn valid_name(fragment: &str) -> String {
         format!("col_{fragment}")
     };
     if name.len() > MAX_NAME_BYTES {
-        let digest = Sha256::digest(fragment.as_bytes());
-        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let hash = crate::store::short_hash(fragment.as_bytes(), 4);
         name.truncate(MAX_NAME_BYTES - 9);
         name.push('_');
         name.push_str(&hash);
