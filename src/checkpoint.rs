@@ -1,5 +1,7 @@
 //! Checkpoint stage: per shard, the last sequence number whose record, and every record before it
-//! in the shard, is durable (a row in a written file or an entry in the written error output).
+//! in the shard, is durable (a row in a written file or an entry in the written error output);
+//! per output prefix, how far past that each shard's records for it are durable; and the batches
+//! whose names were fixed before they were written (see docs/DESIGN.md, "Exactly once").
 //!
 //! Stored as one JSON object in any object store location: a local file for local runs, or an S3
 //! object written with conditional puts (`If-Match` on the ETag read or last written, or
@@ -31,6 +33,70 @@ pub struct ShardCheckpoint {
     pub start_timestamp_ms: Option<i64>,
 }
 
+/// A record's place in its shard: sequence number and, for a KPL aggregate, the index of the
+/// user record inside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqPos {
+    pub seq: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sub: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl SeqPos {
+    pub fn new(seq: &str, sub: u64) -> Self {
+        SeqPos {
+            seq: seq.to_string(),
+            sub,
+        }
+    }
+}
+
+impl PartialOrd for SeqPos {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SeqPos {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        crate::buffer::seq_cmp(&self.seq, &other.seq).then(self.sub.cmp(&other.sub))
+    }
+}
+
+/// The records of one shard in a batch: every record of the shard from `first` to `last`
+/// (inclusive) that maps to the batch's output prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRange {
+    /// The sequence number read just before `first` (`None`: the shard's start): the shard's
+    /// checkpoint may not pass it until the batch is durable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    pub first: SeqPos,
+    pub last: SeqPos,
+}
+
+/// A batch whose object name was fixed (and saved here) before the object was written. After a
+/// crash the next run re-creates it from the same records under the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingBatch {
+    /// Object name relative to the output.
+    pub object: String,
+    /// Output prefix the batch's records map to (the object name up to its hash).
+    pub prefix: String,
+    /// Lake table (data files) or `None` (error output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    pub rows: u64,
+    /// Redshift COPY manifest that lists this file (data files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    pub shards: BTreeMap<String, ShardRange>,
+}
+
 /// Progress of a stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -39,7 +105,19 @@ pub struct Checkpoint {
     /// conditional put can tell any two versions apart.
     #[serde(default)]
     pub revision: u64,
+    /// The process that owns the checkpoint (set when a run starts); a process that finds
+    /// another owner's save in its place has been fenced off and stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub shards: BTreeMap<String, ShardCheckpoint>,
+    /// Per output prefix, per shard: the last record whose rows for that prefix are durable,
+    /// where that is past the shard's `sequence_number` (records up to it are skipped when read
+    /// again).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub written: BTreeMap<String, BTreeMap<String, SeqPos>>,
+    /// Batches named but not known to be durable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingBatch>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +131,8 @@ pub enum CheckpointError {
     },
     #[error("checkpoint {url} was changed by another process since this one read it; two consumers must not share a checkpoint (stop the other, or give each its own --checkpoint)")]
     Conflict { url: String },
+    #[error("checkpoint {url} was taken over by another ddb-lake process ({owner}); this one stops without writing more, so that the two never both write (if that is unexpected, two consumers share a checkpoint: give each its own --checkpoint)")]
+    Fenced { url: String, owner: String },
     #[error("writing checkpoint {url}: {source}")]
     Write {
         url: String,
@@ -114,8 +194,7 @@ impl CheckpointStore {
             }
             Err(object_store::Error::NotFound { .. }) => Ok(Checkpoint {
                 stream: stream.to_string(),
-                revision: 0,
-                shards: BTreeMap::new(),
+                ..Checkpoint::default()
             }),
             Err(source) => Err(StoreError::Io {
                 op: "reading",
@@ -127,12 +206,33 @@ impl CheckpointStore {
     }
 
     /// Writes the checkpoint; with conditional puts, fails if another process wrote it since.
+    /// When `cp.owner` is set and the stored checkpoint names another owner, fails with
+    /// [`CheckpointError::Fenced`] (a local file, without conditional puts, is read and compared
+    /// first).
     pub async fn save(&mut self, cp: &Checkpoint) -> Result<(), CheckpointError> {
+        self.write(cp, true).await
+    }
+
+    /// Writes the checkpoint under a new owner (`cp.owner`), replacing whichever process owned it:
+    /// that one is fenced off at its next save. Still fails if the checkpoint changed since it
+    /// was loaded.
+    pub async fn claim(&mut self, cp: &Checkpoint) -> Result<(), CheckpointError> {
+        self.write(cp, false).await
+    }
+
+    async fn write(&mut self, cp: &Checkpoint, fence: bool) -> Result<(), CheckpointError> {
         self.revision += 1;
         let mut cp = cp.clone();
         cp.revision = self.revision;
         let body = serde_json::to_vec_pretty(&cp).expect("checkpoints serialize");
         let path = self.location.path(&self.name);
+        if fence && !self.conditional && cp.owner.is_some() {
+            if let Some(stored) = self.read().await? {
+                if stored.owner.is_some() && stored.owner != cp.owner {
+                    return Err(self.fenced(stored));
+                }
+            }
+        }
         let mode = match (&self.version, self.conditional) {
             (_, false) => PutMode::Overwrite,
             (None, true) => PutMode::Create,
@@ -158,13 +258,71 @@ impl CheckpointStore {
             Err(
                 object_store::Error::Precondition { .. }
                 | object_store::Error::AlreadyExists { .. },
-            ) => Err(CheckpointError::Conflict { url: self.url() }),
+            ) => {
+                // Either another process wrote it, or this very write landed and its answer was
+                // lost (the retry then fails its own precondition): the stored content tells.
+                let stored = self.read().await?;
+                match stored {
+                    Some(s) if s == cp => {
+                        let meta = self.location.store.head(&path).await.map_err(|source| {
+                            CheckpointError::Write {
+                                url: self.url(),
+                                source,
+                            }
+                        })?;
+                        self.version = Some(UpdateVersion {
+                            e_tag: meta.e_tag,
+                            version: meta.version,
+                        });
+                        Ok(())
+                    }
+                    Some(s) if fence && s.owner.is_some() && s.owner != cp.owner => {
+                        Err(self.fenced(s))
+                    }
+                    _ => Err(CheckpointError::Conflict { url: self.url() }),
+                }
+            }
             Err(source) => Err(CheckpointError::Write {
                 url: self.url(),
                 source,
             }),
         }
     }
+
+    fn fenced(&self, stored: Checkpoint) -> CheckpointError {
+        CheckpointError::Fenced {
+            url: self.url(),
+            owner: stored.owner.unwrap_or_default(),
+        }
+    }
+
+    /// The stored checkpoint, if any, without changing the version this store writes against.
+    async fn read(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        let rel = self.name.clone();
+        let Some(bytes) = self.location.get_opt(&rel).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| CheckpointError::Parse {
+                url: self.url(),
+                source,
+            })
+    }
+}
+
+/// A name for this process in checkpoints: host, process id, start time and a random part.
+pub fn owner_token() -> String {
+    use rand::Rng;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into());
+    let nonce: u32 = rand::rng().random();
+    format!(
+        "{host} pid {} started {} #{nonce:08x}",
+        std::process::id(),
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+    )
 }
 
 #[cfg(test)]

@@ -150,7 +150,8 @@ pub enum PartitionTime {
     /// The record's ApproximateCreationDateTime.
     #[default]
     Event,
-    /// When ddb-lake processed it.
+    /// When ddb-lake processed it (stream records: when they arrived in the stream, so that a
+    /// record read again after a crash lands in the same partition).
     Processing,
 }
 
@@ -274,6 +275,12 @@ pub struct S3Config {
     pub bucket_key: bool,
     pub multipart_threshold: String,
     pub part_size: String,
+    /// object_store's retries of failed S3 requests (5xx, 429, timeouts of idempotent requests,
+    /// cut connections), with exponential backoff.
+    pub max_retries: usize,
+    pub retry_timeout: String,
+    pub request_timeout: String,
+    pub connect_timeout: String,
 }
 
 impl Default for S3Config {
@@ -287,6 +294,10 @@ impl Default for S3Config {
             bucket_key: false,
             multipart_threshold: DEFAULT_MULTIPART_THRESHOLD.into(),
             part_size: DEFAULT_PART_SIZE.into(),
+            max_retries: 10,
+            retry_timeout: "3m".into(),
+            request_timeout: "30s".into(),
+            connect_timeout: "5s".into(),
         }
     }
 }
@@ -463,6 +474,18 @@ impl ConfigFile {
                 sse: self.s3.sse.clone(),
                 kms_key_id: self.s3.kms_key_id.clone(),
                 bucket_key: self.s3.bucket_key,
+                retry: crate::store::Retry {
+                    max_retries: self.s3.max_retries,
+                    retry_timeout: parse_duration("s3.retry_timeout", &self.s3.retry_timeout)?,
+                    request_timeout: parse_duration(
+                        "s3.request_timeout",
+                        &self.s3.request_timeout,
+                    )?,
+                    connect_timeout: parse_duration(
+                        "s3.connect_timeout",
+                        &self.s3.connect_timeout,
+                    )?,
+                },
             },
             multipart_threshold,
             part_size,

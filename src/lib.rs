@@ -19,6 +19,7 @@ pub mod config;
 pub mod ddl;
 pub mod decode;
 pub mod encode;
+pub mod failpoint;
 pub mod flatten;
 pub mod generate;
 pub mod kinesis;

@@ -22,9 +22,9 @@ struct Meta {
     content_length: u64,
 }
 
-/// The manifest's relative path (`{state_prefix}/manifests/{table}/manifest-{hash}.json`, named by
-/// its content) and its JSON body.
-pub fn redshift(state_prefix: &str, table: &str, files: &[(String, u64)]) -> (String, Vec<u8>) {
+/// The JSON body of a manifest listing `files` (URL, length). Manifests are stored at
+/// `{state_prefix}/manifests/{table}/manifest-{hash}.json`, named by the objects they list.
+pub fn redshift(files: &[(String, u64)]) -> Vec<u8> {
     let manifest = Manifest {
         entries: files
             .iter()
@@ -37,12 +37,7 @@ pub fn redshift(state_prefix: &str, table: &str, files: &[(String, u64)]) -> (St
             })
             .collect(),
     };
-    let body = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
-    let hash = crate::store::short_hash(&body, 8);
-    (
-        format!("{state_prefix}/manifests/{table}/manifest-{hash}.json"),
-        body,
-    )
+    serde_json::to_vec_pretty(&manifest).expect("manifests serialize")
 }
 
 #[cfg(test)]
@@ -51,14 +46,7 @@ mod tests {
 
     #[test]
     fn manifest_shape() {
-        let (path, body) = redshift(
-            "_ddb_lake",
-            "orders",
-            &[("s3://b/l/orders/a.parquet".into(), 12)],
-        );
-        assert!(
-            path.starts_with("_ddb_lake/manifests/orders/manifest-") && path.ends_with(".json")
-        );
+        let body = redshift(&[("s3://b/l/orders/a.parquet".into(), 12)]);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["entries"][0]["url"], "s3://b/l/orders/a.parquet");
         assert_eq!(v["entries"][0]["mandatory"], true);

@@ -8,6 +8,7 @@ use chrono::{DateTime, Datelike, Timelike};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+use crate::checkpoint::{SeqPos, ShardRange};
 use crate::decode::Reason;
 use crate::flatten::Position;
 
@@ -36,13 +37,42 @@ struct SourceRef<'a> {
     shard: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sequence_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subsequence_number: Option<u64>,
+}
+
+/// Entries of one reason and hour, waiting to be written.
+#[derive(Default)]
+struct Group {
+    data: Vec<u8>,
+    rows: u64,
+    /// Stream sources, per shard id.
+    ranges: BTreeMap<String, ShardRange>,
+}
+
+/// One error file to write.
+pub struct RejectFile {
+    /// Object name relative to the output.
+    pub path: String,
+    /// The object name up to its hash: `{error_prefix}/{reason}/YYYY/MM/DD/HH/errors-`.
+    pub prefix: String,
+    pub data: Vec<u8>,
+    pub rows: u64,
+    pub ranges: BTreeMap<String, ShardRange>,
+}
+
+/// One rendered entry: the prefix of the file it belongs in and its JSON line.
+pub struct RenderedEntry {
+    pub reason: Reason,
+    pub prefix: String,
+    pub line: Vec<u8>,
 }
 
 /// Error entries waiting to be written, grouped by reason and hour.
 #[derive(Default)]
 pub struct Rejects {
     prefix: String,
-    pending: BTreeMap<(Reason, String), Vec<u8>>,
+    pending: BTreeMap<(Reason, String), Group>,
     bytes: usize,
     counts: BTreeMap<Reason, u64>,
 }
@@ -55,16 +85,16 @@ impl Rejects {
         }
     }
 
-    /// Adds one entry; `time_us` chooses the hour folder.
-    pub fn add(
-        &mut self,
+    /// Renders one entry; `time_us` chooses the hour folder.
+    pub fn render(
+        &self,
         reason: Reason,
         message: &str,
         table: Option<&str>,
         pos: &Position,
         raw: &[u8],
         time_us: i64,
-    ) {
+    ) -> RenderedEntry {
         let text = std::str::from_utf8(raw).ok();
         let entry = Entry {
             reason: reason.as_str(),
@@ -76,6 +106,7 @@ impl Rejects {
                 offset: pos.offset,
                 shard: pos.shard,
                 sequence_number: pos.sequence_number,
+                subsequence_number: pos.subsequence,
             },
             data: text,
             data_base64: text
@@ -83,18 +114,54 @@ impl Rejects {
                 .then(|| base64::engine::general_purpose::STANDARD.encode(raw)),
         };
         let t = DateTime::from_timestamp_micros(time_us).unwrap_or_default();
-        let hour = format!(
-            "{:04}/{:02}/{:02}/{:02}",
+        let prefix = format!(
+            "{}/{}/{:04}/{:02}/{:02}/{:02}/errors-",
+            self.prefix,
+            reason.as_str(),
             t.year(),
             t.month(),
             t.day(),
             t.hour()
         );
-        let buf = self.pending.entry((reason, hour)).or_default();
-        let before = buf.len();
-        serde_json::to_writer(&mut *buf, &entry).expect("entries serialize");
-        buf.push(b'\n');
-        self.bytes += buf.len() - before;
+        let mut line = serde_json::to_vec(&entry).expect("entries serialize");
+        line.push(b'\n');
+        RenderedEntry {
+            reason,
+            prefix,
+            line,
+        }
+    }
+
+    /// Adds one rendered entry; `source` is its stream position (shard id, sequence number read
+    /// before it, its own position).
+    pub fn push(&mut self, entry: RenderedEntry, source: Option<(&str, Option<&str>, SeqPos)>) {
+        self.count(entry.reason);
+        let group = self
+            .pending
+            .entry((entry.reason, entry.prefix))
+            .or_default();
+        group.data.extend_from_slice(&entry.line);
+        group.rows += 1;
+        self.bytes += entry.line.len();
+        if let Some((shard, prev, at)) = source {
+            match group.ranges.get_mut(shard) {
+                Some(r) => r.last = at,
+                None => {
+                    group.ranges.insert(
+                        shard.to_string(),
+                        ShardRange {
+                            after: prev.map(str::to_string),
+                            first: at.clone(),
+                            last: at,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Counts an entry written by other means (a re-created batch).
+    pub fn count(&mut self, reason: Reason) {
         *self.counts.entry(reason).or_default() += 1;
     }
 
@@ -108,21 +175,17 @@ impl Rejects {
         &self.counts
     }
 
-    /// The objects to write (relative name, JSON lines), named by their content's hash.
-    pub fn take(&mut self) -> Vec<(String, Vec<u8>)> {
+    /// The objects to write, named by their content's hash.
+    pub fn take(&mut self) -> Vec<RejectFile> {
         self.bytes = 0;
         std::mem::take(&mut self.pending)
             .into_iter()
-            .map(|((reason, hour), data)| {
-                let hash = crate::store::short_hash(&data, 8);
-                (
-                    format!(
-                        "{}/{}/{hour}/errors-{hash}.jsonl",
-                        self.prefix,
-                        reason.as_str()
-                    ),
-                    data,
-                )
+            .map(|((_, prefix), g)| RejectFile {
+                path: format!("{prefix}{}.jsonl", crate::store::short_hash(&g.data, 8)),
+                prefix,
+                data: g.data,
+                rows: g.rows,
+                ranges: g.ranges,
             })
             .collect()
     }
@@ -141,18 +204,24 @@ mod tests {
             offset: Some(120),
             ..Position::default()
         };
-        r.add(Reason::InvalidJson, "EOF", None, &pos, b"{\"a\":", 0);
-        r.add(Reason::InvalidUtf8, "bad", Some("T"), &pos, b"\xff\x00", 0);
+        for (reason, message, table, raw) in [
+            (Reason::InvalidJson, "EOF", None, &b"{\"a\":"[..]),
+            (Reason::InvalidUtf8, "bad", Some("T"), &b"\xff\x00"[..]),
+        ] {
+            let entry = r.render(reason, message, table, &pos, raw, 0);
+            r.push(entry, None);
+        }
         assert_eq!(r.counts()[&Reason::InvalidJson], 1);
         let files = r.take();
         assert_eq!(files.len(), 2);
         assert!(files[0]
-            .0
+            .path
             .starts_with("_errors/invalid_json/1970/01/01/00/errors-"));
-        let v: serde_json::Value = serde_json::from_slice(&files[0].1).unwrap();
+        assert!(files[0].path.starts_with(&files[0].prefix));
+        let v: serde_json::Value = serde_json::from_slice(&files[0].data).unwrap();
         assert_eq!(v["data"], "{\"a\":");
         assert_eq!(v["source"]["line"], 7);
-        let v: serde_json::Value = serde_json::from_slice(&files[1].1).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&files[1].data).unwrap();
         assert_eq!(v["data_base64"], "/wA=");
         assert_eq!(r.pending_bytes(), 0);
     }

@@ -9,8 +9,8 @@ use futures::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsCredential};
 use object_store::local::LocalFileSystem;
 use object_store::path::{Path, PathPart};
-use object_store::CredentialProvider;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ClientOptions, CredentialProvider, RetryConfig};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 
 /// Server-side encryption of written objects.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -34,6 +34,27 @@ pub struct S3Options {
     pub sse: Sse,
     pub kms_key_id: Option<String>,
     pub bucket_key: bool,
+    pub retry: Retry,
+}
+
+/// How object_store retries S3 requests (its own retry loop; ddb-lake adds none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub max_retries: usize,
+    pub retry_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
+    pub connect_timeout: std::time::Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_retries: 10,
+            retry_timeout: std::time::Duration::from_secs(180),
+            request_timeout: std::time::Duration::from_secs(30),
+            connect_timeout: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,11 +175,26 @@ pub fn open(url: &str, s3: &S3Options) -> Result<Location, StoreError> {
             b = b.with_region(r);
         }
         if let Some(e) = &s3.endpoint {
-            b = b.with_endpoint(e);
+            // The configured endpoint wins over AWS_ENDPOINT_URL_S3 (which object_store prefers
+            // to `with_endpoint`).
+            b = b
+                .with_endpoint(e)
+                .with_config(AmazonS3ConfigKey::S3Endpoint, e);
         }
-        if s3.allow_http {
-            b = b.with_allow_http(true);
+        let mut client = ClientOptions::new()
+            .with_timeout(s3.retry.request_timeout)
+            .with_connect_timeout(s3.retry.connect_timeout);
+        // The client options replace the ones `from_env` read, so AWS_ALLOW_HTTP is read again.
+        let env_http =
+            std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        if s3.allow_http || env_http {
+            client = client.with_allow_http(true);
         }
+        b = b.with_client_options(client).with_retry(RetryConfig {
+            max_retries: s3.retry.max_retries,
+            retry_timeout: s3.retry.retry_timeout,
+            ..RetryConfig::default()
+        });
         match s3.sse {
             Sse::None => {}
             Sse::Aes256 => {
@@ -247,8 +283,74 @@ impl Location {
         let upload = self.store.put_multipart(&path).await.map_err(err)?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, part_size);
         w.put(data);
+        if crate::failpoint::armed("mid-multipart") {
+            // Every part uploaded, the upload not completed.
+            w.wait_for_capacity(0).await.map_err(err)?;
+            crate::failpoint::hit("mid-multipart");
+        }
         w.finish().await.map_err(err)?;
         Ok(())
+    }
+
+    /// Writes an object only if none exists under its name: `None` when written, else the
+    /// existing object's length. One conditional PUT (`If-None-Match: *`) when small; above the
+    /// multipart threshold (where S3 has no such condition) a HEAD, then an upload of the same
+    /// rows if absent.
+    pub async fn put_new(
+        &self,
+        rel: &str,
+        data: Bytes,
+        multipart_threshold: usize,
+        part_size: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        let path = self.path(rel);
+        if data.len() >= multipart_threshold {
+            return match self.store.head(&path).await {
+                Ok(meta) => Ok(Some(meta.size)),
+                Err(object_store::Error::NotFound { .. }) => {
+                    self.put(rel, data, multipart_threshold, part_size).await?;
+                    Ok(None)
+                }
+                Err(source) => Err(StoreError::Io {
+                    op: "checking",
+                    url: self.display(rel),
+                    source,
+                }),
+            };
+        }
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(data), opts)
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => self.size(rel).await.map(Some),
+            Err(source) => Err(StoreError::Io {
+                op: "writing",
+                url: self.display(rel),
+                source,
+            }),
+        }
+    }
+
+    /// An object's length.
+    pub async fn size(&self, rel: &str) -> Result<u64, StoreError> {
+        self.store
+            .head(&self.path(rel))
+            .await
+            .map(|m| m.size)
+            .map_err(|source| StoreError::Io {
+                op: "checking",
+                url: self.display(rel),
+                source,
+            })
     }
 
     /// Reads an object, or `None` if it does not exist.

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use arrow::record_batch::RecordBatch;
 
+use crate::checkpoint::{SeqPos, ShardRange};
 use crate::flatten::Row;
 use crate::schema::TableSchema;
 pub use chunk::{Chunk, CHUNK_ROWS};
@@ -25,6 +26,8 @@ pub enum FlushReason {
     Age,
     MemoryBudget,
     EndOfInput,
+    /// A batch of a run that stopped before its checkpoint, made again after a restart.
+    Recreated,
 }
 
 impl FlushReason {
@@ -35,6 +38,7 @@ impl FlushReason {
             FlushReason::Age => "age",
             FlushReason::MemoryBudget => "memory_budget",
             FlushReason::EndOfInput => "end_of_input",
+            FlushReason::Recreated => "recreated",
         }
     }
 }
@@ -67,13 +71,25 @@ pub struct Flush {
     /// Source positions of the first and last row (they name the output object).
     pub first: String,
     pub last: String,
+    /// Stream sources: per shard (index), the records of the batch.
+    pub ranges: Vec<(usize, ShardRange)>,
+}
+
+/// Where a stream record comes from: its shard (index), the sequence number read before it, and
+/// its own position.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSource<'a> {
+    pub shard: usize,
+    pub prev: Option<&'a str>,
+    pub seq: &'a str,
+    pub sub: u64,
 }
 
 struct Partition {
-    /// Per source shard (index), the sequence number read just before this partition's first
-    /// row from that shard (`None`: the shard's start). Checkpoints may not pass it until this
-    /// partition is written.
-    sources: Vec<(usize, Option<String>)>,
+    /// Per source shard (index): the sequence number read just before this partition's first
+    /// row from that shard (`None`: the shard's start; checkpoints may not pass it until this
+    /// partition is written), and the first and last row's positions.
+    sources: Vec<(usize, ShardRange)>,
     batches: Vec<RecordBatch>,
     batch_bytes: usize,
     chunk: Chunk,
@@ -130,7 +146,7 @@ impl Buffers {
         schema: &TableSchema,
         row: &Row,
         position: &str,
-        source: Option<(usize, Option<&str>)>,
+        source: Option<StreamSource<'_>>,
         now_ms: u64,
     ) -> Vec<Flush> {
         let part = self.open.entry(key.clone()).or_insert_with(|| Partition {
@@ -143,9 +159,18 @@ impl Buffers {
             first: position.to_string(),
             last: String::new(),
         });
-        if let Some((shard, prev)) = source {
-            if !part.sources.iter().any(|(s, _)| *s == shard) {
-                part.sources.push((shard, prev.map(str::to_string)));
+        if let Some(src) = source {
+            let at = SeqPos::new(src.seq, src.sub);
+            match part.sources.iter_mut().find(|(s, _)| *s == src.shard) {
+                Some((_, range)) => range.last = at,
+                None => part.sources.push((
+                    src.shard,
+                    ShardRange {
+                        after: src.prev.map(str::to_string),
+                        first: at.clone(),
+                        last: at,
+                    },
+                )),
             }
         }
         let before = part.bytes();
@@ -215,11 +240,11 @@ impl Buffers {
     pub fn pending_since(&self, shard: usize) -> Option<Option<&str>> {
         let mut out: Option<Option<&str>> = None;
         for p in self.open.values() {
-            for (s, prev) in &p.sources {
+            for (s, range) in &p.sources {
                 if *s != shard {
                     continue;
                 }
-                let prev = prev.as_deref();
+                let prev = range.after.as_deref();
                 out = Some(match (out, prev) {
                     (None, p) => p,
                     (Some(None), _) | (_, None) => None,
@@ -254,6 +279,7 @@ impl Buffers {
             reason,
             first: part.first,
             last: part.last,
+            ranges: part.sources,
         })
     }
 }
@@ -359,13 +385,29 @@ mod tests {
             memory_budget: BIG,
         });
         assert_eq!(b.pending_since(0), None);
-        b.push(key("a"), &s, &row(c, 1), "x", Some((0, Some("100"))), 0);
-        b.push(key("b"), &s, &row(c, 1), "x", Some((0, Some("99"))), 0);
-        b.push(key("a"), &s, &row(c, 1), "x", Some((0, Some("101"))), 0);
-        b.push(key("a"), &s, &row(c, 1), "x", Some((1, None)), 0);
+        let src = |shard, prev, seq| {
+            Some(StreamSource {
+                shard,
+                prev,
+                seq,
+                sub: 0,
+            })
+        };
+        b.push(key("a"), &s, &row(c, 1), "x", src(0, Some("100"), "101"), 0);
+        b.push(key("b"), &s, &row(c, 1), "x", src(0, Some("99"), "100"), 0);
+        b.push(key("a"), &s, &row(c, 1), "x", src(0, Some("101"), "102"), 0);
+        b.push(key("a"), &s, &row(c, 1), "x", src(1, None, "7"), 0);
         assert_eq!(b.pending_since(0), Some(Some("99")));
         assert_eq!(b.pending_since(1), Some(None));
         assert_eq!(b.pending_since(2), None);
+        // The batch of `a` holds shard 0's records from 101 to 102, read after 100.
+        let a = b.drain().into_iter().find(|f| f.key.path == "a").unwrap();
+        let r0 = &a.ranges.iter().find(|(s, _)| *s == 0).unwrap().1;
+        assert_eq!(r0.after.as_deref(), Some("100"));
+        assert_eq!(
+            (r0.first.seq.as_str(), r0.last.seq.as_str()),
+            ("101", "102")
+        );
         assert!(seq_cmp("1000", "999").is_gt());
         assert!(seq_cmp(
             "49590338271490256608559692538361571095921575989136588898",

@@ -1,7 +1,9 @@
 //! Fault injection for a [`StreamApi`]: wraps a real client and fails a share of calls with
-//! throttling, expired iterators or transient errors, deterministically for a seed. Used by tests
-//! to prove that faults are survived without loss; never enabled by the CLI.
+//! throttling, expired iterators or transient errors, deterministically for a seed, and can take
+//! one shard down for a number of calls (an outage). Used by tests to prove that faults are
+//! survived without loss; never enabled by the CLI.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rand::{Rng, SeedableRng};
@@ -15,6 +17,8 @@ pub struct Injected {
     pub throttled: u64,
     pub expired: u64,
     pub transient: u64,
+    /// Calls failed by the shard outage.
+    pub outage: u64,
 }
 
 pub struct Faulty<A> {
@@ -23,6 +27,10 @@ pub struct Faulty<A> {
     rate: f64,
     rng: Mutex<ChaCha8Rng>,
     injected: Mutex<Injected>,
+    /// The shard that is down, and for how many more of its calls.
+    outage: Mutex<Option<(String, u64)>>,
+    /// Which shard each iterator handed out reads.
+    shard_of: Mutex<HashMap<String, String>>,
 }
 
 impl<A: StreamApi> Faulty<A> {
@@ -32,6 +40,28 @@ impl<A: StreamApi> Faulty<A> {
             rate,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             injected: Mutex::new(Injected::default()),
+            outage: Mutex::new(None),
+            shard_of: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Fails the next `calls` calls for `shard` (iterators and reads) as unavailable.
+    pub fn with_outage(self, shard: &str, calls: u64) -> Self {
+        *self.outage.lock().expect("not poisoned") = Some((shard.to_string(), calls));
+        self
+    }
+
+    fn down(&self, shard: Option<&str>) -> Option<ApiError> {
+        let mut outage = self.outage.lock().expect("not poisoned");
+        match (&mut *outage, shard) {
+            (Some((s, left)), Some(shard)) if s == shard && *left > 0 => {
+                *left -= 1;
+                self.injected.lock().expect("not poisoned").outage += 1;
+                Some(ApiError::Transient(format!(
+                    "injected outage of {shard}: ServiceUnavailable"
+                )))
+            }
+            _ => None,
         }
     }
 
@@ -71,14 +101,37 @@ impl<A: StreamApi> StreamApi for Faulty<A> {
     }
 
     async fn shard_iterator(&self, shard: &str, start: &StartAt) -> Result<String, ApiError> {
-        self.inner.shard_iterator(shard, start).await
+        if let Some(e) = self.down(Some(shard)) {
+            return Err(e);
+        }
+        let it = self.inner.shard_iterator(shard, start).await?;
+        self.shard_of
+            .lock()
+            .expect("not poisoned")
+            .insert(it.clone(), shard.to_string());
+        Ok(it)
     }
 
     async fn get_records(&self, iterator: &str, limit: i32) -> Result<RecordBatch, ApiError> {
+        let shard = self
+            .shard_of
+            .lock()
+            .expect("not poisoned")
+            .get(iterator)
+            .cloned();
+        if let Some(e) = self.down(shard.as_deref()) {
+            return Err(e);
+        }
         if let Some(e) = self.roll() {
             return Err(e);
         }
         // Small pages, so that a run makes many calls and meets many faults.
-        self.inner.get_records(iterator, limit.min(50)).await
+        let batch = self.inner.get_records(iterator, limit.min(50)).await?;
+        let mut map = self.shard_of.lock().expect("not poisoned");
+        let shard = map.remove(iterator);
+        if let (Some(next), Some(shard)) = (&batch.next_iterator, shard) {
+            map.insert(next.clone(), shard);
+        }
+        Ok(batch)
     }
 }

@@ -21,7 +21,8 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::buffer::{Buffers, Flush, FlushReason, PartKey};
+use crate::buffer::{Buffers, Flush, FlushReason, PartKey, StreamSource};
+use crate::checkpoint::{PendingBatch, SeqPos};
 use crate::config::{PartitionTime, Settings};
 use crate::decode::{parse_record, Framer, Reason};
 use crate::flatten::{flatten, Position};
@@ -29,6 +30,7 @@ use crate::reject::Rejects;
 use crate::schema::{SchemaError, SchemaFile, TableSchema};
 use crate::source::{self, InputFile, SourceError};
 use crate::store::{self, Location, StoreError};
+use commit::{Held, Recreated, Replay, Route};
 
 /// Error entries buffered before they are written.
 const REJECT_FLUSH_BYTES: usize = 8 * 1024 * 1024;
@@ -68,6 +70,7 @@ pub enum PipelineError {
     Internal(String),
 }
 
+mod commit;
 pub mod stream;
 
 /// Wall and monotonic time, injected so tests control it.
@@ -173,15 +176,27 @@ enum Out {
         rows: usize,
         table: String,
         reason: FlushReason,
+        /// Written only if absent (stream runs: a re-created batch may exist already).
+        create_only: bool,
     },
     Object {
         path: String,
         bytes: Vec<u8>,
+        create_only: bool,
     },
     /// Saved after every message before it is durable (the writer works in order).
-    Checkpoint(crate::checkpoint::Checkpoint),
-    /// Ends a group of data files: the writer writes one COPY manifest per table for them.
-    ManifestBoundary,
+    Checkpoint(crate::checkpoint::Checkpoint, Stage),
+    /// A Redshift COPY manifest listing these data files (written before this message).
+    Manifest { path: String, objects: Vec<String> },
+}
+
+/// Which save of a flush group a checkpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Names the group's objects before they are written.
+    Intent,
+    /// The group is durable (or nothing was pending).
+    Commit,
 }
 
 struct TableState {
@@ -300,6 +315,12 @@ struct Reader<'a> {
     bytes: u64,
     /// Flushes sent to the writer so far.
     flushes: u64,
+    /// Stream runs: the flush group being prepared, written at the next checkpoint.
+    hold: Option<Vec<Held>>,
+    /// Stream runs: the previous run's progress, while records are read again.
+    replay: Option<Replay>,
+    /// Stream runs: shard ids by index.
+    shard_ids: Vec<Arc<str>>,
 }
 
 impl<'a> Reader<'a> {
@@ -327,6 +348,9 @@ impl<'a> Reader<'a> {
             records: 0,
             bytes: 0,
             flushes: 0,
+            hold: None,
+            replay: None,
+            shard_ids: Vec::new(),
         }
     }
 
@@ -382,6 +406,7 @@ impl<'a> Reader<'a> {
         self.send(Out::Object {
             path,
             bytes: text.into_bytes(),
+            create_only: false,
         })
     }
 
@@ -391,9 +416,10 @@ impl<'a> Reader<'a> {
         self.emit(aged)
     }
 
-    /// Sends flushes to the writer, each preceded by its table's schema when it grew.
+    /// Sends flushes to the writer (each preceded by its table's schema when it grew) and then a
+    /// COPY manifest per table; stream runs hold them for the next checkpoint instead.
     fn emit(&mut self, flushes: Vec<Flush>) -> Result<(), PipelineError> {
-        let empty = flushes.is_empty();
+        let mut group: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for f in flushes {
             self.flushes += 1;
             self.save_schema_if_grown(f.key.table)?;
@@ -411,22 +437,132 @@ impl<'a> Reader<'a> {
                 id.push(0);
             }
             let hash = store::short_hash(&id, 8);
-            let path = format!("{}/{}-{hash}.parquet", f.key.path, t.schema.name);
+            let prefix = format!("{}/{}-", f.key.path, t.schema.name);
+            let path = format!("{prefix}{hash}.parquet");
+            let table = t.schema.name.clone();
             let out = Out::Data {
-                path,
+                path: path.clone(),
                 schema: t.schema.arrow_schema(),
                 batches: f.batches,
                 rows: f.rows,
-                table: t.schema.name.clone(),
+                table: table.clone(),
                 reason: f.reason,
+                create_only: self.hold.is_some(),
             };
-            self.send(out)?;
+            match &mut self.hold {
+                Some(held) => {
+                    let batch = PendingBatch {
+                        object: path,
+                        prefix,
+                        table: Some(table),
+                        rows: f.rows as u64,
+                        manifest: None,
+                        shards: f
+                            .ranges
+                            .into_iter()
+                            .map(|(i, r)| (self.shard_ids[i].to_string(), r))
+                            .collect(),
+                    };
+                    held.push(Held { out, batch });
+                }
+                None => {
+                    self.send(out)?;
+                    group.entry(table).or_default().push(path);
+                }
+            }
         }
-        if !empty {
-            // The files sent since the last boundary form one Redshift COPY manifest per table.
-            self.send(Out::ManifestBoundary)?;
+        for (table, objects) in group {
+            let path = commit::manifest_name(&self.settings.state_prefix, &table, &objects);
+            self.send(Out::Manifest { path, objects })?;
         }
         Ok(())
+    }
+
+    /// Takes the flush group prepared since the last checkpoint, with the error files, each
+    /// data file assigned to its table's manifest.
+    fn take_group(&mut self) -> Vec<Held> {
+        let mut held = self.hold.as_mut().map(std::mem::take).unwrap_or_default();
+        for f in self.rejects.take() {
+            held.push(Held {
+                out: Out::Object {
+                    path: f.path.clone(),
+                    bytes: f.data,
+                    create_only: true,
+                },
+                batch: PendingBatch {
+                    object: f.path,
+                    prefix: f.prefix,
+                    table: None,
+                    rows: f.rows,
+                    manifest: None,
+                    shards: f.ranges,
+                },
+            });
+        }
+        let mut by_table: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for h in &held {
+            if let (Some(t), None) = (&h.batch.table, &h.batch.manifest) {
+                by_table
+                    .entry(t.clone())
+                    .or_default()
+                    .push(h.batch.object.clone());
+            }
+        }
+        for h in &mut held {
+            if let (Some(t), None) = (&h.batch.table, &h.batch.manifest) {
+                h.batch.manifest = Some(commit::manifest_name(
+                    &self.settings.state_prefix,
+                    t,
+                    &by_table[t],
+                ));
+            }
+        }
+        held
+    }
+
+    /// Routes a record read again after a restart (stream runs).
+    fn replay_route(replay: &Option<Replay>, prefix: &str, pos: &Position) -> Route {
+        match (replay, pos.shard, pos.sequence_number) {
+            (Some(r), Some(shard), Some(seq)) if r.active() => r.route(
+                prefix,
+                shard,
+                &SeqPos::new(seq, pos.subsequence.unwrap_or(0)),
+            ),
+            _ => Route::New,
+        }
+    }
+
+    /// Holds a re-created batch for the next checkpoint, and its manifest once all its files are.
+    fn recreated(&mut self, batch: PendingBatch, content: Recreated) {
+        let out = match content {
+            Recreated::Data(batches) => {
+                let t = batch.table.as_deref().unwrap_or_default();
+                let ti = self
+                    .tables
+                    .iter()
+                    .position(|s| s.schema.name == t)
+                    .expect("a re-created batch's table is known");
+                Out::Data {
+                    path: batch.object.clone(),
+                    schema: self.tables[ti].schema.arrow_schema(),
+                    batches,
+                    rows: batch.rows as usize,
+                    table: t.to_string(),
+                    reason: FlushReason::Recreated,
+                    create_only: true,
+                }
+            }
+            Recreated::Errors(bytes) => Out::Object {
+                path: batch.object.clone(),
+                bytes,
+                create_only: true,
+            },
+        };
+        tracing::info!("re-created {} after a restart", batch.object);
+        self.flushes += 1;
+        if let Some(held) = &mut self.hold {
+            held.push(Held { out, batch });
+        }
     }
 
     fn reject(
@@ -436,7 +572,33 @@ impl<'a> Reader<'a> {
         table: Option<&str>,
         pos: &Position,
         raw: &[u8],
+        source: Option<StreamSource<'_>>,
     ) {
+        // Stream records go to the hour they arrived in, so that a re-read gives the same file.
+        let time = pos
+            .arrival_ms
+            .map_or_else(|| self.clock.now_utc_us(), |ms| ms * 1000);
+        let entry = self.rejects.render(reason, message, table, pos, raw, time);
+        match Self::replay_route(&self.replay, &entry.prefix, pos) {
+            Route::Skip => {
+                if let Some(r) = &mut self.replay {
+                    r.skipped += 1;
+                }
+                return;
+            }
+            Route::Recreate(i) => {
+                self.rejects.count(reason);
+                let done = self
+                    .replay
+                    .as_mut()
+                    .and_then(|r| r.add_entry(i, &entry.line));
+                if let Some((batch, content)) = done {
+                    self.recreated(batch, content);
+                }
+                return;
+            }
+            Route::New => {}
+        }
         let n = self.rejects.counts().values().sum::<u64>();
         if n < LOGGED_REJECTS {
             let at = match (pos.file, pos.line) {
@@ -451,18 +613,18 @@ impl<'a> Reader<'a> {
         } else if n == LOGGED_REJECTS {
             tracing::warn!("more bad records: see the error output and the summary");
         }
-        let now = self.clock.now_utc_us();
-        self.rejects.add(reason, message, table, pos, raw, now);
+        let at = source.map(|s| (&*self.shard_ids[s.shard], s.prev, SeqPos::new(s.seq, s.sub)));
+        self.rejects.push(entry, at);
         crate::metrics::error(reason.as_str());
     }
 
-    /// Decodes, flattens and buffers one record. `source` is the record's shard (index) and the
-    /// sequence number read before it, for checkpoints.
+    /// Decodes, flattens and buffers one record. `source` is the record's stream position, for
+    /// checkpoints.
     fn record(
         &mut self,
         raw: &[u8],
         pos: &Position,
-        source: Option<(usize, Option<&str>)>,
+        source: Option<StreamSource<'_>>,
     ) -> Result<(), PipelineError> {
         self.records += 1;
         self.bytes += raw.len() as u64;
@@ -473,7 +635,7 @@ impl<'a> Reader<'a> {
         let rec = match parse_record(raw) {
             Ok(r) => r,
             Err(e) => {
-                self.reject(e.reason, &e.message, None, pos, raw);
+                self.reject(e.reason, &e.message, None, pos, raw, source);
                 return Ok(());
             }
         };
@@ -490,6 +652,7 @@ impl<'a> Reader<'a> {
                     None,
                     pos,
                     raw,
+                    source,
                 );
                 return Ok(());
             }
@@ -497,7 +660,10 @@ impl<'a> Reader<'a> {
         let ti = self.table_index(&table);
         let time_us = match self.settings.partition_time {
             PartitionTime::Event => rec.event_time_us,
-            PartitionTime::Processing => self.clock.now_utc_us(),
+            // Stream records: the time they arrived, so that a re-read lands in the same place.
+            PartitionTime::Processing => pos
+                .arrival_ms
+                .map_or_else(|| self.clock.now_utc_us(), |ms| ms * 1000),
         };
         let t = &mut self.tables[ti];
         let row = flatten(&mut t.schema, &rec, pos, time_us, self.settings.flatten);
@@ -509,7 +675,14 @@ impl<'a> Reader<'a> {
             );
             let table = t.schema.table.clone();
             drop(row);
-            self.reject(Reason::StringTooLong, &message, Some(&table), pos, raw);
+            self.reject(
+                Reason::StringTooLong,
+                &message,
+                Some(&table),
+                pos,
+                raw,
+                source,
+            );
             return Ok(());
         }
         for &c in &row.mismatched {
@@ -520,6 +693,32 @@ impl<'a> Reader<'a> {
         }
         t.unmapped += row.unmapped as u64;
         let path = self.settings.template.render(&t.schema, &row, time_us);
+        let route = match &self.replay {
+            Some(r) if r.active() => {
+                Self::replay_route(&self.replay, &format!("{path}/{}-", t.schema.name), pos)
+            }
+            _ => Route::New,
+        };
+        match route {
+            Route::New => {}
+            Route::Skip => {
+                if let Some(r) = &mut self.replay {
+                    r.skipped += 1;
+                }
+                return Ok(());
+            }
+            Route::Recreate(i) => {
+                let done = self
+                    .replay
+                    .as_mut()
+                    .and_then(|r| r.add_row(i, &t.schema, &row));
+                drop(row);
+                if let Some((batch, content)) = done {
+                    self.recreated(batch, content);
+                }
+                return Ok(());
+            }
+        }
         let position = match (pos.file, pos.shard) {
             (Some(f), _) => format!("{f}#{}", pos.offset.unwrap_or_default()),
             (None, shard) => format!(
@@ -535,15 +734,23 @@ impl<'a> Reader<'a> {
                 .push(key, &t.schema, &row, &position, source, self.clock.now_ms());
         drop(row);
         self.emit(flushes)?;
-        if self.rejects.pending_bytes() >= REJECT_FLUSH_BYTES {
+        if self.hold.is_none() && self.rejects.pending_bytes() >= REJECT_FLUSH_BYTES {
             self.flush_rejects()?;
         }
         Ok(())
     }
 
+    /// Writes the pending error entries (batch runs; stream runs write them with their group).
     fn flush_rejects(&mut self) -> Result<(), PipelineError> {
-        for (path, bytes) in self.rejects.take() {
-            self.send(Out::Object { path, bytes })?;
+        if self.hold.is_some() {
+            return Ok(());
+        }
+        for f in self.rejects.take() {
+            self.send(Out::Object {
+                path: f.path,
+                bytes: f.data,
+                create_only: false,
+            })?;
         }
         Ok(())
     }
@@ -604,8 +811,9 @@ async fn write_all(
     counters: Arc<Counters>,
 ) -> Result<WriterStats, PipelineError> {
     let mut stats = WriterStats::default();
-    // Data files written since the last manifest, per table: (url, length).
-    let mut pending: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    // Lengths of the data files written and not yet listed in a manifest.
+    let mut lengths: HashMap<String, u64> = HashMap::new();
+    let write = !dry_run && output.is_some();
     while let Some(out) = rx.recv().await {
         match out {
             Out::Data {
@@ -615,6 +823,7 @@ async fn write_all(
                 rows,
                 table,
                 reason,
+                create_only,
             } => {
                 let encode = settings.encode;
                 let encoded = tokio::task::spawn_blocking(move || {
@@ -626,15 +835,22 @@ async fn write_all(
                     path: path.clone(),
                     source,
                 })?;
-                let len = encoded.len() as u64;
-                if let (Some(out), false) = (&output, dry_run) {
-                    out.put(
-                        &path,
-                        Bytes::from(encoded),
-                        settings.multipart_threshold,
-                        settings.part_size,
-                    )
-                    .await?;
+                let mut len = encoded.len() as u64;
+                if let (Some(out), true) = (&output, write) {
+                    let bytes = Bytes::from(encoded);
+                    let (threshold, part) = (settings.multipart_threshold, settings.part_size);
+                    if create_only {
+                        if let Some(existing) = out.put_new(&path, bytes, threshold, part).await? {
+                            tracing::info!(
+                                "{} was written before a restart; kept",
+                                out.display(&path)
+                            );
+                            len = existing;
+                        }
+                    } else {
+                        out.put(&path, bytes, threshold, part).await?;
+                    }
+                    crate::failpoint::hit("after-data");
                     tracing::info!(
                         rows,
                         bytes = len,
@@ -644,12 +860,7 @@ async fn write_all(
                     );
                 }
                 crate::metrics::file_written(&table, rows as u64, len, reason.as_str());
-                if let Some(out) = &output {
-                    pending
-                        .entry(table.clone())
-                        .or_default()
-                        .push((out.display(&path), len));
-                }
+                lengths.insert(path.clone(), len);
                 *stats.rows_out.entry(table).or_default() += rows as u64;
                 *stats
                     .flushes
@@ -665,29 +876,49 @@ async fn write_all(
                     bytes: len,
                 });
             }
-            Out::Object { path, bytes } => {
-                if let (Some(out), false) = (&output, dry_run) {
-                    out.put(&path, Bytes::from(bytes), usize::MAX, settings.part_size)
-                        .await?;
+            Out::Object {
+                path,
+                bytes,
+                create_only,
+            } => {
+                if let (Some(out), true) = (&output, write) {
+                    let bytes = Bytes::from(bytes);
+                    if create_only {
+                        out.put_new(&path, bytes, usize::MAX, settings.part_size)
+                            .await?;
+                    } else {
+                        out.put(&path, bytes, usize::MAX, settings.part_size)
+                            .await?;
+                    }
                     tracing::debug!("wrote {}", out.display(&path));
                 }
             }
-            Out::ManifestBoundary => {
-                for (table, files) in std::mem::take(&mut pending) {
-                    let (path, body) =
-                        crate::manifest::redshift(&settings.state_prefix, &table, &files);
-                    if let (Some(out), false) = (&output, dry_run) {
-                        out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
-                            .await?;
-                        tracing::debug!("wrote manifest {}", out.display(&path));
-                    }
+            Out::Manifest { path, objects } => {
+                let Some(out) = &output else { continue };
+                let mut files = Vec::with_capacity(objects.len());
+                for o in &objects {
+                    let len = match lengths.remove(o) {
+                        Some(l) => l,
+                        None if write => out.size(o).await?,
+                        None => 0,
+                    };
+                    files.push((out.display(o), len));
+                }
+                let body = crate::manifest::redshift(&files);
+                if write {
+                    out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
+                        .await?;
+                    tracing::debug!("wrote manifest {}", out.display(&path));
                 }
             }
-            Out::Checkpoint(cp) => {
+            Out::Checkpoint(cp, stage) => {
                 if let (Some(store), false) = (checkpoints.as_mut(), dry_run) {
                     store.save(&cp).await?;
                     crate::metrics::checkpoint_saved();
-                    tracing::debug!("saved checkpoint {}", store.url());
+                    tracing::debug!("saved checkpoint {} ({stage:?})", store.url());
+                    if stage == Stage::Intent {
+                        crate::failpoint::hit("after-intent");
+                    }
                 }
                 stats.checkpoint = Some(cp);
             }

@@ -21,11 +21,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::commit::{self, Replay};
+use super::Stage;
 use super::{
     load_tables, summarize, write_all, Clock, Counters, Out, PipelineError, Reader, Summary,
     CHANNEL_DEPTH,
 };
-use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::buffer::StreamSource;
+use crate::checkpoint::{self, Checkpoint, CheckpointStore, PendingBatch};
 use crate::config::Settings;
 use crate::flatten::Position;
 use crate::kinesis::{
@@ -104,6 +107,8 @@ struct Processor<'a> {
     by_id: HashMap<Arc<str>, usize>,
     checkpoint: Checkpoint,
     flushes_at_checkpoint: u64,
+    /// Manifests named by the previous run's pending batches.
+    previous_manifests: HashSet<String>,
 }
 
 impl Processor<'_> {
@@ -122,6 +127,7 @@ impl Processor<'_> {
             ended: false,
             start_ms: None,
         });
+        self.reader.shard_ids.push(id.clone());
         self.by_id.insert(id.clone(), self.shards.len() - 1);
         self.shards.len() - 1
     }
@@ -138,7 +144,14 @@ impl Processor<'_> {
                 crate::metrics::records_in(records.len() as u64, bytes as u64);
                 for rec in &records {
                     let prev = self.shards[i].last.take();
-                    let source = Some((i, prev.as_deref()));
+                    let source = |sub| {
+                        Some(StreamSource {
+                            shard: i,
+                            prev: prev.as_deref(),
+                            seq: &rec.sequence_number,
+                            sub,
+                        })
+                    };
                     let pos = Position {
                         shard: Some(&shard),
                         sequence_number: Some(&rec.sequence_number),
@@ -152,10 +165,10 @@ impl Processor<'_> {
                                     subsequence: Some(sub as u64),
                                     ..pos.clone()
                                 };
-                                self.reader.record(part, &pos, source)?;
+                                self.reader.record(part, &pos, source(sub as u64))?;
                             }
                         }
-                        None => self.reader.record(&rec.data, &pos, source)?,
+                        None => self.reader.record(&rec.data, &pos, source(0))?,
                     }
                     self.shards[i].last = Some(rec.sequence_number.clone());
                 }
@@ -174,13 +187,65 @@ impl Processor<'_> {
         Ok(())
     }
 
-    /// Sends the error entries written so far and then the checkpoint they and the flushes make
-    /// durable.
+    /// Writes the flush group prepared since the last checkpoint: the intent checkpoint naming
+    /// its objects, the objects, their manifests, then the commit checkpoint (docs/DESIGN.md,
+    /// "Exactly once"). With nothing to write, just the progress.
     fn save_checkpoint(&mut self) -> Result<(), PipelineError> {
-        self.reader.flush_rejects()?;
+        let group = self.reader.take_group();
+        let carried: Vec<PendingBatch> = match &self.reader.replay {
+            Some(r) => r.incomplete().cloned().collect(),
+            None => Vec::new(),
+        };
+        let batches: Vec<PendingBatch> = group.iter().map(|h| h.batch.clone()).collect();
+        if !group.is_empty() {
+            let intent = self.progress(&batches, &carried);
+            self.reader.send(Out::Checkpoint(intent, Stage::Intent))?;
+        }
+        for h in group {
+            self.reader.send(h.out)?;
+        }
+        // Manifests: a new group's at once; a re-created group's once its last file is.
+        for (name, objects) in commit::manifests_of(&batches) {
+            let objects = match (
+                &mut self.reader.replay,
+                self.previous_manifests.contains(&name),
+            ) {
+                (Some(r), true) => {
+                    let mut all = None;
+                    for _ in &objects {
+                        all = all.or(r.manifest_done(&name));
+                    }
+                    all
+                }
+                _ => Some(objects),
+            };
+            if let Some(objects) = objects {
+                self.reader.send(Out::Manifest {
+                    path: name,
+                    objects,
+                })?;
+            }
+        }
+        let mut done = self.progress(&[], &carried);
+        commit::commit(&mut done, &batches);
+        self.checkpoint = done.clone();
+        self.flushes_at_checkpoint = self.reader.flushes;
+        self.reader.send(Out::Checkpoint(done, Stage::Commit))
+    }
+
+    /// The checkpoint for the progress so far, with `group` and `carried` pending: no shard
+    /// passes a record still buffered or pending.
+    fn progress(&self, group: &[PendingBatch], carried: &[PendingBatch]) -> Checkpoint {
+        let mut cp = self.checkpoint.clone();
+        cp.pending = carried.iter().chain(group).cloned().collect();
         for (i, p) in self.shards.iter().enumerate() {
-            let pending = self.reader.buffers.pending_since(i);
-            let entry = self.checkpoint.shards.entry(p.id.to_string()).or_default();
+            let mut pending = self.reader.buffers.pending_since(i);
+            for b in cp.pending.iter() {
+                if let Some(r) = b.shards.get(&*p.id) {
+                    pending = commit::earlier(pending, r.after.as_deref());
+                }
+            }
+            let entry = cp.shards.entry(p.id.to_string()).or_default();
             match pending {
                 None => {
                     if p.last.is_some() {
@@ -196,8 +261,7 @@ impl Processor<'_> {
                 None => p.start_ms.or(entry.start_timestamp_ms),
             };
         }
-        self.flushes_at_checkpoint = self.reader.flushes;
-        self.reader.send(Out::Checkpoint(self.checkpoint.clone()))
+        cp
     }
 }
 
@@ -235,13 +299,23 @@ pub async fn run<A: StreamApi>(
     let output = store::open(&settings.output, &settings.s3)?;
     let tables = load_tables(settings, Some(&output)).await?;
     let mut cp_store = CheckpointStore::open(&opts.checkpoint, &settings.s3)?;
-    let checkpoint = cp_store.load(&opts.stream).await?;
+    let mut checkpoint = cp_store.load(&opts.stream).await?;
     tracing::info!(
-        "stream {}: checkpoint {} ({} shards known)",
+        "stream {}: checkpoint {} ({} shards known, {} batches to re-create)",
         opts.stream,
         cp_store.url(),
-        checkpoint.shards.len()
+        checkpoint.shards.len(),
+        checkpoint.pending.len()
     );
+    // Claim the checkpoint: a process still writing to it is fenced off at its next save.
+    let previous_owner = checkpoint.owner.replace(checkpoint::owner_token());
+    if let Some(prev) = previous_owner {
+        tracing::info!(
+            "stream {}: taking the checkpoint over from {prev} (if that process still runs, it stops at its next save)",
+            opts.stream
+        );
+    }
+    cp_store.claim(&checkpoint).await?;
     let (out_tx, out_rx) = mpsc::channel(CHANNEL_DEPTH);
     let writer = tokio::spawn(write_all(
         out_rx,
@@ -258,10 +332,14 @@ pub async fn run<A: StreamApi>(
     let clock_p = clock.clone();
     let cp_p = checkpoint.clone();
     let processing = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+        let mut reader = Reader::new(&settings_p, clock_p.as_ref(), &counters_p, tables, out_tx);
+        reader.hold = Some(Vec::new());
+        reader.replay = Some(Replay::new(&cp_p));
         let mut p = Processor {
-            reader: Reader::new(&settings_p, clock_p.as_ref(), &counters_p, tables, out_tx),
+            reader,
             shards: Vec::new(),
             by_id: HashMap::new(),
+            previous_manifests: commit::manifests_of(&cp_p.pending).into_keys().collect(),
             checkpoint: cp_p,
             flushes_at_checkpoint: 0,
         };
@@ -270,6 +348,18 @@ pub async fn run<A: StreamApi>(
         }
         p.reader.finish()?;
         p.save_checkpoint()?;
+        if let Some(r) = &p.reader.replay {
+            for b in r.incomplete() {
+                tracing::warn!(
+                    "{} of the previous run was not re-created: not all of its {} records were read again; it stays pending for the next run",
+                    b.object,
+                    b.rows
+                );
+            }
+            if r.skipped > 0 {
+                tracing::info!("{} records read again were already written", r.skipped);
+            }
+        }
         Ok(p.reader.into_result())
     });
 

@@ -350,11 +350,14 @@ fn s3_checkpoints_are_conditional() {
                 ..Default::default()
             },
         );
+        cp.owner = Some("process a".into());
+        let mut theirs = cp.clone();
+        theirs.owner = Some("process b".into());
         a.save(&cp).await.unwrap();
         // b read before a's first write: its write would overwrite a's progress.
         assert!(matches!(
-            b.save(&cp).await,
-            Err(CheckpointError::Conflict { .. })
+            b.save(&theirs).await,
+            Err(CheckpointError::Fenced { owner, .. }) if owner == "process a"
         ));
         // a keeps writing: it holds the current version.
         cp.shards.get_mut("shard-0").unwrap().sequence_number = Some("9".into());
@@ -369,8 +372,8 @@ fn s3_checkpoints_are_conditional() {
         b.load("s").await.unwrap();
         a.save(&cp).await.unwrap();
         assert!(matches!(
-            b.save(&cp).await,
-            Err(CheckpointError::Conflict { .. })
+            b.save(&theirs).await,
+            Err(CheckpointError::Fenced { .. })
         ));
     });
 }
@@ -396,7 +399,11 @@ fn injected_throttling_expiry_and_failures_are_survived_without_loss() {
     let settings = config.validate().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (summary, injected) = rt.block_on(async {
-        let api = Arc::new(Faulty::new(AwsStream::connect(&name).await, 0.3, 7));
+        // Besides the random faults, one shard is down for its first 6 calls.
+        let api = Arc::new(
+            Faulty::new(AwsStream::connect(&name).await, 0.3, 7)
+                .with_outage("shardId-000000000001", 6),
+        );
         let opts = StreamOptions {
             stream: name.clone(),
             checkpoint: s(&dir.path().join("cp.json")).to_string(),
@@ -423,6 +430,7 @@ fn injected_throttling_expiry_and_failures_are_survived_without_loss() {
         injected.throttled > 0 && injected.expired > 0 && injected.transient > 0,
         "{injected:?}"
     );
+    assert_eq!(injected.outage, 6);
     assert_eq!(summary.records_in, 1200);
     assert_exactly_once(&lake, &name, 1200);
 }

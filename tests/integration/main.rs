@@ -5,8 +5,10 @@
 //! `DDB_LAKE_TEST_PYTHON` (a Python with pyarrow, duckdb and boto3) and `AWS_ENDPOINT_URL_S3`.
 
 mod bad_input;
+mod crash;
 mod ddl;
 mod export;
+mod faults;
 mod helpers;
 mod kinesis;
 mod s3;

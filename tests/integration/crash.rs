@@ -1,0 +1,274 @@
+//! The crash harness: the consumer and the scheduled export over a Kinesis stream (kinesis-mock)
+//! into S3 (moto), killed again and again at random moments and at the protocol's worst moments,
+//! restarted each time; then the lake is compared with the stream: nothing missing, nothing
+//! duplicated, no partial or orphan object.
+//!
+//! Sized for CI by default; `DDB_LAKE_CRASH_RECORDS` and `DDB_LAKE_CRASH_KILLS` make it longer
+//! (README, "Exactly once").
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::helpers::*;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Writes the input: generated change records, with one line in 997 made invalid JSON, so that
+/// error entries are held to exactly-once too.
+pub fn crash_input(path: &Path, records: u64, seed: u64) {
+    generate(path, records, seed, &["--hours", "6"]);
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i % 997 == 500 {
+                format!("{{\"broken\": {i}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// Compares the lake under `s3://bucket/lake` with the stream; returns the counts.
+pub fn lake_check(bucket: &str, stream: &str) -> serde_json::Value {
+    let out = py_script("lake_check.py", &[bucket, "lake", stream, "orders"]);
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// Asserts a lake check found every record exactly once and nothing else.
+pub fn assert_exact(check: &serde_json::Value, records: u64) {
+    for problem in [
+        "missing",
+        "duplicated",
+        "unexpected",
+        "unreadable",
+        "unlisted",
+        "listed_twice",
+        "manifest_bad",
+    ] {
+        assert_eq!(check[problem], 0, "{problem}: {check}");
+    }
+    assert_eq!(check["records"], records, "{check}");
+    assert_eq!(
+        check["rows"].as_u64().unwrap() + check["errors"].as_u64().unwrap(),
+        records,
+        "{check}"
+    );
+    assert!(check["errors"].as_u64().unwrap() > 0, "{check}");
+}
+
+/// Flushes small and often, and uploads every data file over 8 KiB as a multipart upload.
+pub const SMALL_FLUSHES: &str =
+    "[buffer]\nmax_records = 1500\n\n[s3]\nmultipart_threshold = \"8KiB\"\n";
+
+/// Waits for the child to exit, or kills it (SIGKILL) at `deadline`. Returns how it ended.
+fn run_until(mut child: Child, deadline: Instant) -> String {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child.stderr.take().unwrap().read_to_string(&mut err).ok();
+            return match status.code() {
+                Some(0 | 2) => "finished".into(),
+                Some(c) => panic!("ddb-lake failed with {c}:\n{err}"),
+                None if err.contains("failpoint") => "crashed at its failpoint".into(),
+                None => panic!("ddb-lake died of a signal:\n{err}"),
+            };
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return "killed".into();
+        }
+        std::thread::sleep(Duration::from_millis(10)); // polling the child's exit, bounded
+    }
+}
+
+#[test]
+fn killed_at_random_moments_the_lake_holds_every_record_exactly_once() {
+    let records = env_or("DDB_LAKE_CRASH_RECORDS", 20_000);
+    let kills = env_or("DDB_LAKE_CRASH_KILLS", 26);
+    let seed = env_or("DDB_LAKE_CRASH_SEED", 5);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    crash_input(&input, records, seed);
+    let config = dir.path().join("ddb-lake.toml");
+    std::fs::write(&config, SMALL_FLUSHES).unwrap();
+    let name = unique("crash");
+    let bucket = unique("crash").to_lowercase();
+    create_bucket(&bucket);
+    py_script("kinesis_tool.py", &["create", &name, "4"]);
+    let lake = format!("s3://{bucket}/lake");
+
+    // Records arrive in chunks between the runs, so that every run has something to read.
+    let chunk = records.div_ceil(kills);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+    for i in 0..kills {
+        let (lo, hi) = (i * chunk, ((i + 1) * chunk).min(records));
+        if lo < hi {
+            py_script(
+                "kinesis_tool.py",
+                &["put", &name, s(&input), &lo.to_string(), &hi.to_string()],
+            );
+        }
+        let scheduled = i % 5 == 4;
+        let mut cmd = bin();
+        if scheduled {
+            cmd.args(["export", "--stream", &name]);
+        } else {
+            cmd.args(["consume", "--stream", &name, "--max-age", "1s"]);
+        }
+        cmd.args(["-o", &lake, "-c", s(&config), "--no-progress", "--json"]);
+        // Every other run dies at a point of the write protocol, the others at a random time.
+        let point = ["after-intent", "after-data", "mid-multipart"][(i as usize / 2) % 3];
+        let deadline = if i % 2 == 1 {
+            cmd.env(
+                "DDB_LAKE_FAILPOINT",
+                format!("{point}:{}", rng.random_range(1..=2)),
+            );
+            Instant::now() + Duration::from_secs(8)
+        } else {
+            Instant::now() + Duration::from_millis(rng.random_range(200..4000))
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let how = run_until(child, deadline);
+        let kind = if i % 2 == 1 { point } else { "random" };
+        eprintln!(
+            "run {i} ({kind}, {}): {how} after {:?}",
+            if scheduled { "export" } else { "consume" },
+            started.elapsed()
+        );
+        *outcomes.entry(format!("{kind}: {how}")).or_default() += 1;
+    }
+    // A last scheduled run catches up.
+    let out = bin()
+        .args(["export", "--stream", &name, "-o", &lake, "-c", s(&config)])
+        .args(["--json", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{out:?}");
+    let last: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("outcomes: {outcomes:?}\nlast run: {}", last["records_in"]);
+    let check = lake_check(&bucket, &name);
+    eprintln!("lake check: {check}");
+    assert_exact(&check, records);
+    // The protocol's worst moments were hit, not only random ones.
+    for point in ["after-intent", "after-data", "mid-multipart"] {
+        assert!(
+            outcomes.contains_key(&format!("{point}: crashed at its failpoint")),
+            "{outcomes:?}"
+        );
+    }
+    let killed: u32 = outcomes
+        .iter()
+        .filter(|(k, _)| !k.ends_with("finished"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(killed >= 20, "{outcomes:?}");
+}
+
+/// The stream's checkpoint object on S3, parsed.
+fn s3_checkpoint(bucket: &str, stream: &str) -> Option<serde_json::Value> {
+    let out = py(
+        "import boto3,os,sys\ns3=boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1')\ntry:\n  print(s3.get_object(Bucket=sys.argv[1], Key=f'lake/_ddb_lake/checkpoints/{sys.argv[2]}.json')['Body'].read().decode())\nexcept s3.exceptions.NoSuchKey:\n  print('null')",
+        &[bucket, stream],
+    );
+    serde_json::from_str::<Option<serde_json::Value>>(&out).unwrap()
+}
+
+/// Polls `cond` until it holds, with a deadline.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100)); // polling a condition, bounded
+    }
+}
+
+#[test]
+fn a_second_consumer_on_the_same_checkpoint_fences_the_first_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    crash_input(&input, 1200, 13);
+    let name = unique("fence");
+    let bucket = unique("fence").to_lowercase();
+    create_bucket(&bucket);
+    py_script("kinesis_tool.py", &["create", &name, "2"]);
+    py_script("kinesis_tool.py", &["put", &name, s(&input), "0", "600"]);
+    let lake = format!("s3://{bucket}/lake");
+    let consumer = || {
+        bin()
+            .args(["consume", "--stream", &name, "-o", &lake, "--max-age", "1s"])
+            .args(["--json", "--no-progress"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = consumer();
+    let first_pid = format!("pid {} ", first.id());
+    wait_until("the first consumer committed a flush", || {
+        s3_checkpoint(&bucket, &name).is_some_and(|cp| {
+            cp["owner"].as_str().unwrap_or("").contains(&first_pid) && cp["written"].is_object()
+                || cp["shards"]
+                    .as_object()
+                    .is_some_and(|s| s.values().any(|v| v["sequence_number"].is_string()))
+        })
+    });
+    let second = consumer();
+    let second_pid = format!("pid {} ", second.id());
+    wait_until("the second consumer claimed the checkpoint", || {
+        s3_checkpoint(&bucket, &name)
+            .is_some_and(|cp| cp["owner"].as_str().unwrap_or("").contains(&second_pid))
+    });
+    // New records: the first consumer's next save finds the checkpoint taken and it stops.
+    py_script("kinesis_tool.py", &["put", &name, s(&input), "600", "1200"]);
+    let out = {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while first.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the first consumer was not fenced off"
+            );
+            std::thread::sleep(Duration::from_millis(100)); // polling its exit, bounded
+        }
+        first.wait_with_output().unwrap()
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("was taken over by another ddb-lake process") && err.contains(&second_pid),
+        "{err}"
+    );
+    // The second one carries on; stopped, it leaves the lake exact.
+    wait_until("the second consumer wrote everything", || {
+        lake_check(&bucket, &name)["missing"] == 0
+    });
+    let pid = second.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = second.wait_with_output().unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{out:?}");
+    assert_exact(&lake_check(&bucket, &name), 1200);
+}

@@ -1,0 +1,102 @@
+//! S3 faults between ddb-lake and the local S3 server: a proxy (tests/python/s3_faults.py)
+//! answers a share of requests with 503 SlowDown or 500, lets some hang past the request timeout,
+//! cuts connections mid-upload and drops answers to requests S3 carried out. object_store's
+//! retries (configured in `[s3]`) absorb them; a run that still fails (a conditional write that
+//! timed out is not retried: whether it happened is unknown) is started again, as a scheduler
+//! would. The lake must end exact.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::crash::{assert_exact, crash_input, lake_check};
+use crate::helpers::*;
+
+struct Proxy(Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn start_proxy(rate: &str, seed: &str) -> (Proxy, String) {
+    let port = free_port();
+    let upstream = std::env::var("AWS_ENDPOINT_URL_S3").expect("run with scripts/test.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/s3_faults.py");
+    let child = Command::new(python())
+        .args([script, &port, &upstream, rate, seed, "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while py(
+        "import urllib.request,sys\ntry:\n  urllib.request.urlopen(sys.argv[1]+'/__faults'); print('up')\nexcept Exception: print('down')",
+        &[&url],
+    ) != "up"
+    {
+        assert!(Instant::now() < deadline, "the fault proxy did not start");
+        std::thread::sleep(Duration::from_millis(100)); // waiting for a server to listen, bounded
+    }
+    (Proxy(child), url)
+}
+
+fn injected(url: &str) -> serde_json::Value {
+    serde_json::from_str(&py(
+        "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]+'/__faults').read().decode())",
+        &[url],
+    ))
+    .unwrap()
+}
+
+#[test]
+fn s3_errors_timeouts_and_cut_connections_leave_an_exact_lake() {
+    let records = 6_000;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    crash_input(&input, records, 9);
+    let name = unique("s3faults");
+    let bucket = unique("s3faults").to_lowercase();
+    create_bucket(&bucket);
+    py_script("kinesis_tool.py", &["create", &name, "2"]);
+    py_script("kinesis_tool.py", &["put", &name, s(&input)]);
+    let (_proxy, url) = start_proxy("0.2", "3");
+    let config = dir.path().join("ddb-lake.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[buffer]\nmax_records = 250\n\n[s3]\nmultipart_threshold = \"8KiB\"\nendpoint = \"{url}\"\nrequest_timeout = \"1s\"\nmax_retries = 12\nretry_timeout = \"2m\"\n"
+        ),
+    )
+    .unwrap();
+    let lake = format!("s3://{bucket}/lake");
+    let mut failed = Vec::new();
+    for attempt in 1..=15 {
+        let out = bin()
+            .args(["export", "--stream", &name, "-o", &lake, "-c", s(&config)])
+            .args(["--json", "--no-progress"])
+            .output()
+            .unwrap();
+        match out.status.code() {
+            Some(0 | 2) => break,
+            _ => {
+                let err = String::from_utf8_lossy(&out.stderr).to_string();
+                eprintln!("attempt {attempt} failed: {err}");
+                failed.push(err);
+            }
+        }
+        assert!(attempt < 15, "no run succeeded: {failed:?}");
+    }
+    let faults = injected(&url);
+    eprintln!(
+        "injected: {faults}; runs that failed and were restarted: {}",
+        failed.len()
+    );
+    for kind in ["slowdown", "internal", "hang", "cut", "lost"] {
+        assert!(faults[kind].as_u64().unwrap() > 0, "{faults}");
+    }
+    let check = lake_check(&bucket, &name);
+    eprintln!("lake check: {check}");
+    assert_exact(&check, records);
+}
