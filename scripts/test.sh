@@ -59,6 +59,7 @@ AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x "$PY" -c "import boto3,os; boto3.cli
   || { echo "DynamoDB Local did not start:"; cat "$logdir/dynamodb.log"; exit 1; }
 export AWS_ENDPOINT_URL_KINESIS="http://127.0.0.1:$K_PORT"
 export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$S3_PORT"
+export AWS_ENDPOINT_URL_GLUE="http://127.0.0.1:$S3_PORT" # moto serves Glue on the same port
 export AWS_ALLOW_HTTP=true
 export AWS_ACCESS_KEY_ID=testaccesskey # DynamoDB Local accepts letters and digits only
 export AWS_SECRET_ACCESS_KEY=testsecretkey

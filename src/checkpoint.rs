@@ -118,6 +118,13 @@ pub struct Checkpoint {
     /// Batches named but not known to be durable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingBatch>,
+    /// Hour markers: per table, the hours (since the epoch) with rows and no marker yet.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub open_hours: BTreeMap<String, std::collections::BTreeSet<i64>>,
+    /// Hour markers: per table, the last hour marked complete; later rows of it or earlier hours
+    /// are late.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub marked_through: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, thiserror::Error)]

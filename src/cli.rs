@@ -180,6 +180,9 @@ pub struct DdlArgs {
     /// Partition layout of the lake (output.layout).
     #[arg(long, value_parser = parse_layout)]
     pub layout: Option<Layout>,
+    /// Partition template of the lake (output.template), instead of a layout.
+    #[arg(long, conflicts_with = "layout")]
+    pub template: Option<String>,
     /// The lake's S3 location as Athena sees it, when --output is a local copy.
     #[arg(long)]
     pub location: Option<String>,
@@ -192,6 +195,20 @@ pub struct DdlArgs {
     /// Redshift: also print the external schema for Spectrum over this Glue database.
     #[arg(long)]
     pub spectrum_database: Option<String>,
+    /// Athena: print only what the Glue catalog lacks (CREATE for new tables, ALTER TABLE ... ADD
+    /// COLUMNS after a schema change, ADD PARTITION for layouts without projection).
+    #[arg(long)]
+    pub changes: bool,
+    /// Athena: make those changes in the catalog instead of printing them.
+    #[arg(long, value_enum)]
+    pub apply: Option<Catalog>,
+}
+
+/// Where `ddl athena --apply` registers tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Catalog {
+    /// The AWS Glue Data Catalog (Athena's, and Redshift Spectrum's).
+    Glue,
 }
 
 impl DdlArgs {
@@ -203,6 +220,9 @@ impl DdlArgs {
         if let Some(l) = self.layout {
             c.output.layout = l;
             c.output.template = None;
+        }
+        if let Some(t) = &self.template {
+            c.output.template = Some(t.clone());
         }
         c.validate()
     }

@@ -67,6 +67,26 @@ pub struct ConfigFile {
     pub s3: S3Config,
     pub stream: StreamConfig,
     pub redshift: RedshiftConfig,
+    pub markers: MarkersConfig,
+}
+
+/// `[markers]`: hour-complete markers of stream runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarkersConfig {
+    /// Write a marker and a manifest for each hour once the event-time watermark passes its end
+    /// plus `allowed_lateness`.
+    pub enabled: bool,
+    pub allowed_lateness: String,
+}
+
+impl Default for MarkersConfig {
+    fn default() -> Self {
+        MarkersConfig {
+            enabled: false,
+            allowed_lateness: "15m".into(),
+        }
+    }
 }
 
 /// `[redshift]`: the string-length policy (Redshift VARCHAR stops at 65,535 bytes and COPY from
@@ -419,7 +439,29 @@ impl ConfigFile {
             )?,
             shutdown_timeout: parse_duration("stream.shutdown_timeout", &st.shutdown_timeout)?,
         };
+        let markers = match self.markers.enabled {
+            false => None,
+            true => {
+                if template.columns().next().is_some() {
+                    return Err(invalid(
+                        "markers.enabled",
+                        "hour markers need a partition layout made of the table and the time only (no column values)",
+                    ));
+                }
+                if !template.as_str().contains("{HH}") {
+                    return Err(invalid(
+                        "markers.enabled",
+                        "hour markers need hourly partitions ({HH} in the template)",
+                    ));
+                }
+                Some(parse_duration(
+                    "markers.allowed_lateness",
+                    &self.markers.allowed_lateness,
+                )?)
+            }
+        };
         Ok(Settings {
+            markers,
             stream,
             output,
             template,
@@ -522,6 +564,8 @@ pub struct Settings {
     pub s3: S3Options,
     pub multipart_threshold: usize,
     pub part_size: usize,
+    /// Stream runs: hour-complete markers after this lateness (`None`: no markers).
+    pub markers: Option<Duration>,
 }
 
 /// Parses `128MiB`, `1 GiB`, `64KB` (KB, MB, GB are powers of 1000), or plain bytes.

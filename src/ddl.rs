@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use crate::partition::Layout;
+use crate::partition::{Layout, Template};
 use crate::schema::{ColumnType, Source, TableSchema};
 
 /// First hour that partition projection enumerates (DynamoDB streams are younger).
@@ -72,36 +72,51 @@ fn quote(s: &str) -> String {
     s.replace('\'', "''")
 }
 
-/// `CREATE EXTERNAL TABLE` with partition projection for a preset layout. `location` is the
-/// lake's root (the table's folder is appended).
-pub fn athena_create(
-    schema: &TableSchema,
-    layout: Layout,
-    location: &str,
-    database: &str,
-) -> String {
-    let root = format!("{}/{}", location.trim_end_matches('/'), schema.name);
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{}` (",
-        schema.name
-    );
-    let n = schema.columns().len();
-    for (i, c) in schema.columns().iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "  `{}` {} COMMENT '{}'{}",
-            c.name,
-            athena_type(&c.ty),
-            quote(&origin(schema, &c.source)),
-            if i + 1 < n { "," } else { "" }
-        );
+/// An Athena (Glue catalog) table over a lake table: what `CREATE EXTERNAL TABLE` and the Glue
+/// `CreateTable` call both say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AthenaTable {
+    pub name: String,
+    /// Name, Athena type, comment (the attribute path).
+    pub columns: Vec<(String, String, String)>,
+    /// Partition keys (all `string`), in folder order.
+    pub partition_keys: Vec<String>,
+    /// The table's folder, with a trailing slash.
+    pub location: String,
+    /// Table properties: partition projection for the preset layouts (empty for other
+    /// templates, whose partitions are registered one by one).
+    pub properties: Vec<(String, String)>,
+}
+
+impl AthenaTable {
+    /// Whether Athena finds the partitions itself (projection), or they must be registered.
+    pub fn projected(&self) -> bool {
+        !self.properties.is_empty()
     }
-    o.push_str(")\n");
-    let (keys, template, props): (&str, String, Vec<(String, String)>) = match layout {
-        Layout::Hourly => (
-            "`datehour` string",
+}
+
+/// The Athena table of a lake table under `location` (the lake's root), for its template.
+pub fn athena_table(schema: &TableSchema, template: &Template, location: &str) -> AthenaTable {
+    let root = format!("{}/{}", location.trim_end_matches('/'), schema.name);
+    let columns = schema
+        .columns()
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                athena_type(&c.ty),
+                origin(schema, &c.source),
+            )
+        })
+        .collect();
+    let strs = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    let (partition_keys, template_url, mut properties): (
+        Vec<String>,
+        String,
+        Vec<(String, String)>,
+    ) = match preset(template.as_str()) {
+        Ok(Layout::Hourly) => (
+            strs(&["datehour"]),
             format!("{root}/${{datehour}}/"),
             vec![
                 ("projection.datehour.type".into(), "date".into()),
@@ -114,8 +129,8 @@ pub fn athena_create(
                 ("projection.datehour.interval.unit".into(), "HOURS".into()),
             ],
         ),
-        Layout::Hive => (
-            "`year` string, `month` string, `day` string, `hour` string",
+        Ok(Layout::Hive) => (
+            strs(&["year", "month", "day", "hour"]),
             format!("{root}/year=${{year}}/month=${{month}}/day=${{day}}/hour=${{hour}}/"),
             [
                 ("year", "2020,2100", 4),
@@ -133,8 +148,8 @@ pub fn athena_create(
             })
             .collect(),
         ),
-        Layout::HiveDt => (
-            "`dt` string, `hr` string",
+        Ok(Layout::HiveDt) => (
+            strs(&["dt", "hr"]),
             format!("{root}/dt=${{dt}}/hr=${{hr}}/"),
             vec![
                 ("projection.dt.type".into(), "date".into()),
@@ -145,17 +160,125 @@ pub fn athena_create(
                 ("projection.hr.digits".into(), "2".into()),
             ],
         ),
+        Err(_) => (template.keys(), String::new(), Vec::new()),
     };
-    let _ = writeln!(o, "PARTITIONED BY ({keys})");
-    o.push_str("STORED AS PARQUET\n");
-    let _ = writeln!(o, "LOCATION '{}/'", quote(&root));
-    o.push_str("TBLPROPERTIES (\n  'projection.enabled'='true',\n");
-    for (k, v) in &props {
-        let _ = writeln!(o, "  '{k}'='{}',", quote(v));
+    if !properties.is_empty() {
+        properties.insert(0, ("projection.enabled".into(), "true".into()));
+        properties.push(("storage.location.template".into(), template_url));
     }
-    let _ = writeln!(o, "  'storage.location.template'='{}'", quote(&template));
-    o.push_str(");\n");
+    AthenaTable {
+        name: schema.name.clone(),
+        columns,
+        partition_keys,
+        location: format!("{root}/"),
+        properties,
+    }
+}
+
+fn column_list(o: &mut String, columns: &[(String, String, String)]) {
+    let n = columns.len();
+    for (i, (name, ty, comment)) in columns.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "  `{name}` {ty} COMMENT '{}'{}",
+            quote(comment),
+            if i + 1 < n { "," } else { "" }
+        );
+    }
+}
+
+/// `CREATE EXTERNAL TABLE`, with partition projection for the preset layouts.
+pub fn athena_create(t: &AthenaTable, database: &str) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{}` (",
+        t.name
+    );
+    column_list(&mut o, &t.columns);
+    o.push_str(")\n");
+    let keys: Vec<String> = t
+        .partition_keys
+        .iter()
+        .map(|k| format!("`{k}` string"))
+        .collect();
+    let _ = writeln!(o, "PARTITIONED BY ({})", keys.join(", "));
+    o.push_str("STORED AS PARQUET\n");
+    let _ = write!(o, "LOCATION '{}'", quote(&t.location));
+    if t.properties.is_empty() {
+        o.push_str(";\n");
+        return o;
+    }
+    o.push_str("\nTBLPROPERTIES (\n");
+    let props: Vec<String> = t
+        .properties
+        .iter()
+        .map(|(k, v)| format!("  '{k}'='{}'", quote(v)))
+        .collect();
+    o.push_str(&props.join(",\n"));
+    o.push_str("\n);\n");
     o
+}
+
+/// `ALTER TABLE ... ADD COLUMNS` for columns added to a lake table after `known` (the number of
+/// columns the catalog's table has: the lake's lists only grow at the end).
+pub fn athena_add_columns(t: &AthenaTable, database: &str, known: usize) -> Option<String> {
+    let new = t.columns.get(known..).filter(|c| !c.is_empty())?;
+    let mut o = format!("ALTER TABLE `{database}`.`{}` ADD COLUMNS (\n", t.name);
+    column_list(&mut o, new);
+    o.push_str(");\n");
+    Some(o)
+}
+
+/// `ALTER TABLE ... ADD IF NOT EXISTS PARTITION` for partitions of a table without projection.
+pub fn athena_add_partitions(t: &AthenaTable, database: &str, partitions: &[Partition]) -> String {
+    let mut o = String::new();
+    for p in partitions {
+        let spec: Vec<String> = t
+            .partition_keys
+            .iter()
+            .zip(&p.values)
+            .map(|(k, v)| format!("`{k}`='{}'", quote(v)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "ALTER TABLE `{database}`.`{}` ADD IF NOT EXISTS PARTITION ({}) LOCATION '{}';",
+            t.name,
+            spec.join(", "),
+            quote(&p.location)
+        );
+    }
+    o
+}
+
+/// A partition of a table without projection: its key values and folder.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Partition {
+    pub values: Vec<String>,
+    pub location: String,
+}
+
+/// The partitions holding `files` (paths relative to the lake's root), under `location`.
+pub fn partitions_of(
+    t: &AthenaTable,
+    template: &Template,
+    location: &str,
+    files: &[String],
+) -> Vec<Partition> {
+    let mut out: Vec<Partition> = files
+        .iter()
+        .filter_map(|f| {
+            let dir = f.rsplit_once('/')?.0;
+            let values = template.match_path(&t.name, dir)?;
+            Some(Partition {
+                values,
+                location: format!("{}/{dir}/", location.trim_end_matches('/')),
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `CREATE TABLE` for Redshift: the same columns in the same order, for `COPY ... FORMAT AS PARQUET`.
@@ -236,7 +359,11 @@ mod tests {
             })),
             100,
         );
-        let hourly = athena_create(&s, Layout::Hourly, "s3://b/lake/", "cdc");
+        let t = |layout: Layout, loc: &str| {
+            let template = Template::parse(layout.template()).unwrap();
+            athena_create(&athena_table(&s, &template, loc), "cdc")
+        };
+        let hourly = t(Layout::Hourly, "s3://b/lake/");
         assert!(
             hourly.contains("`ship_state` string COMMENT 'Ship.state',"),
             "{hourly}"
@@ -247,15 +374,47 @@ mod tests {
         );
         assert!(hourly.contains("LOCATION 's3://b/lake/orders/'"));
         assert!(hourly.contains("'storage.location.template'='s3://b/lake/orders/${datehour}/'"));
-        let hive = athena_create(&s, Layout::Hive, "s3://b/lake", "cdc");
+        let hive = t(Layout::Hive, "s3://b/lake");
         assert!(hive.contains(
             "PARTITIONED BY (`year` string, `month` string, `day` string, `hour` string)"
         ));
         assert!(hive.contains("'projection.month.digits'='2'"));
-        let dt = athena_create(&s, Layout::HiveDt, "s3://b/lake", "cdc");
+        let dt = t(Layout::HiveDt, "s3://b/lake");
         assert!(dt.contains("'storage.location.template'='s3://b/lake/orders/dt=${dt}/hr=${hr}/'"));
         assert_eq!(preset("{table}/{YYYY}/{MM}/{DD}/{HH}"), Ok(Layout::Hourly));
         assert!(preset("{table}/state={state}").is_err());
+    }
+
+    #[test]
+    fn custom_templates_get_registered_partitions_and_schema_changes_alter() {
+        let mut s = TableSchema::new("Orders", None);
+        let template = Template::parse("{table}/state={ship_state}/{YYYY}{MM}").unwrap();
+        let t = athena_table(&s, &template, "s3://b/l");
+        assert!(!t.projected());
+        assert_eq!(t.partition_keys, ["ship_state", "year", "month"]);
+        let ddl = athena_create(&t, "cdc");
+        assert!(ddl.ends_with("LOCATION 's3://b/l/orders/';\n"), "{ddl}");
+        let files = [
+            "orders/state=WA/202611/orders-1.parquet".to_string(),
+            "orders/state=WA/202611/orders-2.parquet".to_string(),
+            "orders/state=O%27R/202612/orders-3.parquet".to_string(),
+            "_ddb_lake/schemas/orders.toml".to_string(),
+        ];
+        let parts = partitions_of(&t, &template, "s3://b/l", &files);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1].values, ["WA", "2026", "11"]);
+        assert_eq!(parts[1].location, "s3://b/l/orders/state=WA/202611/");
+        let add = athena_add_partitions(&t, "cdc", &parts);
+        assert!(add.contains("ADD IF NOT EXISTS PARTITION (`ship_state`='O%27R', `year`='2026', `month`='12') LOCATION 's3://b/l/orders/state=O%27R/202612/';"), "{add}");
+        // A schema change: only the new columns.
+        let known = t.columns.len();
+        assert_eq!(athena_add_columns(&t, "cdc", known), None);
+        s.add_attr_column(Image::New, &["Total"], ColumnType::Double, 100);
+        let grown = athena_table(&s, &template, "s3://b/l");
+        assert_eq!(
+            athena_add_columns(&grown, "cdc", known).unwrap(),
+            "ALTER TABLE `cdc`.`orders` ADD COLUMNS (\n  `total` double COMMENT 'Total'\n);\n"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! invariants.
 
 pub mod buffer;
+pub mod catalog;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

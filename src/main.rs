@@ -41,6 +41,75 @@ fn main() -> ExitCode {
     }
 }
 
+/// `ddl athena`: the statements, or only the catalog's missing parts, or those applied to Glue.
+async fn athena_ddl(
+    args: &ddb_lake::cli::DdlArgs,
+    settings: &Settings,
+    tables: &[ddb_lake::schema::TableSchema],
+    location: &str,
+) -> anyhow::Result<ExitCode> {
+    use ddb_lake::catalog::{Glue, TableChange};
+    use ddb_lake::ddl;
+    let db = &args.database;
+    let glue = match (args.changes, args.apply) {
+        (false, None) => None,
+        _ => Some(Glue::connect().await),
+    };
+    let has_db = match &glue {
+        Some(g) => g.has_database(db).await?,
+        None => false,
+    };
+    if let (Some(g), Some(_), false) = (&glue, args.apply, has_db) {
+        g.create_database(db).await?;
+        println!("created database {db}");
+    }
+    for t in tables {
+        let table = ddl::athena_table(t, &settings.template, location);
+        let partitions = if table.projected() {
+            Vec::new()
+        } else {
+            let files = pipeline::data_files(settings, &t.name).await?;
+            ddl::partitions_of(&table, &settings.template, location, &files)
+        };
+        let change = match &glue {
+            Some(g) if has_db || args.apply.is_some() => g.plan(db, table, partitions).await?,
+            _ => TableChange {
+                known_columns: 0,
+                create: true,
+                table,
+                partitions,
+            },
+        };
+        match (&glue, args.apply) {
+            (Some(g), Some(_)) => {
+                g.apply(db, &change).await?;
+                let name = &change.table.name;
+                if change.create {
+                    println!(
+                        "created table {db}.{name} ({} columns)",
+                        change.table.columns.len()
+                    );
+                } else if change.known_columns < change.table.columns.len() {
+                    println!(
+                        "added {} columns to {db}.{name}",
+                        change.table.columns.len() - change.known_columns
+                    );
+                } else {
+                    println!("table {db}.{name} is up to date");
+                }
+                if !change.partitions.is_empty() {
+                    println!(
+                        "registered {} partitions of {db}.{name}",
+                        change.partitions.len()
+                    );
+                }
+            }
+            _ => print!("{}", change.sql(db)),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Resolves on SIGINT or SIGTERM.
 async fn stop_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -226,24 +295,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .location
                 .clone()
                 .unwrap_or_else(|| settings.output.clone());
-            for t in &tables {
-                if athena {
-                    let layout = ddb_lake::ddl::preset(settings.template.as_str())?;
-                    print!(
-                        "{}",
-                        ddb_lake::ddl::athena_create(t, layout, &location, &args.database)
-                    );
-                } else {
-                    print!("{}", ddb_lake::ddl::redshift_create(t, &args.database));
-                    let manifests =
-                        rt.block_on(pipeline::manifests(&settings, &t.name, &location))?;
-                    print!(
-                        "{}",
-                        ddb_lake::ddl::redshift_copy(t, &args.database, &manifests, &args.iam_role)
-                    );
-                }
+            if athena {
+                return rt.block_on(athena_ddl(args, &settings, &tables, &location));
             }
-            if let (false, Some(db)) = (athena, &args.spectrum_database) {
+            if args.changes || args.apply.is_some() {
+                anyhow::bail!("--changes and --apply are for `ddl athena` (the Glue catalog)");
+            }
+            for t in &tables {
+                print!("{}", ddb_lake::ddl::redshift_create(t, &args.database));
+                let manifests = rt.block_on(pipeline::manifests(&settings, &t.name, &location))?;
+                print!(
+                    "{}",
+                    ddb_lake::ddl::redshift_copy(t, &args.database, &manifests, &args.iam_role)
+                );
+            }
+            if let Some(db) = &args.spectrum_database {
                 print!(
                     "{}",
                     ddb_lake::ddl::spectrum_schema("spectrum", db, &args.iam_role)

@@ -49,3 +49,13 @@ pub fn checkpoint_saved() {
     gauge!("ddb_lake_checkpoint_saved_timestamp_seconds").set(now);
     counter!("ddb_lake_checkpoints_total").increment(1);
 }
+
+/// A row of an hour already marked complete.
+pub fn late_row(table: &str) {
+    counter!("ddb_lake_late_rows_total", "table" => table.to_string()).increment(1);
+}
+
+/// An hour of a table was marked complete.
+pub fn hour_completed(table: &str) {
+    counter!("ddb_lake_hours_completed_total", "table" => table.to_string()).increment(1);
+}

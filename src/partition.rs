@@ -126,12 +126,75 @@ impl Template {
 
     /// The partition path for a row (no trailing slash).
     pub fn render(&self, schema: &TableSchema, row: &Row, time_us: i64) -> String {
+        self.render_with(&schema.name, time_us, |c| {
+            let value = schema
+                .column_index(c)
+                .and_then(|i| row.get(i))
+                .and_then(cell_text);
+            sanitize(value.as_deref())
+        })
+    }
+
+    /// Partition key names, in order: `year`, `month`, `day`, `hour` for the time parts and the
+    /// column name for column values.
+    pub fn keys(&self) -> Vec<String> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Year => Some("year".to_string()),
+                Part::Month => Some("month".into()),
+                Part::Day => Some("day".into()),
+                Part::Hour => Some("hour".into()),
+                Part::Column(c) => Some(c.clone()),
+                Part::Literal(_) | Part::Table => None,
+            })
+            .collect()
+    }
+
+    /// The key values of a partition folder of `table` (as rendered), or `None` if `path` is not
+    /// one. Time parts take their fixed widths; a column value runs to the next literal text.
+    pub fn match_path(&self, table: &str, path: &str) -> Option<Vec<String>> {
+        let mut rest = path;
+        let mut values = Vec::new();
+        for (i, p) in self.parts.iter().enumerate() {
+            let take = |rest: &mut &str, n: usize| -> Option<String> {
+                let v = rest.get(..n)?;
+                if !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                *rest = &rest[n..];
+                Some(v.to_string())
+            };
+            match p {
+                Part::Literal(l) => rest = rest.strip_prefix(l.as_str())?,
+                Part::Table => rest = rest.strip_prefix(table)?,
+                Part::Year => values.push(take(&mut rest, 4)?),
+                Part::Month | Part::Day | Part::Hour => values.push(take(&mut rest, 2)?),
+                Part::Column(_) => {
+                    let end = match self.parts.get(i + 1) {
+                        Some(Part::Literal(l)) => rest.find(l.as_str())?,
+                        _ => rest.len(),
+                    };
+                    values.push(rest[..end].to_string());
+                    rest = &rest[end..];
+                }
+            }
+        }
+        rest.trim_end_matches('/').is_empty().then_some(values)
+    }
+
+    /// The partition path of a table's hour, for templates without column values.
+    pub fn render_time(&self, table: &str, time_us: i64) -> String {
+        self.render_with(table, time_us, |_| sanitize(None))
+    }
+
+    fn render_with(&self, table: &str, time_us: i64, column: impl Fn(&str) -> String) -> String {
         let t = DateTime::from_timestamp_micros(time_us).unwrap_or_default();
         let mut out = String::with_capacity(64);
         for p in &self.parts {
             match p {
                 Part::Literal(l) => out.push_str(l),
-                Part::Table => out.push_str(&schema.name),
+                Part::Table => out.push_str(table),
                 Part::Year => {
                     let _ = write!(out, "{:04}", t.year());
                 }
@@ -144,13 +207,7 @@ impl Template {
                 Part::Hour => {
                     let _ = write!(out, "{:02}", t.hour());
                 }
-                Part::Column(c) => {
-                    let value = schema
-                        .column_index(c)
-                        .and_then(|i| row.get(i))
-                        .and_then(cell_text);
-                    out.push_str(&sanitize(value.as_deref()));
-                }
+                Part::Column(c) => out.push_str(&column(c)),
             }
         }
         while out.ends_with('/') {

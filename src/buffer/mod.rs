@@ -26,6 +26,8 @@ pub enum FlushReason {
     Age,
     MemoryBudget,
     EndOfInput,
+    /// Its hour is complete (the watermark passed it).
+    HourComplete,
     /// A batch of a run that stopped before its checkpoint, made again after a restart.
     Recreated,
 }
@@ -39,6 +41,7 @@ impl FlushReason {
             FlushReason::MemoryBudget => "memory_budget",
             FlushReason::EndOfInput => "end_of_input",
             FlushReason::Recreated => "recreated",
+            FlushReason::HourComplete => "hour_complete",
         }
     }
 }
@@ -53,11 +56,15 @@ pub struct FlushPolicy {
     pub memory_budget: usize,
 }
 
-/// An output partition: a table (index into the pipeline's tables) and its partition path.
+/// An output partition: a table (index into the pipeline's tables) and its partition path; its
+/// hour (hours since the epoch of the partition time) and whether it holds late rows (rows of an
+/// hour already marked complete, kept in files of their own).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartKey {
     pub table: usize,
     pub path: String,
+    pub hour: i64,
+    pub late: bool,
 }
 
 /// The rows of one partition, ready to encode.
@@ -255,6 +262,20 @@ impl Buffers {
         out
     }
 
+    /// The open partitions of a table's hour (not the late ones), in key order.
+    pub fn take_hour(&mut self, table: usize, hour: i64) -> Vec<Flush> {
+        let mut keys: Vec<PartKey> = self
+            .open
+            .keys()
+            .filter(|k| k.table == table && k.hour == hour && !k.late)
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.iter()
+            .filter_map(|k| self.take(k, FlushReason::HourComplete))
+            .collect()
+    }
+
     /// Every open partition, in key order.
     pub fn drain(&mut self) -> Vec<Flush> {
         let mut keys: Vec<PartKey> = self.open.keys().cloned().collect();
@@ -316,6 +337,8 @@ mod tests {
         PartKey {
             table: 0,
             path: p.into(),
+            hour: 0,
+            late: false,
         }
     }
 

@@ -32,6 +32,8 @@ pub enum ShardEvent {
     },
     /// The shard is closed and every record of it was sent.
     Ended { shard: Arc<str> },
+    /// The shard has nothing more to read for now (at its tip).
+    Idle { shard: Arc<str> },
 }
 
 /// How a shard reader stopped.
@@ -154,6 +156,14 @@ pub async fn read_shard<A: StreamApi, E: From<ShardEvent> + Send>(
         }
         if empty {
             let at_tip = batch.millis_behind_latest.is_none_or(|b| b == 0);
+            if at_tip {
+                let idle = ShardEvent::Idle {
+                    shard: shard.clone(),
+                };
+                if tx.send(idle.into()).await.is_err() {
+                    return Ok(ReadOutcome::Stopped);
+                }
+            }
             if at_tip && opts.until_ms.is_some() {
                 return Ok(ReadOutcome::CaughtUp);
             }
@@ -287,6 +297,7 @@ mod tests {
                     seqs.extend(records.into_iter().map(|r| r.sequence_number))
                 }
                 ShardEvent::Ended { .. } => ended = true,
+                ShardEvent::Idle { .. } => {}
             }
         }
         (seqs, ended)

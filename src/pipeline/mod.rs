@@ -141,6 +141,12 @@ pub struct Summary {
     /// The last checkpoint saved (stream runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<crate::checkpoint::Checkpoint>,
+    /// Hour markers written (`table YYYY-MM-DDTHH`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hours_completed: Vec<String>,
+    /// Rows of hours already marked complete, per table (in `-late-` files).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub late_rows: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -188,6 +194,12 @@ enum Out {
     Checkpoint(crate::checkpoint::Checkpoint, Stage),
     /// A Redshift COPY manifest listing these data files (written before this message).
     Manifest { path: String, objects: Vec<String> },
+    /// A table's hour is complete: its manifest (every file in `folder`) and its marker.
+    HourComplete {
+        table: String,
+        hour: i64,
+        folder: String,
+    },
 }
 
 /// Which save of a flush group a checkpoint is.
@@ -293,6 +305,18 @@ pub async fn manifests(
         .collect())
 }
 
+/// A table's data files, relative to the lake's root, sorted.
+pub async fn data_files(settings: &Settings, table: &str) -> Result<Vec<String>, PipelineError> {
+    let output = store::open(&settings.output, &settings.s3)?;
+    Ok(output
+        .list(&format!("{table}/"))
+        .await?
+        .into_iter()
+        .filter(|(p, _)| p.as_ref().ends_with(".parquet"))
+        .map(|(p, _)| output.relative(&p))
+        .collect())
+}
+
 fn parse_schema(text: &str, path: &str) -> Result<TableSchema, PipelineError> {
     let file: SchemaFile = toml::from_str(text).map_err(|e| PipelineError::SchemaFile {
         path: path.into(),
@@ -321,6 +345,45 @@ struct Reader<'a> {
     replay: Option<Replay>,
     /// Stream runs: shard ids by index.
     shard_ids: Vec<Arc<str>>,
+    /// Stream runs with hour markers: hours seen, hours marked, late rows.
+    marks: Option<Marks>,
+}
+
+const HOUR_US: i64 = 3_600_000_000;
+
+/// Hour-marker bookkeeping of the reading side.
+#[derive(Debug, Default)]
+struct Marks {
+    /// Per table: hours with rows and no marker yet.
+    open_hours: BTreeMap<String, std::collections::BTreeSet<i64>>,
+    /// Per table: the last hour marked complete.
+    marked_through: BTreeMap<String, i64>,
+    /// Per shard (index): the latest partition time processed.
+    event_max: Vec<Option<i64>>,
+    /// Late rows per table.
+    late: BTreeMap<String, u64>,
+}
+
+impl Marks {
+    /// Notes a row of `table` in `hour`; returns whether it is late (its hour is marked).
+    fn place(&mut self, table: &str, hour: i64) -> bool {
+        if self.marked_through.get(table).is_some_and(|&m| hour <= m) {
+            *self.late.entry(table.to_string()).or_default() += 1;
+            crate::metrics::late_row(table);
+            return true;
+        }
+        if !self
+            .open_hours
+            .get(table)
+            .is_some_and(|h| h.contains(&hour))
+        {
+            self.open_hours
+                .entry(table.to_string())
+                .or_default()
+                .insert(hour);
+        }
+        false
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -351,11 +414,13 @@ impl<'a> Reader<'a> {
             hold: None,
             replay: None,
             shard_ids: Vec::new(),
+            marks: None,
         }
     }
 
     fn into_result(self) -> ReadResult {
         ReadResult {
+            late: self.marks.map(|m| m.late).unwrap_or_default(),
             peak: self.buffers.peak_bytes(),
             tables: self.tables,
             rejects: self.rejects,
@@ -437,7 +502,8 @@ impl<'a> Reader<'a> {
                 id.push(0);
             }
             let hash = store::short_hash(&id, 8);
-            let prefix = format!("{}/{}-", f.key.path, t.schema.name);
+            let late = if f.key.late { "late-" } else { "" };
+            let prefix = format!("{}/{}-{late}", f.key.path, t.schema.name);
             let path = format!("{prefix}{hash}.parquet");
             let table = t.schema.name.clone();
             let out = Out::Data {
@@ -518,6 +584,11 @@ impl<'a> Reader<'a> {
             }
         }
         held
+    }
+
+    /// The index of a table by its lake name.
+    fn lake_table(&self, name: &str) -> Option<usize> {
+        self.tables.iter().position(|t| t.schema.name == name)
     }
 
     /// Routes a record read again after a restart (stream runs).
@@ -693,9 +764,22 @@ impl<'a> Reader<'a> {
         }
         t.unmapped += row.unmapped as u64;
         let path = self.settings.template.render(&t.schema, &row, time_us);
+        let hour = time_us.div_euclid(HOUR_US);
+        if let (Some(src), Some(m)) = (source, &mut self.marks) {
+            let e = &mut m.event_max[src.shard];
+            *e = Some(e.map_or(time_us, |v| v.max(time_us)));
+        }
+        // A record read again: in a batch of its partition, or of its partition's late rows.
         let route = match &self.replay {
             Some(r) if r.active() => {
-                Self::replay_route(&self.replay, &format!("{path}/{}-", t.schema.name), pos)
+                match Self::replay_route(&self.replay, &format!("{path}/{}-", t.schema.name), pos) {
+                    Route::New => Self::replay_route(
+                        &self.replay,
+                        &format!("{path}/{}-late-", t.schema.name),
+                        pos,
+                    ),
+                    r => r,
+                }
             }
             _ => Route::New,
         };
@@ -728,7 +812,16 @@ impl<'a> Reader<'a> {
                 pos.subsequence.map_or(String::new(), |s| s.to_string())
             ),
         };
-        let key = PartKey { table: ti, path };
+        let late = match &mut self.marks {
+            Some(m) => m.place(&t.schema.name, hour),
+            None => false,
+        };
+        let key = PartKey {
+            table: ti,
+            path,
+            hour,
+            late,
+        };
         let flushes =
             self.buffers
                 .push(key, &t.schema, &row, &position, source, self.clock.now_ms());
@@ -800,6 +893,7 @@ struct WriterStats {
     flushes: BTreeMap<String, u64>,
     objects: Vec<ObjectInfo>,
     checkpoint: Option<crate::checkpoint::Checkpoint>,
+    hours_completed: Vec<String>,
 }
 
 async fn write_all(
@@ -911,6 +1005,50 @@ async fn write_all(
                     tracing::debug!("wrote manifest {}", out.display(&path));
                 }
             }
+            Out::HourComplete {
+                table,
+                hour,
+                folder,
+            } => {
+                let Some(out) = &output else { continue };
+                if !write {
+                    continue;
+                }
+                let files: Vec<(String, u64)> = out
+                    .list(&format!("{folder}/"))
+                    .await?
+                    .into_iter()
+                    .filter(|(p, _)| p.as_ref().ends_with(".parquet"))
+                    .map(|(p, len)| (out.display(&out.relative(&p)), len))
+                    .collect();
+                let start = chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
+                let dir = format!(
+                    "{}/hours/{table}/{}",
+                    settings.state_prefix,
+                    start.format("%Y/%m/%d/%H")
+                );
+                let manifest = format!("{dir}/manifest.json");
+                let body = crate::manifest::redshift(&files);
+                out.put(&manifest, Bytes::from(body), usize::MAX, settings.part_size)
+                    .await?;
+                let marker = serde_json::json!({
+                    "table": table,
+                    "hour": start.format("%Y-%m-%dT%H:00:00Z").to_string(),
+                    "files": files.len(),
+                    "bytes": files.iter().map(|(_, l)| l).sum::<u64>(),
+                    "manifest": out.display(&manifest),
+                    "allowed_lateness_seconds": settings.markers.map_or(0, |d| d.as_secs()),
+                });
+                let body = serde_json::to_vec_pretty(&marker).expect("markers serialize");
+                let path = format!("{dir}/_COMPLETE.json");
+                out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
+                    .await?;
+                tracing::info!("hour complete: {}", out.display(&path));
+                crate::metrics::hour_completed(&table);
+                stats
+                    .hours_completed
+                    .push(format!("{table} {}", start.format("%Y-%m-%dT%H")));
+            }
             Out::Checkpoint(cp, stage) => {
                 if let (Some(store), false) = (checkpoints.as_mut(), dry_run) {
                     store.save(&cp).await?;
@@ -998,6 +1136,7 @@ pub async fn export(
 
 /// What the reading side hands back at the end.
 struct ReadResult {
+    late: BTreeMap<String, u64>,
     tables: Vec<TableState>,
     rejects: Rejects,
     records: u64,
@@ -1025,6 +1164,8 @@ fn summarize(read: ReadResult, stats: WriterStats, started: Instant, dry_run: bo
         elapsed_ms: started.elapsed().as_millis() as u64,
         dry_run,
         checkpoint: stats.checkpoint,
+        hours_completed: stats.hours_completed,
+        late_rows: read.late,
         ..Summary::default()
     };
     for t in &read.tables {

@@ -22,11 +22,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::commit::{self, Replay};
-use super::Stage;
 use super::{
     load_tables, summarize, write_all, Clock, Counters, Out, PipelineError, Reader, Summary,
     CHANNEL_DEPTH,
 };
+use super::{Marks, Stage, HOUR_US};
 use crate::buffer::StreamSource;
 use crate::checkpoint::{self, Checkpoint, CheckpointStore, PendingBatch};
 use crate::config::Settings;
@@ -97,6 +97,8 @@ struct ShardProgress {
     /// The last sequence number read (or checkpointed before this run).
     last: Option<String>,
     ended: bool,
+    /// At its tip: holds no hour open.
+    idle: bool,
     start_ms: Option<i64>,
 }
 
@@ -109,6 +111,8 @@ struct Processor<'a> {
     flushes_at_checkpoint: u64,
     /// Manifests named by the previous run's pending batches.
     previous_manifests: HashSet<String>,
+    /// Hours marked complete whose markers the next checkpoint writes.
+    completing: Vec<(String, i64)>,
 }
 
 impl Processor<'_> {
@@ -125,9 +129,13 @@ impl Processor<'_> {
             id: id.clone(),
             last,
             ended: false,
+            idle: false,
             start_ms: None,
         });
         self.reader.shard_ids.push(id.clone());
+        if let Some(m) = &mut self.reader.marks {
+            m.event_max.push(None);
+        }
         self.by_id.insert(id.clone(), self.shards.len() - 1);
         self.shards.len() - 1
     }
@@ -138,8 +146,13 @@ impl Processor<'_> {
                 let i = self.shard(&shard);
                 self.shards[i].start_ms = start_ms;
             }
+            Event::Shard(ShardEvent::Idle { shard }) => {
+                let i = self.shard(&shard);
+                self.shards[i].idle = true;
+            }
             Event::Shard(ShardEvent::Records { shard, records }) => {
                 let i = self.shard(&shard);
+                self.shards[i].idle = false;
                 let bytes: usize = records.iter().map(|r| r.data.len()).sum();
                 crate::metrics::records_in(records.len() as u64, bytes as u64);
                 for rec in &records {
@@ -180,7 +193,8 @@ impl Processor<'_> {
             }
             Event::Tick => self.reader.flush_aged()?,
         }
-        if self.reader.flushes != self.flushes_at_checkpoint {
+        self.complete_hours()?;
+        if self.reader.flushes != self.flushes_at_checkpoint || !self.completing.is_empty() {
             self.save_checkpoint()?;
         }
         crate::metrics::buffered(self.reader.buffers.buffered_bytes());
@@ -226,11 +240,74 @@ impl Processor<'_> {
                 })?;
             }
         }
+        // Hours complete: after their files, before the commit that records them as marked.
+        for (table, hour) in std::mem::take(&mut self.completing) {
+            let folder = self
+                .reader
+                .settings
+                .template
+                .render_time(&table, hour * HOUR_US);
+            self.reader.send(Out::HourComplete {
+                table,
+                hour,
+                folder,
+            })?;
+        }
         let mut done = self.progress(&[], &carried);
+        if let Some(m) = &self.reader.marks {
+            done.open_hours = m.open_hours.clone();
+            done.marked_through = m.marked_through.clone();
+        }
         commit::commit(&mut done, &batches);
         self.checkpoint = done.clone();
         self.flushes_at_checkpoint = self.reader.flushes;
         self.reader.send(Out::Checkpoint(done, Stage::Commit))
+    }
+
+    /// The event-time watermark: the earliest of the latest partition times processed per shard,
+    /// over the shards that are neither ended nor idle (the latest of all when every shard is);
+    /// `None` while a shard with something to read has processed nothing yet.
+    fn watermark(&self) -> Option<i64> {
+        let m = self.reader.marks.as_ref()?;
+        watermark(
+            self.shards
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.ended || p.idle, m.event_max.get(i).copied().flatten())),
+        )
+    }
+
+    /// Marks the hours the watermark passed (plus the allowed lateness): their open partitions
+    /// flush now, and the next checkpoint writes their manifests and markers.
+    fn complete_hours(&mut self) -> Result<(), PipelineError> {
+        let (Some(lateness), Some(wm)) = (self.reader.settings.markers, self.watermark()) else {
+            return Ok(());
+        };
+        let lateness_us = lateness.as_micros() as i64;
+        let marks = self.reader.marks.as_mut().expect("markers are on");
+        let mut done: Vec<(String, i64)> = Vec::new();
+        for (table, hours) in &mut marks.open_hours {
+            while let Some(&h) = hours.first() {
+                if (h + 1) * HOUR_US + lateness_us > wm {
+                    break;
+                }
+                hours.remove(&h);
+                done.push((table.clone(), h));
+            }
+        }
+        marks.open_hours.retain(|_, h| !h.is_empty());
+        for (table, h) in &done {
+            let m = marks.marked_through.entry(table.clone()).or_insert(*h);
+            *m = (*m).max(*h);
+        }
+        for (table, h) in done {
+            if let Some(ti) = self.reader.lake_table(&table) {
+                let flushes = self.reader.buffers.take_hour(ti, h);
+                self.reader.emit(flushes)?;
+            }
+            self.completing.push((table, h));
+        }
+        Ok(())
     }
 
     /// The checkpoint for the progress so far, with `group` and `carried` pending: no shard
@@ -263,6 +340,21 @@ impl Processor<'_> {
         }
         cp
     }
+}
+
+/// The watermark over shards given as (done for now: ended or idle, latest time processed).
+fn watermark(shards: impl Iterator<Item = (bool, Option<i64>)>) -> Option<i64> {
+    let mut holding: Option<i64> = None;
+    let mut latest: Option<i64> = None;
+    for (done, e) in shards {
+        latest = latest.max(e);
+        if done {
+            continue;
+        }
+        let e = e?;
+        holding = Some(holding.map_or(e, |h| h.min(e)));
+    }
+    holding.or(latest)
 }
 
 /// Retries listing shards on throttling and transient errors.
@@ -335,11 +427,19 @@ pub async fn run<A: StreamApi>(
         let mut reader = Reader::new(&settings_p, clock_p.as_ref(), &counters_p, tables, out_tx);
         reader.hold = Some(Vec::new());
         reader.replay = Some(Replay::new(&cp_p));
+        if settings_p.markers.is_some() {
+            reader.marks = Some(Marks {
+                open_hours: cp_p.open_hours.clone(),
+                marked_through: cp_p.marked_through.clone(),
+                ..Marks::default()
+            });
+        }
         let mut p = Processor {
             reader,
             shards: Vec::new(),
             by_id: HashMap::new(),
             previous_manifests: commit::manifests_of(&cp_p.pending).into_keys().collect(),
+            completing: Vec::new(),
             checkpoint: cp_p,
             flushes_at_checkpoint: 0,
         };
@@ -564,8 +664,12 @@ mod tests {
     use crate::pipeline::SystemClock;
 
     fn kinesis_record(seq: u64, id: &str) -> KinesisRecord {
+        record_at(seq, id, 1795000000331)
+    }
+
+    fn record_at(seq: u64, id: &str, event_ms: i64) -> KinesisRecord {
         let json = format!(
-            r#"{{"eventID":"{id}","eventName":"INSERT","tableName":"T","dynamodb":{{"ApproximateCreationDateTime":1795000000331,"Keys":{{"Id":{{"S":"{id}"}}}},"NewImage":{{"Id":{{"S":"{id}"}}}}}}}}"#
+            r#"{{"eventID":"{id}","eventName":"INSERT","tableName":"T","dynamodb":{{"ApproximateCreationDateTime":{event_ms},"Keys":{{"Id":{{"S":"{id}"}}}},"NewImage":{{"Id":{{"S":"{id}"}}}}}}}}"#
         );
         KinesisRecord {
             sequence_number: format!("{seq:030}"),
@@ -591,6 +695,32 @@ mod tests {
             tick: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// A fake stream of one open shard `s`, no records yet.
+    fn one_shard() -> FakeStream {
+        FakeStream {
+            shards: vec![Shard {
+                id: "s".into(),
+                parent: None,
+                adjacent_parent: None,
+            }],
+            ..FakeStream::default()
+        }
+    }
+
+    /// A scheduled run over a fake stream with the real clock, never asked to stop.
+    async fn run_fake(s: &Settings, fake: Arc<FakeStream>, cp: &std::path::Path) -> Summary {
+        run(
+            s,
+            fake,
+            opts(cp),
+            Arc::new(SystemClock::default()),
+            Arc::new(Counters::default()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -639,16 +769,7 @@ mod tests {
         let lake = dir.path().join("lake");
         let cp = dir.path().join("cp.json");
         let s = settings(&lake);
-        let summary = run(
-            &s,
-            fake.clone(),
-            opts(&cp),
-            Arc::new(SystemClock::default()),
-            Arc::new(Counters::default()),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        let summary = run_fake(&s, fake.clone(), &cp).await;
         assert_eq!(summary.records_in, 9);
         assert_eq!(summary.rows_out["t"], 9);
         let saved: Checkpoint = serde_json::from_slice(&std::fs::read(&cp).unwrap()).unwrap();
@@ -662,16 +783,7 @@ mod tests {
             Some(format!("{:030}", 9).as_str())
         );
         // A second run reads nothing new and writes nothing.
-        let again = run(
-            &s,
-            fake,
-            opts(&cp),
-            Arc::new(SystemClock::default()),
-            Arc::new(Counters::default()),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        let again = run_fake(&s, fake, &cp).await;
         assert_eq!(again.records_in, 0);
         assert_eq!(again.files_written, 0);
     }
@@ -685,27 +797,16 @@ mod tests {
         let refs: Vec<&[u8]> = inner.iter().map(|v| v.as_slice()).collect();
         let mut aggregated = kinesis_record(10, "unused");
         aggregated.data = kpl::aggregate(&refs).into();
-        let mut fake = FakeStream {
-            shards: vec![Shard {
-                id: "s".into(),
-                parent: None,
-                adjacent_parent: None,
-            }],
-            ..FakeStream::default()
-        };
+        let mut fake = one_shard();
         fake.records
             .insert("s".into(), vec![kinesis_record(5, "plain"), aggregated]);
         let lake = dir.path().join("lake");
-        let summary = run(
+        let summary = run_fake(
             &settings(&lake),
             Arc::new(fake),
-            opts(&dir.path().join("cp.json")),
-            Arc::new(SystemClock::default()),
-            Arc::new(Counters::default()),
-            std::future::pending(),
+            &dir.path().join("cp.json"),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(summary.records_in, 4);
         assert_eq!(summary.rows_out["t"], 4);
         let files: Vec<_> = std::fs::read_dir(lake.join("t/2026/11/18/11"))
@@ -729,5 +830,101 @@ mod tests {
             .iter()
             .collect::<Vec<_>>();
         assert_eq!(subs, vec![None, Some(0), Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn the_watermark_is_the_earliest_shard_still_reading() {
+        // Two shards reading: the earlier one holds it.
+        assert_eq!(
+            watermark([(false, Some(10)), (false, Some(30))].into_iter()),
+            Some(10)
+        );
+        // Idle or ended shards do not hold it back.
+        assert_eq!(
+            watermark([(true, Some(10)), (false, Some(30))].into_iter()),
+            Some(30)
+        );
+        // A shard with records to read and none processed yet: no watermark.
+        assert_eq!(
+            watermark([(false, None), (false, Some(30))].into_iter()),
+            None
+        );
+        // Everything read: the latest time processed.
+        assert_eq!(
+            watermark([(true, Some(10)), (true, Some(30)), (true, None)].into_iter()),
+            Some(30)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hours_are_marked_after_the_watermark_and_late_rows_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(&format!("2026-11-20T{t}:00Z"))
+                .unwrap()
+                .timestamp_millis()
+        };
+        // Event times in processing order (the fake stream hands out two records per call).
+        let times = ["08:10", "08:50", "09:05", "09:16", "08:55", "10:30"];
+        let mut fake = one_shard();
+        fake.records.insert(
+            "s".into(),
+            times
+                .iter()
+                .enumerate()
+                .map(|(i, t)| record_at(i as u64 + 1, &format!("r{i}"), at(t)))
+                .collect(),
+        );
+        let lake = dir.path().join("lake");
+        let mut c = ConfigFile::default();
+        c.output.url = Some(lake.display().to_string());
+        c.markers.enabled = true;
+        c.markers.allowed_lateness = "10m".into();
+        let s = c.validate().unwrap();
+        let summary = run_fake(&s, Arc::new(fake), &dir.path().join("cp.json")).await;
+        // 08 is complete once 09:16 is read (past 09:00 + 10m); 09 once 10:30 is; 10 is not.
+        assert_eq!(
+            summary.hours_completed,
+            ["t 2026-11-20T08", "t 2026-11-20T09"]
+        );
+        let hours = lake.join("_ddb_lake/hours/t/2026/11/20");
+        assert!(!hours.join("10").exists());
+        let marker: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(hours.join("08/_COMPLETE.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            (marker["files"].as_u64(), marker["hour"].as_str()),
+            (Some(1), Some("2026-11-20T08:00:00Z"))
+        );
+        // The hour's manifest lists its one on-time file (08:10 and 08:50).
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(hours.join("08/manifest.json")).unwrap())
+                .unwrap();
+        let listed = manifest["entries"][0]["url"].as_str().unwrap();
+        let on_time = summary
+            .objects
+            .iter()
+            .find(|o| o.path.starts_with("t/2026/11/20/08/t-") && !o.path.contains("-late-"))
+            .unwrap();
+        assert!(listed.ends_with(&on_time.path), "{listed}");
+        assert_eq!(on_time.rows, 2);
+        // 08:55 arrived after 08 was marked: its own file, flagged and counted.
+        let late: Vec<_> = summary
+            .objects
+            .iter()
+            .filter(|o| o.path.contains("-late-"))
+            .collect();
+        assert_eq!(late.len(), 1);
+        assert!(late[0].path.starts_with("t/2026/11/20/08/t-late-"));
+        assert_eq!(summary.late_rows["t"], 1);
+        assert_eq!(summary.rows_out["t"], 6);
+        let saved: Checkpoint =
+            serde_json::from_slice(&std::fs::read(dir.path().join("cp.json")).unwrap()).unwrap();
+        let hour = |t: &str| at(t) / 3_600_000;
+        assert_eq!(saved.marked_through["t"], hour("09:00"));
+        assert_eq!(
+            saved.open_hours["t"].iter().copied().collect::<Vec<_>>(),
+            [hour("10:00")]
+        );
     }
 }
