@@ -97,6 +97,20 @@ impl Replay {
         !self.written.is_empty() || self.recreating.iter().any(|r| !r.done)
     }
 
+    /// Forgets what a shard's reading has passed: its later records cannot be at or before
+    /// `seq`, so entries up to it can no longer match (and replay goes quiet once all are gone).
+    pub fn passed(&mut self, shard: &str, seq: &str) {
+        for per_shard in self.written.values_mut() {
+            if per_shard
+                .get(shard)
+                .is_some_and(|p| seq_cmp(&p.seq, seq).is_lt())
+            {
+                per_shard.remove(shard);
+            }
+        }
+        self.written.retain(|_, s| !s.is_empty());
+    }
+
     pub fn route(&self, prefix: &str, shard: &str, at: &SeqPos) -> Route {
         for (i, r) in self.recreating.iter().enumerate() {
             if r.done || r.batch.prefix != prefix {
@@ -281,6 +295,12 @@ mod tests {
         );
         assert_eq!(r.route("t/b/t-", "s0", &SeqPos::new("31", 0)), Route::New);
         assert!(r.active());
+        let mut r = r;
+        r.passed("s0", "20"); // kept: not passed beyond the entry
+        assert_eq!(r.route("t/a/t-", "s0", &SeqPos::new("20", 0)), Route::Skip);
+        r.passed("s0", "21"); // forgotten: no later record of s0 can be at 20
+        assert_eq!(r.route("t/a/t-", "s0", &SeqPos::new("20", 0)), Route::New);
+        assert!(r.active(), "the pending batch is still to be re-created");
     }
 
     #[test]

@@ -185,6 +185,9 @@ impl Processor<'_> {
                     }
                     self.shards[i].last = Some(rec.sequence_number.clone());
                 }
+                if let (Some(r), Some(last)) = (&mut self.reader.replay, records.last()) {
+                    r.passed(&shard, &last.sequence_number);
+                }
             }
             Event::Shard(ShardEvent::Ended { shard }) => {
                 let i = self.shard(&shard);

@@ -223,6 +223,16 @@ fn glue_registration_creates_alters_and_registers_partitions() {
         printed.matches("ADD IF NOT EXISTS PARTITION").count(),
         folders.len()
     );
+    // The CREATE (first statement) parses and partitions by the template's column.
+    let create = &printed[..printed.find(";\n").unwrap() + 2];
+    let statements = Parser::parse_sql(&HiveDialect {}, create).unwrap();
+    let Statement::CreateTable(ct) = &statements[0] else {
+        panic!("{create}")
+    };
+    let HiveDistributionStyle::PARTITIONED { columns: keys } = &ct.hive_distribution else {
+        panic!("{create}")
+    };
+    assert_eq!(keys[0].name.value, "status");
     let mut apply = args("--apply");
     apply.push("glue".into());
     let out = run_ok(&apply.iter().map(String::as_str).collect::<Vec<_>>(), 0);
