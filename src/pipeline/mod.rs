@@ -347,6 +347,8 @@ struct Reader<'a> {
     shard_ids: Vec<Arc<str>>,
     /// Stream runs with hour markers: hours seen, hours marked, late rows.
     marks: Option<Marks>,
+    /// Stream runs: when the oldest error entry not yet written was added (monotonic ms).
+    rejects_since_ms: Option<u64>,
 }
 
 const HOUR_US: i64 = 3_600_000_000;
@@ -415,7 +417,22 @@ impl<'a> Reader<'a> {
             replay: None,
             shard_ids: Vec::new(),
             marks: None,
+            rejects_since_ms: None,
         }
+    }
+
+    /// Stream runs: whether the error entries waiting should be written now (they are as large as
+    /// a batch run's error flush, or as old as the flush age), even if no partition flushes.
+    fn rejects_due(&self) -> bool {
+        let Some(since) = self.rejects_since_ms else {
+            return false;
+        };
+        self.rejects.pending_bytes() >= REJECT_FLUSH_BYTES
+            || self
+                .settings
+                .flush
+                .max_age_ms
+                .is_some_and(|age| self.clock.now_ms().saturating_sub(since) >= age)
     }
 
     fn into_result(self) -> ReadResult {
@@ -548,6 +565,7 @@ impl<'a> Reader<'a> {
     /// data file assigned to its table's manifest.
     fn take_group(&mut self) -> Vec<Held> {
         let mut held = self.hold.as_mut().map(std::mem::take).unwrap_or_default();
+        self.rejects_since_ms = None;
         for f in self.rejects.take() {
             held.push(Held {
                 out: Out::Object {
@@ -683,6 +701,9 @@ impl<'a> Reader<'a> {
             tracing::warn!("{at}: {reason}: {message}");
         } else if n == LOGGED_REJECTS {
             tracing::warn!("more bad records: see the error output and the summary");
+        }
+        if self.hold.is_some() && self.rejects_since_ms.is_none() {
+            self.rejects_since_ms = Some(self.clock.now_ms());
         }
         let at = source.map(|s| (&*self.shard_ids[s.shard], s.prev, SeqPos::new(s.seq, s.sub)));
         self.rejects.push(entry, at);

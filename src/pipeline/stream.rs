@@ -197,7 +197,10 @@ impl Processor<'_> {
             Event::Tick => self.reader.flush_aged()?,
         }
         self.complete_hours()?;
-        if self.reader.flushes != self.flushes_at_checkpoint || !self.completing.is_empty() {
+        if self.reader.flushes != self.flushes_at_checkpoint
+            || !self.completing.is_empty()
+            || self.reader.rejects_due()
+        {
             self.save_checkpoint()?;
         }
         crate::metrics::buffered(self.reader.buffers.buffered_bytes());
@@ -928,6 +931,57 @@ mod tests {
         assert_eq!(
             saved.open_hours["t"].iter().copied().collect::<Vec<_>>(),
             [hour("10:00")]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_consumer_reading_only_bad_records_writes_them_at_the_flush_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fake = one_shard();
+        let bad = |seq: u64| KinesisRecord {
+            sequence_number: format!("{seq:030}"),
+            data: bytes::Bytes::from_static(b"{not json"),
+            arrival_ms: 1_000,
+        };
+        fake.records.insert("s".into(), vec![bad(1), bad(2)]);
+        let lake = dir.path().join("lake");
+        let mut s = settings(&lake);
+        s.flush.max_age_ms = Some(1);
+        let mut o = opts(&dir.path().join("cp.json"));
+        o.mode = Mode::Continuous;
+        o.tick = Duration::from_millis(10);
+        // Stop only once the error file is there: no partition ever flushes, so only the
+        // errors' own age can have written it.
+        let errors = lake.join("_errors/invalid_json");
+        let written = {
+            let errors = errors.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !errors.exists() {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the error entries were not written"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await; // polling a condition
+                }
+            }
+        };
+        let summary = run(
+            &s,
+            Arc::new(fake),
+            o,
+            Arc::new(SystemClock::default()),
+            Arc::new(Counters::default()),
+            written,
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.errors["invalid_json"], 2);
+        let saved: Checkpoint =
+            serde_json::from_slice(&std::fs::read(dir.path().join("cp.json")).unwrap()).unwrap();
+        assert_eq!(
+            saved.shards["s"].sequence_number.as_deref(),
+            Some(format!("{:030}", 2).as_str())
         );
     }
 }
