@@ -113,6 +113,8 @@ struct Processor<'a> {
     previous_manifests: HashSet<String>,
     /// Hours marked complete whose markers the next checkpoint writes.
     completing: Vec<(String, i64)>,
+    /// Re-created batches written whose manifest waits for other re-created batches.
+    waiting: Vec<PendingBatch>,
 }
 
 impl Processor<'_> {
@@ -212,10 +214,13 @@ impl Processor<'_> {
     /// "Exactly once"). With nothing to write, just the progress.
     fn save_checkpoint(&mut self) -> Result<(), PipelineError> {
         let group = self.reader.take_group();
-        let carried: Vec<PendingBatch> = match &self.reader.replay {
+        // Still pending: batches of the previous run not re-created yet, and re-created ones
+        // waiting for the rest of their manifest (so that a restart counts them again).
+        let mut carried: Vec<PendingBatch> = match &self.reader.replay {
             Some(r) => r.incomplete().cloned().collect(),
             None => Vec::new(),
         };
+        carried.extend(self.waiting.iter().cloned());
         let batches: Vec<PendingBatch> = group.iter().map(|h| h.batch.clone()).collect();
         if !group.is_empty() {
             let intent = self.progress(&batches, &carried);
@@ -225,6 +230,7 @@ impl Processor<'_> {
             self.reader.send(h.out)?;
         }
         // Manifests: a new group's at once; a re-created group's once its last file is.
+        let mut completed: HashSet<String> = HashSet::new();
         for (name, objects) in commit::manifests_of(&batches) {
             let objects = match (
                 &mut self.reader.replay,
@@ -240,12 +246,36 @@ impl Processor<'_> {
                 _ => Some(objects),
             };
             if let Some(objects) = objects {
+                completed.insert(name.clone());
                 self.reader.send(Out::Manifest {
                     path: name,
                     objects,
                 })?;
             }
         }
+        // A re-created batch whose manifest is not written yet stays pending (it is committed
+        // with the manifest's last batch); everything else is committed now.
+        let waits = |b: &PendingBatch| {
+            b.manifest
+                .as_ref()
+                .is_some_and(|m| self.previous_manifests.contains(m) && !completed.contains(m))
+        };
+        let (now_waiting, mut committed): (Vec<PendingBatch>, Vec<PendingBatch>) =
+            batches.into_iter().partition(|b| waits(b));
+        let (still, released): (Vec<PendingBatch>, Vec<PendingBatch>) =
+            std::mem::take(&mut self.waiting)
+                .into_iter()
+                .partition(|b| waits(b));
+        committed.extend(released);
+        self.waiting = still.into_iter().chain(now_waiting).collect();
+        let carried: Vec<PendingBatch> = match &self.reader.replay {
+            Some(r) => r.incomplete().cloned().collect(),
+            None => Vec::new(),
+        };
+        let carried: Vec<PendingBatch> = carried
+            .into_iter()
+            .chain(self.waiting.iter().cloned())
+            .collect();
         // Hours complete: after their files, before the commit that records them as marked.
         for (table, hour) in std::mem::take(&mut self.completing) {
             let folder = self
@@ -264,7 +294,7 @@ impl Processor<'_> {
             done.open_hours = m.open_hours.clone();
             done.marked_through = m.marked_through.clone();
         }
-        commit::commit(&mut done, &batches);
+        commit::commit(&mut done, &committed);
         self.checkpoint = done.clone();
         self.flushes_at_checkpoint = self.reader.flushes;
         self.reader.send(Out::Checkpoint(done, Stage::Commit))
@@ -446,6 +476,7 @@ pub async fn run<A: StreamApi>(
             by_id: HashMap::new(),
             previous_manifests: commit::manifests_of(&cp_p.pending).into_keys().collect(),
             completing: Vec::new(),
+            waiting: Vec::new(),
             checkpoint: cp_p,
             flushes_at_checkpoint: 0,
         };
