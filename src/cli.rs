@@ -214,16 +214,7 @@ pub enum Catalog {
 impl DdlArgs {
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let mut c = self.common.config()?;
-        if let Some(o) = &self.output {
-            c.output.url = Some(o.clone());
-        }
-        if let Some(l) = self.layout {
-            c.output.layout = l;
-            c.output.template = None;
-        }
-        if let Some(t) = &self.template {
-            c.output.template = Some(t.clone());
-        }
+        set_location(&mut c, &self.output, self.layout, &self.template);
         c.validate()
     }
 }
@@ -324,18 +315,28 @@ impl CommonArgs {
     }
 }
 
+/// `--output`, `--layout` and `--template` over the config file (a layout replaces its template).
+fn set_location(
+    c: &mut ConfigFile,
+    output: &Option<String>,
+    layout: Option<Layout>,
+    template: &Option<String>,
+) {
+    if let Some(o) = output {
+        c.output.url = Some(o.clone());
+    }
+    if let Some(l) = layout {
+        c.output.layout = l;
+        c.output.template = None;
+    }
+    if let Some(t) = template {
+        c.output.template = Some(t.clone());
+    }
+}
+
 impl OutputArgs {
     fn apply(&self, c: &mut ConfigFile) {
-        if let Some(o) = &self.output {
-            c.output.url = Some(o.clone());
-        }
-        if let Some(l) = self.layout {
-            c.output.layout = l;
-            c.output.template = None;
-        }
-        if let Some(t) = &self.template {
-            c.output.template = Some(t.clone());
-        }
+        set_location(c, &self.output, self.layout, &self.template);
         if let Some(p) = self.partition_time {
             c.output.partition_time = p;
         }

@@ -627,9 +627,7 @@ impl<'a> Reader<'a> {
             Recreated::Data(batches) => {
                 let t = batch.table.as_deref().unwrap_or_default();
                 let ti = self
-                    .tables
-                    .iter()
-                    .position(|s| s.schema.name == t)
+                    .lake_table(t)
                     .expect("a re-created batch's table is known");
                 Out::Data {
                     path: batch.object.clone(),

@@ -214,13 +214,7 @@ impl Processor<'_> {
     /// "Exactly once"). With nothing to write, just the progress.
     fn save_checkpoint(&mut self) -> Result<(), PipelineError> {
         let group = self.reader.take_group();
-        // Still pending: batches of the previous run not re-created yet, and re-created ones
-        // waiting for the rest of their manifest (so that a restart counts them again).
-        let mut carried: Vec<PendingBatch> = match &self.reader.replay {
-            Some(r) => r.incomplete().cloned().collect(),
-            None => Vec::new(),
-        };
-        carried.extend(self.waiting.iter().cloned());
+        let carried = self.carried();
         let batches: Vec<PendingBatch> = group.iter().map(|h| h.batch.clone()).collect();
         if !group.is_empty() {
             let intent = self.progress(&batches, &carried);
@@ -268,14 +262,7 @@ impl Processor<'_> {
                 .partition(|b| waits(b));
         committed.extend(released);
         self.waiting = still.into_iter().chain(now_waiting).collect();
-        let carried: Vec<PendingBatch> = match &self.reader.replay {
-            Some(r) => r.incomplete().cloned().collect(),
-            None => Vec::new(),
-        };
-        let carried: Vec<PendingBatch> = carried
-            .into_iter()
-            .chain(self.waiting.iter().cloned())
-            .collect();
+        let carried = self.carried();
         // Hours complete: after their files, before the commit that records them as marked.
         for (table, hour) in std::mem::take(&mut self.completing) {
             let folder = self
@@ -298,6 +285,14 @@ impl Processor<'_> {
         self.checkpoint = done.clone();
         self.flushes_at_checkpoint = self.reader.flushes;
         self.reader.send(Out::Checkpoint(done, Stage::Commit))
+    }
+
+    /// Batches that stay pending whatever this save writes: the previous run's not re-created
+    /// yet, and re-created ones waiting for the rest of their manifest (so that a restart counts
+    /// them again).
+    fn carried(&self) -> Vec<PendingBatch> {
+        let incomplete = self.reader.replay.iter().flat_map(|r| r.incomplete());
+        incomplete.chain(&self.waiting).cloned().collect()
     }
 
     /// The event-time watermark: the earliest of the latest partition times processed per shard,
