@@ -47,6 +47,19 @@ def timed(cmd, env=None):
     return secs, rss, int(cpu), r.stdout
 
 
+def write_block(doc, name, table):
+    """Replaces the text between `<!-- NAME:start -->` and `<!-- NAME:end -->` in doc (appends the
+    block when the markers are missing)."""
+    text = open(doc).read()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{table}\n{end}"
+    if start in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text += "\n" + block + "\n"
+    open(doc, "w").write(text)
+
+
 def du(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs if f.endswith(".parquet"))
 
@@ -230,6 +243,7 @@ def main():
     ap.add_argument("--bin", default="target/release/ddb-lake")
     ap.add_argument("--tools", default="ddb-lake,duckdb,polars,pyarrow")
     ap.add_argument("--doc", help="write the results table into this Markdown file")
+    ap.add_argument("--floor", help="the parse-only floor program (benches/floor.rs)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     inp = os.path.join(a.work, f"input-{a.records}.jsonl")
@@ -254,6 +268,11 @@ def main():
             results[tool] = timed([py, "-c", PYARROW, inp, outs[tool], json.dumps(cols)], env)
         elif tool == "polars":
             results[tool] = timed([py, "-c", POLARS, inp, outs[tool], json.dumps(cols)], env)
+    floors = []
+    if a.floor:
+        for t in sorted({1, a.threads}):
+            secs, rss, cpu, out = timed([a.floor, inp, str(t)])
+            floors.append((t, json.loads(out)["seconds"], rss, cpu))
     import duckdb
     lines = [
         f"Input: {a.records:,} records, {mb:,.0f} MB (`ddb-lake generate --seed 7 --hours 24`); {a.threads} threads for every tool; {len(cols)} attribute columns + operation, event id, event time; zstd; Hive hour folders.",
@@ -271,14 +290,21 @@ def main():
         )
         if rows != a.records:
             lines.append(f"| ^ row count differs from the input ({a.records:,}) | | | | | | | | |")
+    if floors:
+        lake_secs = results["ddb-lake"][0]
+        lines += [
+            "",
+            "Parse-only floor (`benches/floor.rs`: read every line and parse it with serde_json into `IgnoredAny`; nothing built, nothing written):",
+            "",
+            "| threads | time | records/s | MB/s | CPU | ddb-lake's time / floor |",
+            "|---|---|---|---|---|---|",
+        ]
+        for t, secs, rss, cpu in floors:
+            lines.append(f"| {t} | {secs:.2f} s | {a.records / secs:,.0f} | {mb / secs:,.0f} | {cpu}% | {lake_secs / secs:.1f}x |")
     table = "\n".join(lines)
     print(table)
     if a.doc:
-        text = open(a.doc).read()
-        start, end = "<!-- side-by-side:start -->", "<!-- side-by-side:end -->"
-        block = f"{start}\n{table}\n{end}"
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S) if start in text else text + "\n" + block + "\n"
-        open(a.doc, "w").write(text)
+        write_block(a.doc, "side-by-side", table)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 # the way a Lambda transform uses it, and Polars, on the same generated input and machine.
 # usage: benches/side_by_side.sh [RECORDS]     (default 1,000,000 records, about 1.2 GB)
 # Installs the peers into their own venv (cached under ~/.cache/ddb-lake), builds ddb-lake in
-# release mode, runs every tool, prints the table and writes it into docs/BENCHMARKS.md.
+# release mode, runs every tool and the parse-only floor, prints the table and writes it into
+# docs/BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${DDB_LAKE_CACHE:-$HOME/.cache/ddb-lake}"
@@ -16,5 +17,8 @@ if [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 cargo build --release --locked
+# The parse-only floor (benches/floor.rs): the same input merely read and parsed as JSON.
+floor="$(cargo bench --locked --bench floor --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "floor" and m.get("executable")][-1])')"
 "$venv/bin/python" benches/side_by_side.py --records "${1:-1000000}" --threads "$(nproc)" \
-  --doc docs/BENCHMARKS.md
+  --floor "$floor" --doc docs/BENCHMARKS.md

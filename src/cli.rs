@@ -90,13 +90,13 @@ pub struct OutputArgs {
     /// zstd, zstd(LEVEL), snappy, gzip, gzip(LEVEL) or none (parquet.compression).
     #[arg(long)]
     pub compression: Option<String>,
-    /// Buffered size per partition before a file is written, e.g. 128MiB (buffer.max_bytes).
+    /// Buffered size per partition before a file is written, e.g. 64MiB (buffer.max_bytes).
     #[arg(long)]
     pub max_buffer_bytes: Option<String>,
     /// Rows per partition before a file is written (buffer.max_records).
     #[arg(long)]
     pub max_records: Option<u64>,
-    /// Memory for all open partitions together, e.g. 1GiB (buffer.memory_budget).
+    /// Memory for all open partitions together, e.g. 64MiB (buffer.memory_budget).
     #[arg(long)]
     pub memory_budget: Option<String>,
     /// Print the summary as JSON on stdout.

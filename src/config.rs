@@ -14,10 +14,12 @@ use crate::partition::{Layout, Template, TemplateError};
 use crate::pipeline::stream::Start;
 use crate::store::{S3Options, Sse};
 
-/// 128 MiB: the buffered size of one partition before it is written (Firehose's largest buffer).
-pub const DEFAULT_MAX_BYTES: &str = "128MiB";
-/// 1 GiB: all open partitions together; the largest flush first beyond it.
-pub const DEFAULT_MEMORY_BUDGET: &str = "1GiB";
+/// 64 MiB: the buffered (Arrow) size of one partition before it is written (about 6 to 10 MiB
+/// of zstd Parquet for typical change records).
+pub const DEFAULT_MAX_BYTES: &str = "64MiB";
+/// 64 MiB: all open partitions together; the largest flush first beyond it. Chosen so that a
+/// run stays under 300 MB of peak RSS (docs/BENCHMARKS.md, "Memory").
+pub const DEFAULT_MEMORY_BUDGET: &str = "64MiB";
 /// Rows per file before a flush, whatever their size.
 pub const DEFAULT_MAX_RECORDS: u64 = 5_000_000;
 /// 300 s: continuous mode writes a partition at least this often (Firehose's longest interval).
@@ -610,8 +612,8 @@ mod tests {
         assert!(c.validate().is_err());
         c.output.url = Some("out".into());
         let s = c.validate().unwrap();
-        assert_eq!(s.flush.max_bytes, 128 << 20);
-        assert_eq!(s.flush.memory_budget, 1 << 30);
+        assert_eq!(s.flush.max_bytes, 64 << 20);
+        assert_eq!(s.flush.memory_budget, 64 << 20);
         assert_eq!(s.max_age, Duration::from_secs(300));
         assert_eq!(s.template.as_str(), "{table}/{YYYY}/{MM}/{DD}/{HH}");
     }

@@ -120,15 +120,16 @@ pub fn pad(
 }
 
 /// Encodes batches (each a prefix of `schema`'s columns) into one Parquet file holding the full
-/// column list.
+/// column list. Each batch is freed as soon as it is encoded, so a flush's Arrow data and its
+/// encoded form are not both held whole.
 pub fn encode(
     schema: &SchemaRef,
-    batches: &[RecordBatch],
+    batches: Vec<RecordBatch>,
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>, ParquetError> {
     let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(opts.properties()))?;
     for b in batches {
-        writer.write(&pad(b, schema)?)?;
+        writer.write(&pad(&b, schema)?)?;
     }
     writer.into_inner()
 }
@@ -163,15 +164,10 @@ mod tests {
             vec![Arc::new(Int64Array::from(vec![1, 2]))],
         )
         .unwrap();
-        let bytes = encode(
-            &full,
-            std::slice::from_ref(&part),
-            &EncodeOptions::default(),
-        )
-        .unwrap();
+        let bytes = encode(&full, vec![part.clone()], &EncodeOptions::default()).unwrap();
         assert_eq!(
             bytes,
-            encode(&full, &[part], &EncodeOptions::default()).unwrap()
+            encode(&full, vec![part], &EncodeOptions::default()).unwrap()
         );
         let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
             .unwrap()

@@ -19,6 +19,7 @@ use ddb_lake::pipeline::{self, Counters, RunOptions, Summary, SystemClock};
 use ddb_lake::report;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -368,5 +369,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// glibc gives every thread that allocates its own arena (up to 8 per core), and memory freed in
+/// one is not reused by another: with the decoding, reading and encoding threads that held up to
+/// 90 MiB more peak RSS for the same run. Two arenas keep the speed (docs/BENCHMARKS.md).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; it is called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

@@ -9,7 +9,7 @@
 
 pub mod chunk;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use arrow::record_batch::RecordBatch;
 
@@ -115,7 +115,7 @@ impl Partition {
 /// All open partitions.
 pub struct Buffers {
     policy: FlushPolicy,
-    open: HashMap<PartKey, Partition>,
+    open: FxHashMap<PartKey, Partition>,
     total: usize,
     peak: usize,
 }
@@ -124,7 +124,7 @@ impl Buffers {
     pub fn new(policy: FlushPolicy) -> Self {
         Buffers {
             policy,
-            open: HashMap::new(),
+            open: FxHashMap::default(),
             total: 0,
             peak: 0,
         }

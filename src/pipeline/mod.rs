@@ -11,6 +11,7 @@
 //! any file that uses its new columns, so every file's columns are a prefix of the remembered list.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,12 +20,13 @@ use std::time::Instant;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::buffer::{Buffers, Flush, FlushReason, PartKey, StreamSource};
 use crate::checkpoint::{PendingBatch, SeqPos};
 use crate::config::{PartitionTime, Settings};
-use crate::decode::{parse_record, Framer, Reason};
+use crate::decode::{parse_record, ChangeRecord, DecodeError, Frame, Framer, Reason};
 use crate::flatten::{flatten, Position};
 use crate::reject::Rejects;
 use crate::schema::{SchemaError, SchemaFile, TableSchema};
@@ -37,7 +39,7 @@ const REJECT_FLUSH_BYTES: usize = 8 * 1024 * 1024;
 /// Bad records logged one by one before the log only counts them.
 const LOGGED_REJECTS: u64 = 20;
 /// Flushes in flight between the reading thread and the writer.
-const CHANNEL_DEPTH: usize = 2;
+const CHANNEL_DEPTH: usize = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -202,6 +204,29 @@ enum Out {
     },
 }
 
+/// A message to the writer, with the share of the in-flight budget its Arrow data holds (released
+/// once the data is encoded and freed).
+type Msg = (Out, Option<tokio::sync::OwnedSemaphorePermit>);
+
+/// KiB of flushed Arrow data allowed between the reading thread and the encoders: the memory
+/// budget again, so that a run holds at most twice the budget of Arrow data.
+fn in_flight_kib(settings: &Settings) -> usize {
+    (settings.flush.memory_budget / 1024).clamp(1, u32::MAX as usize)
+}
+
+/// A writer message with its data encoded.
+enum Ready {
+    Data {
+        path: String,
+        encoded: Vec<u8>,
+        rows: usize,
+        table: String,
+        reason: FlushReason,
+        create_only: bool,
+    },
+    Other(Out),
+}
+
 /// Which save of a flush group a checkpoint is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -328,13 +353,18 @@ fn parse_schema(text: &str, path: &str) -> Result<TableSchema, PipelineError> {
 /// The reading side: owns schemas, buffers and pending error entries.
 struct Reader<'a> {
     settings: &'a Settings,
+    /// The current row's position text (reused between rows).
+    position: String,
     clock: &'a dyn Clock,
     counters: &'a Counters,
     tables: Vec<TableState>,
     by_name: HashMap<String, usize>,
     buffers: Buffers,
     rejects: Rejects,
-    tx: mpsc::Sender<Out>,
+    tx: mpsc::Sender<Msg>,
+    /// KiB of flushed Arrow data not yet encoded (`in_flight_kib`): the reading thread waits
+    /// for the encoders rather than holding ever more data in flight.
+    in_flight: Arc<tokio::sync::Semaphore>,
     records: u64,
     bytes: u64,
     /// Flushes sent to the writer so far.
@@ -394,7 +424,7 @@ impl<'a> Reader<'a> {
         clock: &'a dyn Clock,
         counters: &'a Counters,
         tables: Vec<TableState>,
-        tx: mpsc::Sender<Out>,
+        tx: mpsc::Sender<Msg>,
     ) -> Self {
         let by_name = tables
             .iter()
@@ -403,6 +433,7 @@ impl<'a> Reader<'a> {
             .collect();
         Reader {
             settings,
+            position: String::new(),
             clock,
             counters,
             tables,
@@ -410,6 +441,7 @@ impl<'a> Reader<'a> {
             buffers: Buffers::new(settings.flush),
             rejects: Rejects::new(&settings.error_prefix),
             tx,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight_kib(settings))),
             records: 0,
             bytes: 0,
             flushes: 0,
@@ -468,8 +500,20 @@ impl<'a> Reader<'a> {
     }
 
     fn send(&self, out: Out) -> Result<(), PipelineError> {
+        let permit = match &out {
+            Out::Data { batches, .. } => {
+                let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+                let kib = (bytes / 1024).clamp(1, in_flight_kib(self.settings)) as u32;
+                // Waits (on this blocking thread) until the writer has written enough.
+                let permit =
+                    futures::executor::block_on(self.in_flight.clone().acquire_many_owned(kib))
+                        .map_err(|_| PipelineError::Internal("the writer stopped".into()))?;
+                Some(permit)
+            }
+            _ => None,
+        };
         self.tx
-            .blocking_send(out)
+            .blocking_send((out, permit))
             .map_err(|_| PipelineError::Internal("the writer stopped".into()))
     }
 
@@ -716,25 +760,33 @@ impl<'a> Reader<'a> {
         pos: &Position,
         source: Option<StreamSource<'_>>,
     ) -> Result<(), PipelineError> {
+        self.parsed(raw, parse_record(raw).as_ref(), pos, source)
+    }
+
+    /// Flattens and buffers one record decoded from `raw` (or rejects it).
+    fn parsed(
+        &mut self,
+        raw: &[u8],
+        parsed: Result<&ChangeRecord<'_>, &DecodeError>,
+        pos: &Position,
+        source: Option<StreamSource<'_>>,
+    ) -> Result<(), PipelineError> {
         self.records += 1;
         self.bytes += raw.len() as u64;
         self.counters.records.fetch_add(1, Ordering::Relaxed);
         self.counters
             .bytes_read
             .fetch_add(raw.len() as u64, Ordering::Relaxed);
-        let rec = match parse_record(raw) {
+        let rec = match parsed {
             Ok(r) => r,
             Err(e) => {
                 self.reject(e.reason, &e.message, None, pos, raw, source);
                 return Ok(());
             }
         };
-        let table = match rec
-            .table
-            .as_deref()
-            .or(self.settings.default_table.as_deref())
-        {
-            Some(t) => t.to_string(),
+        let settings = self.settings;
+        let table = match rec.table.as_deref().or(settings.default_table.as_deref()) {
+            Some(t) => t,
             None => {
                 self.reject(
                     Reason::NoTable,
@@ -747,7 +799,7 @@ impl<'a> Reader<'a> {
                 return Ok(());
             }
         };
-        let ti = self.table_index(&table);
+        let ti = self.table_index(table);
         let time_us = match self.settings.partition_time {
             PartitionTime::Event => rec.event_time_us,
             // Stream records: the time they arrived, so that a re-read lands in the same place.
@@ -756,7 +808,7 @@ impl<'a> Reader<'a> {
                 .map_or_else(|| self.clock.now_utc_us(), |ms| ms * 1000),
         };
         let t = &mut self.tables[ti];
-        let row = flatten(&mut t.schema, &rec, pos, time_us, self.settings.flatten);
+        let row = flatten(&mut t.schema, rec, pos, time_us, self.settings.flatten);
         if let Some(col) = row.too_long {
             let message = format!(
                 "column `{}` holds more than {} bytes and its string policy is `reject`",
@@ -822,14 +874,23 @@ impl<'a> Reader<'a> {
                 return Ok(());
             }
         }
-        let position = match (pos.file, pos.shard) {
-            (Some(f), _) => format!("{f}#{}", pos.offset.unwrap_or_default()),
-            (None, shard) => format!(
-                "{}#{}#{}",
-                shard.unwrap_or_default(),
-                pos.sequence_number.unwrap_or_default(),
-                pos.subsequence.map_or(String::new(), |s| s.to_string())
-            ),
+        // One reused buffer: formatting a new string per row showed in the profile.
+        let mut position = std::mem::take(&mut self.position);
+        position.clear();
+        let _ = match (pos.file, pos.shard) {
+            (Some(f), _) => write!(position, "{f}#{}", pos.offset.unwrap_or_default()),
+            (None, shard) => {
+                let _ = write!(
+                    position,
+                    "{}#{}#",
+                    shard.unwrap_or_default(),
+                    pos.sequence_number.unwrap_or_default(),
+                );
+                match pos.subsequence {
+                    Some(sub) => write!(position, "{sub}"),
+                    None => Ok(()),
+                }
+            }
         };
         let late = match &mut self.marks {
             Some(m) => m.place(&t.schema.name, hour),
@@ -845,6 +906,7 @@ impl<'a> Reader<'a> {
             self.buffers
                 .push(key, &t.schema, &row, &position, source, self.clock.now_ms());
         drop(row);
+        self.position = position;
         self.emit(flushes)?;
         if self.hold.is_none() && self.rejects.pending_bytes() >= REJECT_FLUSH_BYTES {
             self.flush_rejects()?;
@@ -874,19 +936,31 @@ impl<'a> Reader<'a> {
     ) -> Result<(), PipelineError> {
         let name = file.name();
         let (records, bytes) = (self.records, self.bytes);
-        for frame in Framer::new(reader) {
-            let frame = frame.map_err(|source| PipelineError::Read {
-                file: name.clone(),
-                source,
-            })?;
-            let pos = Position {
-                file: Some(&name),
-                line: Some(frame.line),
-                offset: Some(frame.offset),
-                ..Position::default()
-            };
-            self.record(&frame.bytes, &pos, None)?;
-        }
+        std::thread::scope(|scope| -> Result<(), PipelineError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel(DECODE_AHEAD);
+            let (back_tx, back_rx) = std::sync::mpsc::channel();
+            scope.spawn(move || decode_ahead(reader, tx, back_rx));
+            // Ends when the decoding thread is done; an early return drops `rx`, which stops it.
+            for chunk in rx {
+                let chunk = chunk.map_err(|source| PipelineError::Read {
+                    file: name.clone(),
+                    source,
+                })?;
+                for (frame, parsed) in chunk.backing_cart().iter().zip(&chunk.get().0) {
+                    let pos = Position {
+                        file: Some(&name),
+                        line: Some(frame.line),
+                        offset: Some(frame.offset),
+                        ..Position::default()
+                    };
+                    self.parsed(&frame.bytes, parsed.as_ref(), &pos, None)?;
+                }
+                // Freed by the thread that allocated it: glibc's allocator makes frees from another
+                // thread contend (measured: 2.79 s against 1.9 s for 200,000 records).
+                let _ = back_tx.send(chunk);
+            }
+            Ok(())
+        })?;
         crate::metrics::records_in(self.records - records, self.bytes - bytes);
         crate::metrics::buffered(self.buffers.buffered_bytes());
         Ok(())
@@ -904,6 +978,61 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Records parsed from a run of frames, borrowing from the frames' bytes.
+#[derive(yoke::Yokeable)]
+struct Parsed<'a>(Vec<Result<ChangeRecord<'a>, DecodeError>>);
+
+/// A run of frames with their parsed records, sent from the decoding thread to the reading one.
+type ParsedChunk = yoke::Yoke<Parsed<'static>, Vec<Frame>>;
+
+/// Frames per chunk, and bytes per chunk, handed from the decoding thread to the reading one.
+const CHUNK_FRAMES: usize = 1024;
+const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks decoded ahead of the reading thread (bounds the memory they hold).
+const DECODE_AHEAD: usize = 4;
+
+/// Frames and parses a file's records on its own thread, so that parsing (about half of the
+/// reading side's work) runs beside flattening and buffering. Chunks arrive in input order.
+fn decode_ahead(
+    reader: Box<dyn std::io::BufRead + Send>,
+    tx: std::sync::mpsc::SyncSender<std::io::Result<ParsedChunk>>,
+    used: std::sync::mpsc::Receiver<ParsedChunk>,
+) {
+    let parse = |frames: Vec<Frame>| {
+        yoke::Yoke::attach_to_cart(frames, |frames: &[Frame]| {
+            Parsed(frames.iter().map(|f| parse_record(&f.bytes)).collect())
+        })
+    };
+    let mut frames = Vec::with_capacity(CHUNK_FRAMES);
+    let mut bytes = 0;
+    for frame in Framer::new(reader) {
+        match frame {
+            Ok(frame) => {
+                bytes += frame.bytes.len();
+                frames.push(frame);
+                if frames.len() == CHUNK_FRAMES || bytes >= CHUNK_BYTES {
+                    used.try_iter().for_each(drop);
+                    let full = std::mem::replace(&mut frames, Vec::with_capacity(CHUNK_FRAMES));
+                    bytes = 0;
+                    if tx.send(Ok(parse(full))).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                if !frames.is_empty() {
+                    let _ = tx.send(Ok(parse(std::mem::take(&mut frames))));
+                }
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    }
+    if !frames.is_empty() {
+        let _ = tx.send(Ok(parse(frames)));
+    }
+}
+
 #[derive(Default)]
 struct WriterStats {
     rows_out: BTreeMap<String, u64>,
@@ -916,7 +1045,7 @@ struct WriterStats {
 }
 
 async fn write_all(
-    mut rx: mpsc::Receiver<Out>,
+    mut rx: mpsc::Receiver<Msg>,
     output: Option<Location>,
     mut checkpoints: Option<crate::checkpoint::CheckpointStore>,
     settings: Settings,
@@ -927,27 +1056,59 @@ async fn write_all(
     // Lengths of the data files written and not yet listed in a manifest.
     let mut lengths: HashMap<String, u64> = HashMap::new();
     let write = !dry_run && output.is_some();
-    while let Some(out) = rx.recv().await {
-        match out {
-            Out::Data {
+    // Data is encoded on blocking threads, up to one flush per core at a time, ahead of the
+    // messages before it; every message is still carried out strictly in order below (encoding
+    // has no effect outside this task, so the durability order is unchanged).
+    let encoders = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let encode_opts = settings.encode;
+    let mut ready = futures::stream::poll_fn(|cx| rx.poll_recv(cx))
+        .map(move |(out, permit)| async move {
+            match out {
+                Out::Data {
+                    path,
+                    schema,
+                    batches,
+                    rows,
+                    table,
+                    reason,
+                    create_only,
+                } => {
+                    let (path, encoded) = tokio::task::spawn_blocking(move || {
+                        let encoded = crate::encode::encode(&schema, batches, &encode_opts);
+                        (path, encoded)
+                    })
+                    .await
+                    .map_err(|e| PipelineError::Internal(e.to_string()))?;
+                    // The flush's Arrow data is freed: the reading thread may send more.
+                    drop(permit);
+                    let encoded = encoded.map_err(|source| PipelineError::Encode {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    Ok::<_, PipelineError>(Ready::Data {
+                        path,
+                        encoded,
+                        rows,
+                        table,
+                        reason,
+                        create_only,
+                    })
+                }
+                other => Ok(Ready::Other(other)),
+            }
+        })
+        .buffered(encoders);
+    while let Some(out) = ready.next().await {
+        let out = match out? {
+            Ready::Other(out) => out,
+            Ready::Data {
                 path,
-                schema,
-                batches,
+                encoded,
                 rows,
                 table,
                 reason,
                 create_only,
             } => {
-                let encode = settings.encode;
-                let encoded = tokio::task::spawn_blocking(move || {
-                    crate::encode::encode(&schema, &batches, &encode)
-                })
-                .await
-                .map_err(|e| PipelineError::Internal(e.to_string()))?
-                .map_err(|source| PipelineError::Encode {
-                    path: path.clone(),
-                    source,
-                })?;
                 let mut len = encoded.len() as u64;
                 if let (Some(out), true) = (&output, write) {
                     let bytes = Bytes::from(encoded);
@@ -988,7 +1149,11 @@ async fn write_all(
                     rows: rows as u64,
                     bytes: len,
                 });
+                continue;
             }
+        };
+        match out {
+            Out::Data { .. } => unreachable!("data messages arrive encoded"),
             Out::Object {
                 path,
                 bytes,
@@ -1203,4 +1368,155 @@ fn summarize(read: ReadResult, stats: WriterStats, started: Instant, dry_run: bo
         }
     }
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigFile;
+    use crate::generate::{generate, GenerateOptions, Shape};
+    use std::io::Write as _;
+
+    /// Generated change records, one per line, over one hour.
+    fn sample(records: u64, seed: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let opts = GenerateOptions {
+            records,
+            seed,
+            shape: Shape::Kinesis,
+            table: "orders".into(),
+            start_ms: 1_793_520_000_000,
+            hours: 1,
+        };
+        generate(&opts, &mut out).unwrap();
+        out
+    }
+
+    async fn run(settings: &Settings, input: &std::path::Path) -> Result<Summary, PipelineError> {
+        let inputs = [input.display().to_string()];
+        let (clock, counters) = (SystemClock::default(), Counters::default());
+        export(
+            settings,
+            &inputs,
+            &RunOptions::default(),
+            Arc::new(clock),
+            Arc::new(counters),
+        )
+        .await
+    }
+
+    fn settings(output: &std::path::Path) -> Settings {
+        let mut config = ConfigFile::default();
+        config.output.url = Some(output.display().to_string());
+        config.validate().expect("valid config")
+    }
+
+    /// Files are decoded on their own thread in chunks of `CHUNK_FRAMES`: bad lines on both
+    /// sides of chunk boundaries are rejected with their own line numbers, every good line is one
+    /// row, and the rows keep the input order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunks_keep_every_line_once_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = sample(2 * CHUNK_FRAMES as u64 + 500, 3);
+        let mut lines: Vec<Vec<u8>> = records
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        // 1-based line numbers of bad lines: the last of the first chunk, the first of the
+        // second, the last of the second, and the very last line.
+        let n = lines.len() + 1;
+        let bad = [CHUNK_FRAMES, CHUNK_FRAMES + 1, 2 * CHUNK_FRAMES, n];
+        for &b in &bad[..3] {
+            lines[b - 1] = format!("{{\"not a record\": {b}").into_bytes();
+        }
+        lines.push(b"{\"truncated".to_vec());
+        let input = dir.path().join("in.jsonl");
+        let mut f = std::fs::File::create(&input).unwrap();
+        for l in &lines {
+            f.write_all(l).unwrap();
+            f.write_all(b"\n").unwrap();
+        }
+        drop(f);
+        let out = dir.path().join("lake");
+        let s = settings(&out);
+        let summary = run(&s, &input).await.unwrap();
+        assert_eq!(summary.records_in, n as u64);
+        assert_eq!(summary.rows_total(), (n - bad.len()) as u64);
+        assert_eq!(summary.errors_total(), bad.len() as u64);
+
+        // The error entries name exactly the bad lines.
+        let mut err_lines = Vec::new();
+        for entry in walk(&out.join(&s.error_prefix)) {
+            for l in std::fs::read_to_string(entry).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                err_lines.push(v["source"]["line"].as_u64().unwrap() as usize);
+            }
+        }
+        err_lines.sort();
+        assert_eq!(err_lines, bad);
+
+        // The rows hold every good line's number once, in input order.
+        let files: Vec<_> = walk(&out.join("orders"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        assert_eq!(files.len(), 1);
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&files[0]).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let mut got = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let col = batch
+                .column_by_name("cdc_source_line")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap()
+                .clone();
+            got.extend(col.values().iter().map(|&v| v as usize));
+        }
+        let want: Vec<usize> = (1..=n).filter(|l| !bad.contains(l)).collect();
+        assert_eq!(got, want);
+    }
+
+    /// A file that cannot be read to its end (a gzip stream cut short) stops the run with an
+    /// error naming the file, after the decoding thread hands over what it read before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_error_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = sample(3000, 4);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&records).unwrap();
+        let gz = gz.finish().unwrap();
+        let input = dir.path().join("cut.jsonl.gz");
+        std::fs::write(&input, &gz[..gz.len() / 2]).unwrap();
+        let out = dir.path().join("lake");
+        let err = run(&settings(&out), &input).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, PipelineError::Read { .. }) && text.contains("cut.jsonl.gz"),
+            "{text}"
+        );
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return out;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
 }

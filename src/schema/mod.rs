@@ -10,6 +10,8 @@ pub mod naming;
 pub mod types;
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
@@ -149,7 +151,8 @@ pub enum SchemaError {
 #[derive(Debug, Clone, Default)]
 struct Node {
     column: Option<usize>,
-    children: HashMap<String, usize>,
+    /// Fx hashing: looked up for every attribute of every record (SipHash showed in profiles).
+    children: FxHashMap<String, usize>,
 }
 
 /// Node ids of the two image roots in the path tree.
@@ -168,7 +171,7 @@ pub struct TableSchema {
     /// Path tree over attribute names: lookups during flattening allocate nothing.
     nodes: Vec<Node>,
     companions: Vec<Option<usize>>,
-    meta: HashMap<Meta, usize>,
+    meta: FxHashMap<Meta, usize>,
     arrow: Option<SchemaRef>,
 }
 
@@ -182,7 +185,7 @@ impl TableSchema {
             names: HashMap::new(),
             nodes: vec![Node::default(), Node::default()],
             companions: Vec::new(),
-            meta: HashMap::new(),
+            meta: FxHashMap::default(),
             arrow: None,
         };
         s.add_missing_meta();
@@ -249,7 +252,7 @@ impl TableSchema {
             names: HashMap::new(),
             nodes: vec![Node::default(), Node::default()],
             companions: Vec::new(),
-            meta: HashMap::new(),
+            meta: FxHashMap::default(),
             arrow: None,
         };
         if !file.columns.iter().any(|c| c.meta.is_some()) {
