@@ -17,6 +17,13 @@ use crate::schema::{ColumnType, TableSchema};
 /// open partitions each holding one unfinished chunk stay cheap.
 pub const CHUNK_ROWS: usize = 8192;
 
+/// Memory a column's builder holds beyond the values appended to it (the boxed builder, its
+/// buffers' minimum 64-byte allocations and their growth, the null bitmap), charged to the
+/// chunk's size so that the memory budget also covers thousands of partitions holding a few rows
+/// each. Measured: 10,000 open partitions of 3 rows and 36 columns held about 22 KB each beyond
+/// their values (docs/BENCHMARKS.md, "Scaling and open partitions").
+pub const COLUMN_OVERHEAD: usize = 640;
+
 struct Column {
     ty: ColumnType,
     field: Field,
@@ -161,7 +168,7 @@ impl Chunk {
         self.rows
     }
 
-    /// Bytes of values appended so far.
+    /// Bytes of values appended so far, plus `COLUMN_OVERHEAD` per column.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -178,6 +185,7 @@ impl Chunk {
             }
             self.columns.push(Column { ty, field, builder });
             self.written.push(self.rows);
+            self.bytes += COLUMN_OVERHEAD;
         }
         let mut added = 0;
         for (col, cell) in &row.cells {
