@@ -80,6 +80,15 @@ for key in objects(f"{prefix}/_ddb_lake/manifests/{table}/"):
         if data.get(rel) != e["meta"]["content_length"]:
             manifest_bad.append(f"{key}: {rel} length {e['meta']['content_length']} vs {data.get(rel)}")
 
+def missing_ranges(missing):
+    """Per shard: how many records are missing and the first and last missing sequence numbers,
+    to tell one lost batch from scattered losses."""
+    by_shard = collections.defaultdict(list)
+    for sid, seq in missing:
+        by_shard[sid].append(int(seq))
+    return {sid: [len(v), str(min(v)), str(max(v))] for sid, v in sorted(by_shard.items())}
+
+
 print(json.dumps({
     "records": len(expected),
     "rows": rows,
@@ -94,4 +103,5 @@ print(json.dumps({
     "listed_twice": sum(1 for n in listed.values() if n > 1),
     "manifest_bad": len(manifest_bad),
     "details": (unreadable + manifest_bad)[:10],
+    "missing_ranges": missing_ranges(expected - set(seen)),
 }))
