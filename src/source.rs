@@ -86,7 +86,7 @@ fn has_glob(s: &str) -> bool {
 }
 
 /// Files of a local folder, recursively, sorted; hidden files (`.x`) and folders are skipped.
-fn walk(dir: &FsPath, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+pub(crate) fn walk(dir: &FsPath, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {

@@ -176,16 +176,21 @@ pub struct RunOptions {
     pub schemas_out: Option<PathBuf>,
 }
 
+/// A data file to write: what the writer needs besides its content.
+struct DataFile {
+    path: String,
+    rows: usize,
+    table: String,
+    reason: FlushReason,
+    /// Written only if absent (stream runs: a re-created batch may exist already).
+    create_only: bool,
+}
+
 enum Out {
     Data {
-        path: String,
+        file: DataFile,
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
-        rows: usize,
-        table: String,
-        reason: FlushReason,
-        /// Written only if absent (stream runs: a re-created batch may exist already).
-        create_only: bool,
     },
     Object {
         path: String,
@@ -216,14 +221,7 @@ fn in_flight_kib(settings: &Settings) -> usize {
 
 /// A writer message with its data encoded.
 enum Ready {
-    Data {
-        path: String,
-        encoded: Vec<u8>,
-        rows: usize,
-        table: String,
-        reason: FlushReason,
-        create_only: bool,
-    },
+    Data { file: DataFile, encoded: Vec<u8> },
     Other(Out),
 }
 
@@ -504,7 +502,7 @@ impl<'a> Reader<'a> {
             Out::Data { batches, .. } => {
                 let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
                 let kib = (bytes / 1024).clamp(1, in_flight_kib(self.settings)) as u32;
-                // Waits (on this blocking thread) until the writer has written enough.
+                // Waits (on this blocking thread) until the encoders have taken enough.
                 let permit =
                     futures::executor::block_on(self.in_flight.clone().acquire_many_owned(kib))
                         .map_err(|_| PipelineError::Internal("the writer stopped".into()))?;
@@ -568,13 +566,15 @@ impl<'a> Reader<'a> {
             let path = format!("{prefix}{hash}.parquet");
             let table = t.schema.name.clone();
             let out = Out::Data {
-                path: path.clone(),
+                file: DataFile {
+                    path: path.clone(),
+                    rows: f.rows,
+                    table: table.clone(),
+                    reason: f.reason,
+                    create_only: self.hold.is_some(),
+                },
                 schema: t.schema.arrow_schema(),
                 batches: f.batches,
-                rows: f.rows,
-                table: table.clone(),
-                reason: f.reason,
-                create_only: self.hold.is_some(),
             };
             match &mut self.hold {
                 Some(held) => {
@@ -674,13 +674,15 @@ impl<'a> Reader<'a> {
                     .lake_table(t)
                     .expect("a re-created batch's table is known");
                 Out::Data {
-                    path: batch.object.clone(),
+                    file: DataFile {
+                        path: batch.object.clone(),
+                        rows: batch.rows as usize,
+                        table: t.to_string(),
+                        reason: FlushReason::Recreated,
+                        create_only: true,
+                    },
                     schema: self.tables[ti].schema.arrow_schema(),
                     batches,
-                    rows: batch.rows as usize,
-                    table: t.to_string(),
-                    reason: FlushReason::Recreated,
-                    create_only: true,
                 }
             }
             Recreated::Errors(bytes) => Out::Object {
@@ -877,20 +879,16 @@ impl<'a> Reader<'a> {
         // One reused buffer: formatting a new string per row showed in the profile.
         let mut position = std::mem::take(&mut self.position);
         position.clear();
+        // Writing to a String cannot fail.
         let _ = match (pos.file, pos.shard) {
             (Some(f), _) => write!(position, "{f}#{}", pos.offset.unwrap_or_default()),
-            (None, shard) => {
-                let _ = write!(
-                    position,
-                    "{}#{}#",
-                    shard.unwrap_or_default(),
-                    pos.sequence_number.unwrap_or_default(),
-                );
-                match pos.subsequence {
-                    Some(sub) => write!(position, "{sub}"),
-                    None => Ok(()),
-                }
-            }
+            (None, shard) => write!(
+                position,
+                "{}#{}#{}",
+                shard.unwrap_or_default(),
+                pos.sequence_number.unwrap_or_default(),
+                pos.subsequence.map_or(String::new(), |s| s.to_string())
+            ),
         };
         let late = match &mut self.marks {
             Some(m) => m.place(&t.schema.name, hour),
@@ -1065,34 +1063,22 @@ async fn write_all(
         .map(move |(out, permit)| async move {
             match out {
                 Out::Data {
-                    path,
+                    file,
                     schema,
                     batches,
-                    rows,
-                    table,
-                    reason,
-                    create_only,
                 } => {
-                    let (path, encoded) = tokio::task::spawn_blocking(move || {
-                        let encoded = crate::encode::encode(&schema, batches, &encode_opts);
-                        (path, encoded)
+                    let encoded = tokio::task::spawn_blocking(move || {
+                        crate::encode::encode(&schema, batches, &encode_opts)
                     })
                     .await
                     .map_err(|e| PipelineError::Internal(e.to_string()))?;
                     // The flush's Arrow data is freed: the reading thread may send more.
                     drop(permit);
                     let encoded = encoded.map_err(|source| PipelineError::Encode {
-                        path: path.clone(),
+                        path: file.path.clone(),
                         source,
                     })?;
-                    Ok::<_, PipelineError>(Ready::Data {
-                        path,
-                        encoded,
-                        rows,
-                        table,
-                        reason,
-                        create_only,
-                    })
+                    Ok::<_, PipelineError>(Ready::Data { file, encoded })
                 }
                 other => Ok(Ready::Other(other)),
             }
@@ -1102,12 +1088,15 @@ async fn write_all(
         let out = match out? {
             Ready::Other(out) => out,
             Ready::Data {
-                path,
+                file:
+                    DataFile {
+                        path,
+                        rows,
+                        table,
+                        reason,
+                        create_only,
+                    },
                 encoded,
-                rows,
-                table,
-                reason,
-                create_only,
             } => {
                 let mut len = encoded.len() as u64;
                 if let (Some(out), true) = (&output, write) {
@@ -1506,17 +1495,7 @@ mod tests {
 
     fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return out;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
+        crate::source::walk(dir, &mut out).unwrap();
         out
     }
 }
