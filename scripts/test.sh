@@ -19,7 +19,9 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 
 # S3: moto server on loopback.
 S3_PORT="$(free_port)"
-"$PY" -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$logdir/moto.log" 2>&1 &
+# Parts down to 16 KiB (S3 wants 5 MiB), so that the crash harness makes real multi-part uploads
+# of small files; ddb-lake itself still refuses parts under 5 MiB unless DDB_LAKE_TEST_MIN_PART_SIZE.
+S3_UPLOAD_PART_MIN_SIZE=16384 "$PY" -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$logdir/moto.log" 2>&1 &
 pids+=($!)
 
 # Kinesis: kinesis-mock (npm kinesis-local), plain HTTP on loopback.

@@ -94,6 +94,10 @@ pub struct PendingBatch {
     /// Redshift COPY manifest that lists this file (data files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
+    /// With hour markers: the hour (since the epoch) of an on-time data batch. Its hour is not
+    /// marked complete while the batch waits to be re-created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hour: Option<i64>,
     pub shards: BTreeMap<String, ShardRange>,
 }
 
@@ -125,6 +129,22 @@ pub struct Checkpoint {
     /// are late.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub marked_through: BTreeMap<String, i64>,
+    /// Hour markers: per table, hours marked complete whose markers may not be written yet
+    /// (written once the hour's batches named before a crash are re-created).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub completing: BTreeMap<String, std::collections::BTreeSet<i64>>,
+}
+
+impl Checkpoint {
+    /// The shards read to their end with every record durable: never read again, and their
+    /// children may be read.
+    pub fn finished_shards(&self) -> std::collections::HashSet<String> {
+        self.shards
+            .iter()
+            .filter(|(_, c)| c.finished)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +191,18 @@ impl CheckpointStore {
             version: None,
             revision: 0,
         })
+    }
+
+    /// The checkpoint object `name` in `location`, written with conditional puts if
+    /// `conditional` (stores that enforce them: S3, memory).
+    pub fn at(location: Location, name: &str, conditional: bool) -> Self {
+        CheckpointStore {
+            location,
+            name: name.to_string(),
+            conditional,
+            version: None,
+            revision: 0,
+        }
     }
 
     pub fn url(&self) -> String {

@@ -1,8 +1,11 @@
 //! Crash points for the crash harness: `DDB_LAKE_FAILPOINT=<point>:<n>` makes the process abort
 //! (no destructors, no flushing: as abrupt as SIGKILL) the `n`-th time it reaches `<point>`.
 //! Points: `after-intent` (a flush group's intent checkpoint saved, no object written),
-//! `after-data` (a data file written, its commit checkpoint not), `mid-multipart` (every part of a
-//! multipart upload sent, the upload not completed). Unset, each check is one atomic load.
+//! `after-data` (a data file written, its commit checkpoint not), `after-errors` (an error file
+//! written), `after-schema` (a table's remembered schema written, the data that needs it not),
+//! `after-manifest` (a COPY manifest written), `mid-marker` (an hour's manifest written, its
+//! `_COMPLETE.json` not), `mid-multipart` (every part of a multipart upload sent, the upload not
+//! completed). Unset, each check is one atomic load.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

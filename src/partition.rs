@@ -116,6 +116,14 @@ impl Template {
         &self.text
     }
 
+    /// Whether the folder names the hour completely (year, month, day and hour), so that two
+    /// different hours never share a folder.
+    pub fn fixes_hour(&self) -> bool {
+        [Part::Year, Part::Month, Part::Day, Part::Hour]
+            .iter()
+            .all(|p| self.parts.contains(p))
+    }
+
     /// Column names the template reads.
     pub fn columns(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {

@@ -41,10 +41,23 @@ struct SourceRef<'a> {
     subsequence_number: Option<u64>,
 }
 
+/// An entry's place in a stream (shard id, position), when it came from one.
+pub type StreamKey = (String, SeqPos);
+
+/// The content of an error file: its entries' lines, those from streams in stream order (by shard
+/// id, then position), whatever order the shards were read in. A file re-created after a crash
+/// then has the same bytes, and so the same content-derived name, as the first attempt.
+pub fn assemble(mut entries: Vec<(Option<StreamKey>, Vec<u8>)>) -> Vec<u8> {
+    if entries.iter().all(|(k, _)| k.is_some()) {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    entries.into_iter().flat_map(|(_, line)| line).collect()
+}
+
 /// Entries of one reason and hour, waiting to be written.
 #[derive(Default)]
 struct Group {
-    data: Vec<u8>,
+    entries: Vec<(Option<StreamKey>, Vec<u8>)>,
     rows: u64,
     /// Stream sources, per shard id.
     ranges: BTreeMap<String, ShardRange>,
@@ -140,9 +153,12 @@ impl Rejects {
             .pending
             .entry((entry.reason, entry.prefix))
             .or_default();
-        group.data.extend_from_slice(&entry.line);
         group.rows += 1;
         self.bytes += entry.line.len();
+        let key = source
+            .as_ref()
+            .map(|(shard, _, at)| (shard.to_string(), at.clone()));
+        group.entries.push((key, entry.line));
         if let Some((shard, prev, at)) = source {
             match group.ranges.get_mut(shard) {
                 Some(r) => r.last = at,
@@ -180,12 +196,15 @@ impl Rejects {
         self.bytes = 0;
         std::mem::take(&mut self.pending)
             .into_iter()
-            .map(|((_, prefix), g)| RejectFile {
-                path: format!("{prefix}{}.jsonl", crate::store::short_hash(&g.data, 8)),
-                prefix,
-                data: g.data,
-                rows: g.rows,
-                ranges: g.ranges,
+            .map(|((_, prefix), g)| {
+                let data = assemble(g.entries);
+                RejectFile {
+                    path: format!("{prefix}{}.jsonl", crate::store::short_hash(&data, 8)),
+                    prefix,
+                    data,
+                    rows: g.rows,
+                    ranges: g.ranges,
+                }
             })
             .collect()
     }

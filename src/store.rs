@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsCredential};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsCredential, S3CopyIfNotExists};
 use object_store::local::LocalFileSystem;
 use object_store::path::{Path, PathPart};
 use object_store::{ClientOptions, CredentialProvider, RetryConfig};
@@ -149,6 +149,8 @@ pub struct Location {
     pub prefix: Path,
     /// The URL as given, without a trailing slash, for messages.
     pub url: String,
+    /// An S3 location (objects above the multipart threshold are created through a staged copy).
+    pub s3: bool,
 }
 
 impl std::fmt::Debug for Location {
@@ -165,7 +167,11 @@ pub fn open(url: &str, s3: &S3Options) -> Result<Location, StoreError> {
         if bucket.is_empty() {
             return Err(StoreError::BadUrl { url: url.into() });
         }
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        // Copies "if not exists" complete a multipart upload with `If-None-Match: *`: how objects
+        // above the multipart threshold are created only if absent (`put_new`).
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
             // No static keys: take the SDK's full chain (profiles, SSO...) rather than
             // object_store's shorter one.
@@ -218,6 +224,7 @@ pub fn open(url: &str, s3: &S3Options) -> Result<Location, StoreError> {
             store: Arc::new(store),
             prefix: Path::from(prefix.trim_matches('/')),
             url: trimmed.into(),
+            s3: true,
         });
     }
     let path = match url.strip_prefix("file://") {
@@ -237,6 +244,7 @@ pub fn open(url: &str, s3: &S3Options) -> Result<Location, StoreError> {
         store: Arc::new(store),
         prefix: Path::default(),
         url: trimmed.into(),
+        s3: false,
     })
 }
 
@@ -293,26 +301,46 @@ impl Location {
     }
 
     /// Writes an object only if none exists under its name: `None` when written, else the
-    /// existing object's length. One conditional PUT (`If-None-Match: *`) when small; above the
-    /// multipart threshold (where S3 has no such condition) a HEAD, then an upload of the same
-    /// rows if absent.
+    /// existing object's length.
+    ///
+    /// Small objects (and any object on a local folder or in memory): one conditional PUT
+    /// (`If-None-Match: *`). On S3 above the multipart threshold, where a PUT would be too large
+    /// to retry cheaply: the bytes go up as a multipart upload to `staging` (a name of this
+    /// writer's own, outside every table folder), then a server-side copy creates the object
+    /// only if absent (CompleteMultipartUpload with `If-None-Match: *`, object_store's
+    /// "copy if not exists" in multipart mode), then the staged object is deleted. So two
+    /// writers of one name (a fenced process and its successor) never both create it, and a
+    /// crash leaves at most an incomplete upload or a staged object (README, "S3": the lifecycle
+    /// rules that expire both).
     pub async fn put_new(
         &self,
         rel: &str,
         data: Bytes,
         multipart_threshold: usize,
         part_size: usize,
+        staging: &str,
     ) -> Result<Option<u64>, StoreError> {
-        let path = self.path(rel);
-        if data.len() >= multipart_threshold {
-            return match self.store.head(&path).await {
-                Ok(meta) => Ok(Some(meta.size)),
-                Err(object_store::Error::NotFound { .. }) => {
-                    self.put(rel, data, multipart_threshold, part_size).await?;
-                    Ok(None)
-                }
+        if self.s3 && data.len() >= multipart_threshold {
+            self.put(staging, data, multipart_threshold, part_size)
+                .await?;
+            let result = self
+                .store
+                .copy_if_not_exists(&self.path(staging), &self.path(rel))
+                .await;
+            if let Err(e) = self.store.delete(&self.path(staging)).await {
+                tracing::warn!(
+                    "could not delete the staged copy {}: {e}",
+                    self.display(staging)
+                );
+            }
+            return match result {
+                Ok(()) => Ok(None),
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => self.size(rel).await.map(Some),
                 Err(source) => Err(StoreError::Io {
-                    op: "checking",
+                    op: "writing",
                     url: self.display(rel),
                     source,
                 }),
@@ -324,7 +352,7 @@ impl Location {
         };
         match self
             .store
-            .put_opts(&path, PutPayload::from(data), opts)
+            .put_opts(&self.path(rel), PutPayload::from(data), opts)
             .await
         {
             Ok(_) => Ok(None),

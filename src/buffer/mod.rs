@@ -57,8 +57,10 @@ pub struct FlushPolicy {
 }
 
 /// An output partition: a table (index into the pipeline's tables) and its partition path; its
-/// hour (hours since the epoch of the partition time) and whether it holds late rows (rows of an
-/// hour already marked complete, kept in files of their own).
+/// hour (hours since the epoch of the partition time, when the path fixes the hour; else 0, so
+/// that one folder is one partition) and whether it holds late rows (rows of an hour already
+/// marked complete, kept in files of their own). Keys and object prefixes
+/// (`{path}/{table}-[late-]`) map one to one: the exactly-once bookkeeping keys by prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartKey {
     pub table: usize,

@@ -40,7 +40,7 @@ struct Recreating {
     rows: u64,
     chunk: Chunk,
     batches: Vec<RecordBatch>,
-    data: Vec<u8>,
+    entries: Vec<(Option<crate::reject::StreamKey>, Vec<u8>)>,
     done: bool,
 }
 
@@ -83,7 +83,7 @@ impl Replay {
                     rows: 0,
                     chunk: Chunk::new(),
                     batches: Vec::new(),
-                    data: Vec::new(),
+                    entries: Vec::new(),
                     done: false,
                 })
                 .collect(),
@@ -154,18 +154,27 @@ impl Replay {
         ))
     }
 
-    /// Adds an error entry to an error file being re-created; returns it once complete.
-    pub fn add_entry(&mut self, i: usize, line: &[u8]) -> Option<(PendingBatch, Recreated)> {
+    /// Adds an error entry (read from `shard` at `at`) to an error file being re-created;
+    /// returns it once complete, its entries in the same order as the first attempt's.
+    pub fn add_entry(
+        &mut self,
+        i: usize,
+        shard: &str,
+        at: SeqPos,
+        line: &[u8],
+    ) -> Option<(PendingBatch, Recreated)> {
         let r = &mut self.recreating[i];
-        r.data.extend_from_slice(line);
+        r.entries
+            .push((Some((shard.to_string(), at)), line.to_vec()));
         r.rows += 1;
         if r.rows < r.batch.rows {
             return None;
         }
         r.done = true;
+        let entries = std::mem::take(&mut r.entries);
         Some((
             r.batch.clone(),
-            Recreated::Errors(std::mem::take(&mut r.data)),
+            Recreated::Errors(crate::reject::assemble(entries)),
         ))
     }
 
@@ -265,6 +274,7 @@ mod tests {
             table: Some("t".into()),
             rows,
             manifest: Some("m".into()),
+            hour: None,
             shards: [(
                 shard.to_string(),
                 ShardRange {

@@ -68,11 +68,16 @@ pub enum PipelineError {
         stream: String,
         source: crate::kinesis::ApiError,
     },
+    /// A broken invariant of the exactly-once protocol (a bug): the run stops before writing.
+    #[error("internal error, stopping before anything more is written: {0}")]
+    Invariant(String),
     #[error("internal: {0}")]
     Internal(String),
 }
 
 mod commit;
+#[cfg(test)]
+mod sim;
 pub mod stream;
 
 /// Wall and monotonic time, injected so tests control it.
@@ -584,6 +589,7 @@ impl<'a> Reader<'a> {
                         table: Some(table),
                         rows: f.rows as u64,
                         manifest: None,
+                        hour: (self.marks.is_some() && !f.key.late).then_some(f.key.hour),
                         shards: f
                             .ranges
                             .into_iter()
@@ -623,6 +629,7 @@ impl<'a> Reader<'a> {
                     table: None,
                     rows: f.rows,
                     manifest: None,
+                    hour: None,
                     shards: f.ranges,
                 },
             });
@@ -721,10 +728,15 @@ impl<'a> Reader<'a> {
             }
             Route::Recreate(i) => {
                 self.rejects.count(reason);
+                let at = SeqPos::new(
+                    pos.sequence_number.unwrap_or_default(),
+                    pos.subsequence.unwrap_or(0),
+                );
+                let shard = pos.shard.unwrap_or_default();
                 let done = self
                     .replay
                     .as_mut()
-                    .and_then(|r| r.add_entry(i, &entry.line));
+                    .and_then(|r| r.add_entry(i, shard, at, &entry.line));
                 if let Some((batch, content)) = done {
                     self.recreated(batch, content);
                 }
@@ -838,6 +850,13 @@ impl<'a> Reader<'a> {
         t.unmapped += row.unmapped as u64;
         let path = self.settings.template.render(&t.schema, &row, time_us);
         let hour = time_us.div_euclid(HOUR_US);
+        // Partitions are keyed as the exactly-once bookkeeping keys batches: by object prefix.
+        // A folder that does not fix the hour holds several hours: one partition for all.
+        let key_hour = if self.settings.template.fixes_hour() {
+            hour
+        } else {
+            0
+        };
         if let (Some(src), Some(m)) = (source, &mut self.marks) {
             let e = &mut m.event_max[src.shard];
             *e = Some(e.map_or(time_us, |v| v.max(time_us)));
@@ -897,7 +916,7 @@ impl<'a> Reader<'a> {
         let key = PartKey {
             table: ti,
             path,
-            hour,
+            hour: key_hour,
             late,
         };
         let flushes =
@@ -1042,6 +1061,12 @@ struct WriterStats {
     hours_completed: Vec<String>,
 }
 
+/// Where a writer stages an object it creates through a copy (`Location::put_new`): under the
+/// state prefix, named by the object and this writer.
+fn staging_name(state_prefix: &str, path: &str, nonce: &str) -> String {
+    format!("{state_prefix}/staging/{nonce}/{path}")
+}
+
 async fn write_all(
     mut rx: mpsc::Receiver<Msg>,
     output: Option<Location>,
@@ -1051,6 +1076,11 @@ async fn write_all(
     counters: Arc<Counters>,
 ) -> Result<WriterStats, PipelineError> {
     let mut stats = WriterStats::default();
+    // Staged copies of this writer are its own: two writers of one object never share one.
+    let nonce = {
+        use rand::Rng;
+        format!("{:016x}", rand::rng().random::<u64>())
+    };
     // Lengths of the data files written and not yet listed in a manifest.
     let mut lengths: HashMap<String, u64> = HashMap::new();
     let write = !dry_run && output.is_some();
@@ -1103,7 +1133,10 @@ async fn write_all(
                     let bytes = Bytes::from(encoded);
                     let (threshold, part) = (settings.multipart_threshold, settings.part_size);
                     if create_only {
-                        if let Some(existing) = out.put_new(&path, bytes, threshold, part).await? {
+                        let staging = staging_name(&settings.state_prefix, &path, &nonce);
+                        if let Some(existing) =
+                            out.put_new(&path, bytes, threshold, part, &staging).await?
+                        {
                             tracing::info!(
                                 "{} was written before a restart; kept",
                                 out.display(&path)
@@ -1151,13 +1184,18 @@ async fn write_all(
                 if let (Some(out), true) = (&output, write) {
                     let bytes = Bytes::from(bytes);
                     if create_only {
-                        out.put_new(&path, bytes, usize::MAX, settings.part_size)
+                        out.put_new(&path, bytes, usize::MAX, settings.part_size, "")
                             .await?;
                     } else {
                         out.put(&path, bytes, usize::MAX, settings.part_size)
                             .await?;
                     }
                     tracing::debug!("wrote {}", out.display(&path));
+                    if path.starts_with(&format!("{}/schemas/", settings.state_prefix)) {
+                        crate::failpoint::hit("after-schema");
+                    } else {
+                        crate::failpoint::hit("after-errors");
+                    }
                 }
             }
             Out::Manifest { path, objects } => {
@@ -1176,6 +1214,7 @@ async fn write_all(
                     out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
                         .await?;
                     tracing::debug!("wrote manifest {}", out.display(&path));
+                    crate::failpoint::hit("after-manifest");
                 }
             }
             Out::HourComplete {
@@ -1204,6 +1243,7 @@ async fn write_all(
                 let body = crate::manifest::redshift(&files);
                 out.put(&manifest, Bytes::from(body), usize::MAX, settings.part_size)
                     .await?;
+                crate::failpoint::hit("mid-marker");
                 let marker = serde_json::json!({
                     "table": table,
                     "hour": start.format("%Y-%m-%dT%H:00:00Z").to_string(),

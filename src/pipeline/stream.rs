@@ -13,7 +13,7 @@
 //! earliest of its records still buffered (or the last one read, when none is buffered): every
 //! record up to it is in a written file or in the written error output.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ pub struct StreamOptions {
     pub shutdown_timeout: Duration,
 }
 
-enum Event {
+pub(super) enum Event {
     Shard(ShardEvent),
     /// A shard reader starts; `start_ms` when it starts at a time.
     Started {
@@ -103,7 +103,7 @@ struct ShardProgress {
 }
 
 /// The processing side: records in, flushes and checkpoints out.
-struct Processor<'a> {
+pub(super) struct Processor<'a> {
     reader: Reader<'a>,
     shards: Vec<ShardProgress>,
     by_id: HashMap<Arc<str>, usize>,
@@ -111,13 +111,69 @@ struct Processor<'a> {
     flushes_at_checkpoint: u64,
     /// Manifests named by the previous run's pending batches.
     previous_manifests: HashSet<String>,
-    /// Hours marked complete whose markers the next checkpoint writes.
-    completing: Vec<(String, i64)>,
+    /// Hours marked complete whose markers are not written yet (saved in the checkpoint).
+    completing: BTreeSet<(String, i64)>,
     /// Re-created batches written whose manifest waits for other re-created batches.
     waiting: Vec<PendingBatch>,
 }
 
-impl Processor<'_> {
+impl<'a> Processor<'a> {
+    /// The processing side of a run that starts from `checkpoint`, sending to the writer.
+    pub(super) fn new(
+        settings: &'a Settings,
+        clock: &'a dyn Clock,
+        counters: &'a Counters,
+        tables: Vec<super::TableState>,
+        checkpoint: Checkpoint,
+        tx: mpsc::Sender<super::Msg>,
+    ) -> Self {
+        let mut reader = Reader::new(settings, clock, counters, tables, tx);
+        reader.hold = Some(Vec::new());
+        reader.replay = Some(Replay::new(&checkpoint));
+        if settings.markers.is_some() {
+            reader.marks = Some(Marks {
+                open_hours: checkpoint.open_hours.clone(),
+                marked_through: checkpoint.marked_through.clone(),
+                ..Marks::default()
+            });
+        }
+        Processor {
+            reader,
+            shards: Vec::new(),
+            by_id: HashMap::new(),
+            previous_manifests: commit::manifests_of(&checkpoint.pending)
+                .into_keys()
+                .collect(),
+            completing: checkpoint
+                .completing
+                .iter()
+                .flat_map(|(t, hours)| hours.iter().map(move |h| (t.clone(), *h)))
+                .collect(),
+            waiting: Vec::new(),
+            checkpoint,
+            flushes_at_checkpoint: 0,
+        }
+    }
+
+    /// Flushes everything, writes the last group and checkpoint, and hands back what was read.
+    pub(super) fn finish(mut self) -> Result<super::ReadResult, PipelineError> {
+        self.reader.finish()?;
+        self.save_checkpoint()?;
+        if let Some(r) = &self.reader.replay {
+            for b in r.incomplete() {
+                tracing::warn!(
+                    "{} of the previous run was not re-created: not all of its {} records were read again; it stays pending for the next run",
+                    b.object,
+                    b.rows
+                );
+            }
+            if r.skipped > 0 {
+                tracing::info!("{} records read again were already written", r.skipped);
+            }
+        }
+        Ok(self.reader.into_result())
+    }
+
     fn shard(&mut self, id: &Arc<str>) -> usize {
         if let Some(&i) = self.by_id.get(id) {
             return i;
@@ -142,7 +198,7 @@ impl Processor<'_> {
         self.shards.len() - 1
     }
 
-    fn handle(&mut self, ev: Event) -> Result<(), PipelineError> {
+    pub(super) fn handle(&mut self, ev: Event) -> Result<(), PipelineError> {
         match ev {
             Event::Started { shard, start_ms } => {
                 let i = self.shard(&shard);
@@ -200,7 +256,7 @@ impl Processor<'_> {
         }
         self.complete_hours()?;
         if self.reader.flushes != self.flushes_at_checkpoint
-            || !self.completing.is_empty()
+            || !self.markers_due().is_empty()
             || self.reader.rejects_due()
         {
             self.save_checkpoint()?;
@@ -216,8 +272,12 @@ impl Processor<'_> {
         let group = self.reader.take_group();
         let carried = self.carried();
         let batches: Vec<PendingBatch> = group.iter().map(|h| h.batch.clone()).collect();
-        if !group.is_empty() {
+        let markers = self.markers_due();
+        // The intent also records the hours this save marks complete: once a marker may exist,
+        // a restart must treat its hour as marked (docs/DESIGN.md, "Hour markers").
+        if !group.is_empty() || !markers.is_empty() {
             let intent = self.progress(&batches, &carried);
+            self.check(&intent)?;
             self.reader.send(Out::Checkpoint(intent, Stage::Intent))?;
         }
         for h in group {
@@ -263,8 +323,9 @@ impl Processor<'_> {
         committed.extend(released);
         self.waiting = still.into_iter().chain(now_waiting).collect();
         let carried = self.carried();
-        // Hours complete: after their files, before the commit that records them as marked.
-        for (table, hour) in std::mem::take(&mut self.completing) {
+        // Hours complete: after their files, before the commit that records them as written.
+        for (table, hour) in markers {
+            self.completing.remove(&(table.clone(), hour));
             let folder = self
                 .reader
                 .settings
@@ -277,14 +338,55 @@ impl Processor<'_> {
             })?;
         }
         let mut done = self.progress(&[], &carried);
-        if let Some(m) = &self.reader.marks {
-            done.open_hours = m.open_hours.clone();
-            done.marked_through = m.marked_through.clone();
-        }
         commit::commit(&mut done, &committed);
+        self.check(&done)?;
         self.checkpoint = done.clone();
         self.flushes_at_checkpoint = self.reader.flushes;
         self.reader.send(Out::Checkpoint(done, Stage::Commit))
+    }
+
+    /// The invariants a checkpoint must hold before it is saved (docs/DESIGN.md, "What bounds a
+    /// checkpoint"): no shard's checkpoint passes the last record read from it, and no two
+    /// pending batches of one prefix hold records of one shard in overlapping ranges (a record
+    /// read again must belong to one batch only). A breach is a bug: the run stops before it
+    /// writes anything more.
+    fn check(&self, cp: &Checkpoint) -> Result<(), PipelineError> {
+        for p in &self.shards {
+            let saved = cp
+                .shards
+                .get(&*p.id)
+                .and_then(|c| c.sequence_number.as_deref());
+            let passes = match (saved, p.last.as_deref()) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(s), Some(read)) => crate::buffer::seq_cmp(s, read).is_gt(),
+            };
+            if passes {
+                return Err(PipelineError::Invariant(format!(
+                    "the checkpoint of shard {} ({saved:?}) would pass the last record read ({:?})",
+                    p.id, p.last
+                )));
+            }
+        }
+        let mut ranges: Vec<(&str, &str, &crate::checkpoint::ShardRange)> = cp
+            .pending
+            .iter()
+            .flat_map(|b| {
+                b.shards
+                    .iter()
+                    .map(|(s, r)| (b.prefix.as_str(), s.as_str(), r))
+            })
+            .collect();
+        ranges.sort_by(|a, b| (a.0, a.1, &a.2.first).cmp(&(b.0, b.1, &b.2.first)));
+        for w in ranges.windows(2) {
+            let ((pa, sa, ra), (pb, sb, rb)) = (w[0], w[1]);
+            if pa == pb && sa == sb && rb.first <= ra.last {
+                return Err(PipelineError::Invariant(format!(
+                    "two pending batches of {pa} hold overlapping records of shard {sa}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Batches that stay pending whatever this save writes: the previous run's not re-created
@@ -336,9 +438,27 @@ impl Processor<'_> {
                 let flushes = self.reader.buffers.take_hour(ti, h);
                 self.reader.emit(flushes)?;
             }
-            self.completing.push((table, h));
+            self.completing.insert((table, h));
         }
         Ok(())
+    }
+
+    /// Hours marked complete whose markers can be written now: every on-time file of the hour
+    /// is, or is about to be, written. A batch of the hour that the previous run named and this
+    /// one has not re-created yet holds its marker back (its file would come after the marker).
+    fn markers_due(&self) -> Vec<(String, i64)> {
+        let blocked: HashSet<(&str, i64)> = self
+            .reader
+            .replay
+            .iter()
+            .flat_map(|r| r.incomplete())
+            .filter_map(|b| Some((b.table.as_deref()?, b.hour?)))
+            .collect();
+        self.completing
+            .iter()
+            .filter(|(t, h)| !blocked.contains(&(t.as_str(), *h)))
+            .cloned()
+            .collect()
     }
 
     /// The checkpoint for the progress so far, with `group` and `carried` pending: no shard
@@ -346,6 +466,14 @@ impl Processor<'_> {
     fn progress(&self, group: &[PendingBatch], carried: &[PendingBatch]) -> Checkpoint {
         let mut cp = self.checkpoint.clone();
         cp.pending = carried.iter().chain(group).cloned().collect();
+        if let Some(m) = &self.reader.marks {
+            cp.open_hours = m.open_hours.clone();
+            cp.marked_through = m.marked_through.clone();
+        }
+        cp.completing = BTreeMap::new();
+        for (t, h) in &self.completing {
+            cp.completing.entry(t.clone()).or_default().insert(*h);
+        }
         for (i, p) in self.shards.iter().enumerate() {
             let mut pending = self.reader.buffers.pending_since(i);
             for b in cp.pending.iter() {
@@ -354,14 +482,11 @@ impl Processor<'_> {
                 }
             }
             let entry = cp.shards.entry(p.id.to_string()).or_default();
-            match pending {
-                None => {
-                    if p.last.is_some() {
-                        entry.sequence_number = p.last.clone();
-                    }
-                }
-                Some(Some(seq)) => entry.sequence_number = Some(seq.to_string()),
-                Some(None) => {}
+            // Never past the last record this run read (or the checkpoint it started from): a
+            // batch carried over from a crashed run may start beyond it, and the records in
+            // between are in no durable object yet.
+            if let Some(Some(seq)) = commit::earlier(pending, p.last.as_deref()) {
+                entry.sequence_number = Some(seq.to_string());
             }
             entry.finished = p.ended && pending.is_none();
             entry.start_timestamp_ms = match entry.sequence_number {
@@ -418,36 +543,82 @@ pub async fn run<A: StreamApi>(
     counters: Arc<Counters>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Summary, PipelineError> {
-    let started_at = Instant::now();
     let output = store::open(&settings.output, &settings.s3)?;
+    let cp_store = CheckpointStore::open(&opts.checkpoint, &settings.s3)?;
+    run_with(
+        settings, api, opts, output, cp_store, clock, counters, shutdown,
+    )
+    .await
+}
+
+/// What a stream run starts from: the lake's tables, the claimed checkpoint, and the writer.
+pub(super) struct Begun {
+    pub tables: Vec<super::TableState>,
+    pub checkpoint: Checkpoint,
+    pub tx: mpsc::Sender<super::Msg>,
+    pub writer: tokio::task::JoinHandle<Result<super::WriterStats, PipelineError>>,
+}
+
+/// Loads the tables and the checkpoint, claims the checkpoint (a process still writing to it is
+/// fenced off at its next save) and starts the writer.
+pub(super) async fn begin(
+    settings: &Settings,
+    stream: &str,
+    output: store::Location,
+    mut cp_store: CheckpointStore,
+    counters: Arc<Counters>,
+) -> Result<Begun, PipelineError> {
     let tables = load_tables(settings, Some(&output)).await?;
-    let mut cp_store = CheckpointStore::open(&opts.checkpoint, &settings.s3)?;
-    let mut checkpoint = cp_store.load(&opts.stream).await?;
+    let mut checkpoint = cp_store.load(stream).await?;
     tracing::info!(
-        "stream {}: checkpoint {} ({} shards known, {} batches to re-create)",
-        opts.stream,
+        "stream {stream}: checkpoint {} ({} shards known, {} batches to re-create)",
         cp_store.url(),
         checkpoint.shards.len(),
         checkpoint.pending.len()
     );
-    // Claim the checkpoint: a process still writing to it is fenced off at its next save.
     let previous_owner = checkpoint.owner.replace(checkpoint::owner_token());
     if let Some(prev) = previous_owner {
         tracing::info!(
-            "stream {}: taking the checkpoint over from {prev} (if that process still runs, it stops at its next save)",
-            opts.stream
+            "stream {stream}: taking the checkpoint over from {prev} (if that process still runs, it stops at its next save)"
         );
     }
     cp_store.claim(&checkpoint).await?;
-    let (out_tx, out_rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (tx, out_rx) = mpsc::channel(CHANNEL_DEPTH);
     let writer = tokio::spawn(write_all(
         out_rx,
         Some(output),
         Some(cp_store),
         settings.clone(),
         false,
-        counters.clone(),
+        counters,
     ));
+    Ok(Begun {
+        tables,
+        checkpoint,
+        tx,
+        writer,
+    })
+}
+
+/// [`run`] with the output and the checkpoint store opened by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_with<A: StreamApi>(
+    settings: &Settings,
+    api: Arc<A>,
+    opts: StreamOptions,
+    output: store::Location,
+    cp_store: CheckpointStore,
+    clock: Arc<dyn Clock>,
+    counters: Arc<Counters>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Summary, PipelineError> {
+    let started_at = Instant::now();
+    let Begun {
+        tables,
+        checkpoint,
+        tx,
+        writer,
+    } = begin(settings, &opts.stream, output, cp_store, counters.clone()).await?;
 
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(16);
     let settings_p = settings.clone();
@@ -455,44 +626,11 @@ pub async fn run<A: StreamApi>(
     let clock_p = clock.clone();
     let cp_p = checkpoint.clone();
     let processing = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
-        let mut reader = Reader::new(&settings_p, clock_p.as_ref(), &counters_p, tables, out_tx);
-        reader.hold = Some(Vec::new());
-        reader.replay = Some(Replay::new(&cp_p));
-        if settings_p.markers.is_some() {
-            reader.marks = Some(Marks {
-                open_hours: cp_p.open_hours.clone(),
-                marked_through: cp_p.marked_through.clone(),
-                ..Marks::default()
-            });
-        }
-        let mut p = Processor {
-            reader,
-            shards: Vec::new(),
-            by_id: HashMap::new(),
-            previous_manifests: commit::manifests_of(&cp_p.pending).into_keys().collect(),
-            completing: Vec::new(),
-            waiting: Vec::new(),
-            checkpoint: cp_p,
-            flushes_at_checkpoint: 0,
-        };
+        let mut p = Processor::new(&settings_p, clock_p.as_ref(), &counters_p, tables, cp_p, tx);
         while let Some(ev) = ev_rx.blocking_recv() {
             p.handle(ev)?;
         }
-        p.reader.finish()?;
-        p.save_checkpoint()?;
-        if let Some(r) = &p.reader.replay {
-            for b in r.incomplete() {
-                tracing::warn!(
-                    "{} of the previous run was not re-created: not all of its {} records were read again; it stays pending for the next run",
-                    b.object,
-                    b.rows
-                );
-            }
-            if r.skipped > 0 {
-                tracing::info!("{} records read again were already written", r.skipped);
-            }
-        }
-        Ok(p.reader.into_result())
+        p.finish()
     });
 
     let coordinated = coordinate(api, &opts, &checkpoint, clock.as_ref(), ev_tx, shutdown).await;
@@ -521,6 +659,31 @@ pub async fn run<A: StreamApi>(
     Ok(summarize(read, stats, started_at, false))
 }
 
+/// Where a shard's reading starts, from its checkpoint (`None`: never read): after the last
+/// durable record, at the time a previous run started it at, from its start for a child shard
+/// (its parent was read here), else at the run's `start`. Also the time to remember in the
+/// checkpoint when it starts at one.
+pub(super) fn start_position(
+    cp: Option<&checkpoint::ShardCheckpoint>,
+    has_parent: bool,
+    start: Start,
+    now_ms: i64,
+) -> (StartAt, Option<i64>) {
+    match (
+        cp.and_then(|c| c.sequence_number.clone()),
+        cp.and_then(|c| c.start_timestamp_ms),
+    ) {
+        (Some(seq), _) => (StartAt::AfterSequence(seq), None),
+        (None, Some(t)) => (StartAt::AtTimestamp(t), Some(t)),
+        (None, None) if has_parent => (StartAt::TrimHorizon, None),
+        (None, None) => match start {
+            Start::TrimHorizon => (StartAt::TrimHorizon, None),
+            Start::Latest => (StartAt::AtTimestamp(now_ms), Some(now_ms)),
+            Start::AtTimestamp(t) => (StartAt::AtTimestamp(t), Some(t)),
+        },
+    }
+}
+
 /// Starts shard readers as lineage allows, refreshes the shard list, sends age ticks, and stops
 /// on catch-up (scheduled) or shutdown (continuous).
 async fn coordinate<A: StreamApi>(
@@ -533,12 +696,7 @@ async fn coordinate<A: StreamApi>(
 ) -> Result<(), PipelineError> {
     let stream = opts.stream.as_str();
     let mut shards = list_shards(api.as_ref(), stream).await?;
-    let mut done: HashSet<String> = checkpoint
-        .shards
-        .iter()
-        .filter(|(_, c)| c.finished)
-        .map(|(id, _)| id.clone())
-        .collect();
+    let mut done = checkpoint.finished_shards();
     let mut started: HashSet<String> = HashSet::new();
     let mut readers: JoinSet<(String, Result<ReadOutcome, ApiError>)> = JoinSet::new();
     let read_opts = ReadOptions {
@@ -555,25 +713,10 @@ async fn coordinate<A: StreamApi>(
     let mut result = Ok(());
     loop {
         for s in lineage::readable(&shards, &done, &started) {
-            let cp = checkpoint.shards.get(&s.id);
             let has_parent = s.parent.is_some() || s.adjacent_parent.is_some();
-            let (start, start_ms) = match (
-                cp.and_then(|c| c.sequence_number.clone()),
-                cp.and_then(|c| c.start_timestamp_ms),
-            ) {
-                (Some(seq), _) => (StartAt::AfterSequence(seq), None),
-                (None, Some(t)) => (StartAt::AtTimestamp(t), Some(t)),
-                // A child shard is always read from its start: its parent was read here.
-                (None, None) if has_parent => (StartAt::TrimHorizon, None),
-                (None, None) => match opts.start {
-                    Start::TrimHorizon => (StartAt::TrimHorizon, None),
-                    Start::Latest => {
-                        let now = clock.now_utc_us() / 1000;
-                        (StartAt::AtTimestamp(now), Some(now))
-                    }
-                    Start::AtTimestamp(t) => (StartAt::AtTimestamp(t), Some(t)),
-                },
-            };
+            let now_ms = clock.now_utc_us() / 1000;
+            let (start, start_ms) =
+                start_position(checkpoint.shards.get(&s.id), has_parent, opts.start, now_ms);
             tracing::info!(stream, shard = %s.id, "reading from {start:?}");
             let shard: Arc<str> = s.id.as_str().into();
             if ev_tx

@@ -22,8 +22,8 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Writes the input: generated change records, with one line in 997 made invalid JSON, so that
-/// error entries are held to exactly-once too.
+/// Writes the input: generated change records, with one line in 197 made invalid JSON, so that
+/// error entries are held to exactly-once too (and most flush groups write an error file).
 pub fn crash_input(path: &Path, records: u64, seed: u64) {
     generate(path, records, seed, &["--hours", "6"]);
     let text = std::fs::read_to_string(path).unwrap();
@@ -31,7 +31,7 @@ pub fn crash_input(path: &Path, records: u64, seed: u64) {
         .lines()
         .enumerate()
         .map(|(i, l)| {
-            if i % 997 == 500 {
+            if i % 197 == 100 {
                 format!("{{\"broken\": {i}")
             } else {
                 l.to_string()
@@ -43,11 +43,19 @@ pub fn crash_input(path: &Path, records: u64, seed: u64) {
 
 /// Compares the lake under `s3://bucket/lake` with the stream; returns the counts.
 pub fn lake_check(bucket: &str, stream: &str) -> serde_json::Value {
-    let out = py_script("lake_check.py", &[bucket, "lake", stream, "orders"]);
+    lake_check_with(bucket, stream, &[])
+}
+
+/// [`lake_check`] with the layout and time arguments of tests/python/lake_check.py.
+pub fn lake_check_with(bucket: &str, stream: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![bucket, "lake", stream, "orders"];
+    args.extend_from_slice(extra);
+    let out = py_script("lake_check.py", &args);
     serde_json::from_str(out.trim()).unwrap()
 }
 
-/// Asserts a lake check found every record exactly once and nothing else.
+/// Asserts a lake check found every record exactly once, in its right form, place and values,
+/// and nothing else.
 pub fn assert_exact(check: &serde_json::Value, records: u64) {
     for problem in [
         "missing",
@@ -57,29 +65,85 @@ pub fn assert_exact(check: &serde_json::Value, records: u64) {
         "unlisted",
         "listed_twice",
         "manifest_bad",
+        "wrong_form",
+        "wrong_values",
+        "wrong_folder",
+        "schema_bad",
+        "marker_bad",
+        "pending",
+        "unfinished",
+        "behind",
     ] {
         assert_eq!(check[problem], 0, "{problem}: {check}");
     }
     assert_eq!(check["records"], records, "{check}");
-    assert_eq!(
-        check["rows"].as_u64().unwrap() + check["errors"].as_u64().unwrap(),
-        records,
-        "{check}"
-    );
+    // Good records are rows, bad ones error entries: one does not stand in for the other.
+    assert_eq!(check["rows"], check["good"], "{check}");
+    assert_eq!(check["errors"], check["bad"], "{check}");
+    assert_eq!(check["duckdb_rows"], check["rows"], "{check}");
     assert!(check["errors"].as_u64().unwrap() > 0, "{check}");
 }
 
-/// Flushes small and often, and uploads every data file over 8 KiB as a multipart upload.
+/// Flushes small and often, and uploads every data file over 8 KiB as a multipart upload of
+/// 16 KiB parts (the local S3 server accepts parts that small; scripts/test.sh).
 pub const SMALL_FLUSHES: &str =
-    "[buffer]\nmax_records = 1500\n\n[s3]\nmultipart_threshold = \"8KiB\"\n";
+    "[buffer]\nmax_records = 1500\n\n[s3]\nmultipart_threshold = \"8KiB\"\npart_size = \"16KiB\"\n";
+
+/// The lake layouts the harness runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `{table}/YYYY/MM/DD/HH` by event time, with hour markers.
+    Hourly,
+    /// `{table}/YYYY/MM/DD` by arrival (processing) time.
+    Daily,
+}
+
+impl Shape {
+    fn config(self) -> String {
+        let extra = match self {
+            Shape::Hourly => "\n[markers]\nenabled = true\nallowed_lateness = \"1m\"\n",
+            Shape::Daily => {
+                "\n[output]\ntemplate = \"{table}/{YYYY}/{MM}/{DD}\"\npartition_time = \"processing\"\n"
+            }
+        };
+        format!("{SMALL_FLUSHES}{extra}")
+    }
+
+    fn check_args(self) -> &'static [&'static str] {
+        match self {
+            Shape::Hourly => &[],
+            Shape::Daily => &["--layout", "daily", "--time", "processing"],
+        }
+    }
+
+    fn failpoints(self) -> &'static [&'static str] {
+        match self {
+            Shape::Hourly => &[
+                "after-schema",
+                "after-intent",
+                "after-data",
+                "mid-multipart",
+                "after-manifest",
+                "mid-marker",
+                "after-errors",
+            ],
+            Shape::Daily => &[
+                "after-schema",
+                "after-intent",
+                "after-data",
+                "mid-multipart",
+                "after-manifest",
+                "after-errors",
+            ],
+        }
+    }
+}
 
 /// Waits for the child to exit, or kills it (SIGKILL) at `deadline`. Returns how it ended.
-fn run_until(mut child: Child, deadline: Instant) -> String {
+fn run_until(mut child: Child, deadline: Instant, stderr: &Path) -> String {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            use std::io::Read;
-            child.stderr.take().unwrap().read_to_string(&mut err).ok();
+            let err = std::fs::read_to_string(stderr).unwrap_or_default();
             return match status.code() {
                 Some(0 | 2) => "finished".into(),
                 Some(c) => panic!("ddb-lake failed with {c}:\n{err}"),
@@ -96,32 +160,44 @@ fn run_until(mut child: Child, deadline: Instant) -> String {
     }
 }
 
-#[test]
-fn killed_at_random_moments_the_lake_holds_every_record_exactly_once() {
-    let records = env_or("DDB_LAKE_CRASH_RECORDS", 20_000);
-    let kills = env_or("DDB_LAKE_CRASH_KILLS", 26);
-    let seed = env_or("DDB_LAKE_CRASH_SEED", 5);
+/// Runs `kills` runs of `consume` and `export --stream` over a stream fed between them (some
+/// records KPL-aggregated), killing each one at a random moment or at a point of the write
+/// protocol, splitting a shard and merging two while runs are going; then a last scheduled run,
+/// and the lake is compared with the stream record by record.
+fn harness(shape: Shape, records: u64, kills: u64, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     crash_input(&input, records, seed);
     let config = dir.path().join("ddb-lake.toml");
-    std::fs::write(&config, SMALL_FLUSHES).unwrap();
+    std::fs::write(&config, shape.config()).unwrap();
     let name = unique("crash");
     let bucket = unique("crash").to_lowercase();
     create_bucket(&bucket);
     py_script("kinesis_tool.py", &["create", &name, "4"]);
     let lake = format!("s3://{bucket}/lake");
+    let stderr = dir.path().join("stderr.txt");
 
     // Records arrive in chunks between the runs, so that every run has something to read.
     let chunk = records.div_ceil(kills);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
+    let mut left_pending = 0;
+    let points = shape.failpoints();
     for i in 0..kills {
         let (lo, hi) = (i * chunk, ((i + 1) * chunk).min(records));
         if lo < hi {
+            // Every third chunk holds KPL aggregates.
+            let kpl = if i % 3 == 1 { "4" } else { "0" };
             py_script(
                 "kinesis_tool.py",
-                &["put", &name, s(&input), &lo.to_string(), &hi.to_string()],
+                &[
+                    "put",
+                    &name,
+                    s(&input),
+                    &lo.to_string(),
+                    &hi.to_string(),
+                    kpl,
+                ],
             );
         }
         let scheduled = i % 5 == 4;
@@ -132,27 +208,44 @@ fn killed_at_random_moments_the_lake_holds_every_record_exactly_once() {
             cmd.args(["consume", "--stream", &name, "--max-age", "1s"]);
         }
         cmd.args(["-o", &lake, "-c", s(&config), "--no-progress", "--json"]);
+        cmd.env("DDB_LAKE_TEST_MIN_PART_SIZE", "16384");
         // Every other run dies at a point of the write protocol, the others at a random time.
-        let point = ["after-intent", "after-data", "mid-multipart"][(i as usize / 2) % 3];
+        let point = points[(i as usize / 2) % points.len()];
         let deadline = if i % 2 == 1 {
-            cmd.env(
-                "DDB_LAKE_FAILPOINT",
-                format!("{point}:{}", rng.random_range(1..=2)),
-            );
-            Instant::now() + Duration::from_secs(8)
+            // The first or second time for points every flush group passes, else the first.
+            let nth = if matches!(point, "after-intent" | "after-data" | "mid-multipart") {
+                rng.random_range(1..=2)
+            } else {
+                1
+            };
+            cmd.env("DDB_LAKE_FAILPOINT", format!("{point}:{nth}"));
+            // Time enough to get there (the local Kinesis server is slow), else a plain kill.
+            Instant::now() + Duration::from_secs(15)
         } else {
             Instant::now() + Duration::from_millis(rng.random_range(200..4000))
         };
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
         let started = Instant::now();
-        let how = run_until(child, deadline);
+        // Resharding while a run reads: a split a third of the way, a merge at two thirds.
+        if i == kills / 3 {
+            py_script("kinesis_tool.py", &["split", &name, "shardId-000000000000"]);
+        } else if i == 2 * kills / 3 {
+            py_script("kinesis_tool.py", &["merge", &name]);
+        }
+        let how = run_until(child, deadline, &stderr);
         let kind = if i % 2 == 1 { point } else { "random" };
+        let pending = s3_checkpoint(&bucket, &name)
+            .and_then(|cp| cp["pending"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        if how != "finished" && pending > 0 {
+            left_pending += 1;
+        }
         eprintln!(
-            "run {i} ({kind}, {}): {how} after {:?}",
+            "run {i} ({kind}, {}): {how} after {:?}, {pending} batches pending",
             if scheduled { "export" } else { "consume" },
             started.elapsed()
         );
@@ -162,27 +255,58 @@ fn killed_at_random_moments_the_lake_holds_every_record_exactly_once() {
     let out = bin()
         .args(["export", "--stream", &name, "-o", &lake, "-c", s(&config)])
         .args(["--json", "--no-progress"])
+        .env("DDB_LAKE_TEST_MIN_PART_SIZE", "16384")
         .output()
         .unwrap();
     assert!(matches!(out.status.code(), Some(0 | 2)), "{out:?}");
     let last: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("outcomes: {outcomes:?}\nlast run: {}", last["records_in"]);
-    let check = lake_check(&bucket, &name);
+    let check = lake_check_with(&bucket, &name, shape.check_args());
     eprintln!("lake check: {check}");
     assert_exact(&check, records);
+    assert!(check["kpl"].as_u64().unwrap() > 0, "{check}");
     // The protocol's worst moments were hit, not only random ones.
-    for point in ["after-intent", "after-data", "mid-multipart"] {
+    for point in points {
         assert!(
             outcomes.contains_key(&format!("{point}: crashed at its failpoint")),
-            "{outcomes:?}"
+            "{point}: {outcomes:?}"
         );
     }
-    let killed: u32 = outcomes
+    // Kills landed in the middle of flush groups (a checkpoint naming batches not yet committed).
+    assert!(
+        left_pending >= 3,
+        "{left_pending} kills left batches pending: {outcomes:?}"
+    );
+    // Uploads killed midway leave incomplete uploads (invisible), at most one per killed run.
+    let killed: u64 = outcomes
         .iter()
         .filter(|(k, _)| !k.ends_with("finished"))
-        .map(|(_, n)| n)
+        .map(|(_, n)| *n as u64)
         .sum();
-    assert!(killed >= 20, "{outcomes:?}");
+    let uploads = check["incomplete_uploads"].as_u64().unwrap();
+    assert!(
+        uploads >= 1 && uploads <= killed,
+        "{uploads} incomplete uploads, {killed} kills"
+    );
+    if shape == Shape::Hourly {
+        assert!(check["markers"].as_u64().unwrap() > 0, "{check}");
+    }
+}
+
+#[test]
+fn killed_at_random_moments_the_lake_holds_every_record_exactly_once() {
+    let records = env_or("DDB_LAKE_CRASH_RECORDS", 20_000);
+    let kills = env_or("DDB_LAKE_CRASH_KILLS", 26);
+    let seed = env_or("DDB_LAKE_CRASH_SEED", 5);
+    harness(Shape::Hourly, records, kills, seed);
+}
+
+#[test]
+fn killed_at_random_moments_with_a_daily_template_and_processing_time() {
+    let records = env_or("DDB_LAKE_CRASH_RECORDS", 20_000) / 2;
+    let kills = env_or("DDB_LAKE_CRASH_KILLS", 26) * 2 / 3;
+    let seed = env_or("DDB_LAKE_CRASH_SEED", 5) + 1000;
+    harness(Shape::Daily, records, kills, seed);
 }
 
 /// The stream's checkpoint object on S3, parsed.

@@ -160,3 +160,96 @@ fn s3_credentials_come_from_a_profile_when_the_environment_has_none() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The fencing tests rely on the local S3 server enforcing conditional writes as S3 does: a
+/// checkpoint save against a version someone else has replaced since is refused on the wire
+/// (`If-Match` on a stale ETag: 412), and the checkpoint store reports the conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_if_match_checkpoint_write_is_rejected_by_the_local_s3_server() {
+    use ddb_lake::checkpoint::{CheckpointError, CheckpointStore, ShardCheckpoint};
+    use ddb_lake::store::S3Options;
+    use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+
+    let bucket = unique_bucket("ifmatch").to_lowercase();
+    create_bucket(&bucket);
+    let s3 = S3Options::default();
+    // On the wire: a PUT with If-Match on the first version's ETag after a second version.
+    let loc = ddb_lake::store::open(&format!("s3://{bucket}/raw"), &s3).unwrap();
+    let path = loc.path("cp.json");
+    let v1 = loc.store.put(&path, PutPayload::from("1")).await.unwrap();
+    loc.store.put(&path, PutPayload::from("2")).await.unwrap();
+    let stale = PutOptions {
+        mode: PutMode::Update(UpdateVersion {
+            e_tag: v1.e_tag.clone(),
+            version: None,
+        }),
+        ..PutOptions::default()
+    };
+    let err = loc
+        .store
+        .put_opts(&path, PutPayload::from("3"), stale)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, object_store::Error::Precondition { .. }),
+        "{err:?}"
+    );
+    let got = loc.store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&got[..], b"2", "the stale write changed nothing");
+
+    // Through the checkpoint store: two stores read the same version; the second one's save
+    // after the first one's is refused.
+    let url = format!("s3://{bucket}/lake/_ddb_lake/checkpoints/s.json");
+    let mut a = CheckpointStore::open(&url, &s3).unwrap();
+    let cp = a.load("s").await.unwrap();
+    a.save(&cp).await.unwrap();
+    let mut b = CheckpointStore::open(&url, &s3).unwrap();
+    let mut cp_b = b.load("s").await.unwrap();
+    let mut cp_a = cp.clone();
+    cp_a.shards.insert("a".into(), ShardCheckpoint::default());
+    a.save(&cp_a).await.unwrap();
+    cp_b.shards.insert("b".into(), ShardCheckpoint::default());
+    let err = b.save(&cp_b).await.unwrap_err();
+    assert!(matches!(err, CheckpointError::Conflict { .. }), "{err}");
+}
+
+/// Objects above the multipart threshold are created only if absent too: a real multi-part
+/// upload to a staging name, then a copy whose CompleteMultipartUpload carries
+/// `If-None-Match: *`. A second writer of the same name keeps the first one's object, and no
+/// staged copy is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_object_is_created_only_if_absent_without_a_race() {
+    use object_store::ObjectStoreExt;
+
+    let bucket = unique_bucket("createonly").to_lowercase();
+    create_bucket(&bucket);
+    let loc = ddb_lake::store::open(&format!("s3://{bucket}/lake"), &Default::default()).unwrap();
+    // 40 KiB in 16 KiB parts: three parts (the local server accepts parts this small).
+    let first = bytes::Bytes::from(vec![1u8; 40 * 1024]);
+    let second = bytes::Bytes::from(vec![2u8; 48 * 1024]);
+    let name = "t/2026/11/20/10/t-0011223344556677.parquet";
+    let put = |data, staging| {
+        let loc = loc.clone();
+        async move { loc.put_new(name, data, 8 * 1024, 16 * 1024, staging).await }
+    };
+    assert_eq!(
+        put(first.clone(), "_ddb_lake/staging/a/x").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        put(second, "_ddb_lake/staging/b/x").await.unwrap(),
+        Some(first.len() as u64),
+        "the second writer finds the first one's object"
+    );
+    let got = loc
+        .store
+        .get(&loc.path(name))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got, first);
+    let staged = loc.list("_ddb_lake/staging/").await.unwrap();
+    assert!(staged.is_empty(), "{staged:?}");
+}

@@ -2,7 +2,10 @@
 
 usage:
   kinesis_tool.py create STREAM SHARDS
-  kinesis_tool.py put STREAM FILE [FIRST_LINE LAST_LINE]   put lines of a JSON-lines file as records
+  kinesis_tool.py put STREAM FILE [FIRST_LINE LAST_LINE [KPL_EVERY]]
+                                                           put lines of a JSON-lines file as records;
+                                                           with KPL_EVERY=N, every N-th record is a
+                                                           KPL aggregate of the next 3 lines
   kinesis_tool.py split STREAM SHARD_ID                    split a shard in the middle of its range
   kinesis_tool.py merge STREAM                             merge the first two adjacent open shards
   kinesis_tool.py shards STREAM                            print shards as JSON
@@ -36,18 +39,26 @@ if cmd == "create":
     k.create_stream(StreamName=name, ShardCount=int(sys.argv[3]))
     wait_active(name)
 elif cmd == "put":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import kpl
+
     lines = open(sys.argv[3], "rb").read().splitlines()
     lo, hi = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (0, len(lines))
-    batch = []
-    n = 0
-    for i, line in enumerate(lines[lo:hi], start=lo):
-        batch.append({"Data": line, "PartitionKey": f"key-{i}"})
-        if len(batch) == 500 or i == hi - 1:
-            r = k.put_records(StreamName=name, Records=batch)
-            assert r["FailedRecordCount"] == 0, r
-            n += len(batch)
-            batch = []
-    print(n)
+    kpl_every = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+    records = []
+    i = lo
+    while i < hi:
+        if kpl_every and len(records) % kpl_every == kpl_every - 1 and i + 3 <= hi:
+            records.append({"Data": kpl.aggregate(lines[i:i + 3], f"key-{i}"), "PartitionKey": f"key-{i}"})
+            i += 3
+        else:
+            records.append({"Data": lines[i], "PartitionKey": f"key-{i}"})
+            i += 1
+    for start in range(0, len(records), 500):
+        r = k.put_records(StreamName=name, Records=records[start:start + 500])
+        if r["FailedRecordCount"]:
+            raise SystemExit(f"records not accepted: {r}")
+    print(hi - lo)
 elif cmd == "split":
     shard = next(s for s in open_shards(name) if s["ShardId"] == sys.argv[3])
     lo = int(shard["HashKeyRange"]["StartingHashKey"])

@@ -1,0 +1,257 @@
+//! The simulated stream: shards that split and merge, and the change records put into them, with
+//! what each user record must become in the lake (a row with its values, or an error entry with
+//! its reason and bytes).
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::kinesis::{kpl, KinesisRecord, Shard};
+
+/// Lake tables of the simulation (the DynamoDB table name, the lake name).
+pub const TABLES: [(&str, &str); 2] = [("Orders", "orders"), ("Users", "users")];
+/// Values of the `color` attribute (a column-value template's partition key).
+pub const COLORS: [&str; 3] = ["red", "green", "blue"];
+
+/// What one user record must become.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Row {
+        table: &'static str,
+        event_id: String,
+        key: String,
+        qty: i64,
+        color: &'static str,
+        /// Set on records written after the schema grew a column.
+        note: Option<String>,
+        event_ms: i64,
+    },
+    Error {
+        reason: &'static str,
+        data: Vec<u8>,
+    },
+}
+
+/// One user record of the stream (a Kinesis record, or one part of a KPL aggregate).
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub shard: String,
+    pub seq: String,
+    /// Index inside a KPL aggregate.
+    pub sub: Option<u64>,
+    pub arrival_ms: i64,
+    pub outcome: Outcome,
+}
+
+/// A shard and its records.
+#[derive(Debug, Clone)]
+pub struct SimShard {
+    pub shard: Shard,
+    pub records: Vec<KinesisRecord>,
+    pub closed: bool,
+}
+
+/// The stream, as it grows.
+pub struct Stream {
+    pub shards: Vec<SimShard>,
+    pub expected: Vec<Expected>,
+    next_seq: u64,
+    next_shard: u64,
+    next_event: u64,
+    event_ms: i64,
+    arrival_ms: i64,
+    /// From this record on, rows carry the `note` attribute (a column added mid-stream).
+    notes_from: u64,
+}
+
+impl Stream {
+    pub fn new(rng: &mut ChaCha8Rng, shards: usize, start_ms: i64) -> Self {
+        let mut s = Stream {
+            shards: Vec::new(),
+            expected: Vec::new(),
+            next_seq: 1,
+            next_shard: 0,
+            next_event: 0,
+            event_ms: start_ms,
+            arrival_ms: start_ms,
+            notes_from: rng.random_range(0..200),
+        };
+        for _ in 0..shards {
+            s.add_shard(None, None);
+        }
+        s
+    }
+
+    fn add_shard(&mut self, parent: Option<String>, adjacent: Option<String>) -> usize {
+        let id = format!("shardId-{:012}", self.next_shard);
+        self.next_shard += 1;
+        self.shards.push(SimShard {
+            shard: Shard {
+                id,
+                parent,
+                adjacent_parent: adjacent,
+            },
+            records: Vec::new(),
+            closed: false,
+        });
+        self.shards.len() - 1
+    }
+
+    pub fn open_shards(&self) -> Vec<usize> {
+        (0..self.shards.len())
+            .filter(|&i| !self.shards[i].closed)
+            .collect()
+    }
+
+    /// Closes a shard and opens two children.
+    pub fn split(&mut self, i: usize) {
+        self.shards[i].closed = true;
+        let id = self.shards[i].shard.id.clone();
+        self.add_shard(Some(id.clone()), None);
+        self.add_shard(Some(id), None);
+    }
+
+    /// Closes two shards and opens their merged child.
+    pub fn merge(&mut self, a: usize, b: usize) {
+        self.shards[a].closed = true;
+        self.shards[b].closed = true;
+        let (pa, pb) = (
+            self.shards[a].shard.id.clone(),
+            self.shards[b].shard.id.clone(),
+        );
+        self.add_shard(Some(pa), Some(pb));
+    }
+
+    /// Puts `n` Kinesis records into open shards chosen at random.
+    pub fn put(&mut self, rng: &mut ChaCha8Rng, n: usize) {
+        let open = self.open_shards();
+        for _ in 0..n {
+            let i = open[rng.random_range(0..open.len())];
+            self.put_one(rng, i);
+        }
+    }
+
+    fn put_one(&mut self, rng: &mut ChaCha8Rng, i: usize) {
+        let seq = format!("{:030}", self.next_seq);
+        // Sequence numbers grow across the stream, so a child's are above its parents'.
+        self.next_seq += rng.random_range(1..5);
+        self.arrival_ms += rng.random_range(1..90_000);
+        let shard = self.shards[i].shard.id.clone();
+        let aggregated = rng.random_ratio(1, 8);
+        let parts = if aggregated {
+            rng.random_range(2..=4)
+        } else {
+            1
+        };
+        let mut bodies = Vec::new();
+        for sub in 0..parts {
+            let (body, outcome) = self.user_record(rng);
+            bodies.push(body);
+            self.expected.push(Expected {
+                shard: shard.clone(),
+                seq: seq.clone(),
+                sub: aggregated.then_some(sub as u64),
+                arrival_ms: self.arrival_ms,
+                outcome,
+            });
+        }
+        let data = if aggregated {
+            let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+            kpl::aggregate(&refs)
+        } else {
+            bodies.pop().expect("one body")
+        };
+        self.shards[i].records.push(KinesisRecord {
+            sequence_number: seq,
+            data: data.into(),
+            arrival_ms: self.arrival_ms,
+        });
+    }
+
+    /// One user record: mostly good changes of two tables, with event times that mostly move
+    /// forward and sometimes jump back (late rows); some bad records of three kinds.
+    fn user_record(&mut self, rng: &mut ChaCha8Rng) -> (Vec<u8>, Outcome) {
+        let n = self.next_event;
+        self.next_event += 1;
+        if rng.random_ratio(1, 10) {
+            self.event_ms -= rng.random_range(0..40 * 60_000);
+        } else {
+            self.event_ms += rng.random_range(0..6 * 60_000);
+        }
+        let event_ms = self.event_ms;
+        match rng.random_range(0..20) {
+            0 => {
+                let data = format!("{{\"broken\": {n}").into_bytes();
+                let outcome = Outcome::Error {
+                    reason: "invalid_json",
+                    data: data.clone(),
+                };
+                (data, outcome)
+            }
+            1 => {
+                let mut data = vec![0xff, 0xfe];
+                data.extend_from_slice(n.to_string().as_bytes());
+                let outcome = Outcome::Error {
+                    reason: "invalid_utf8",
+                    data: data.clone(),
+                };
+                (data, outcome)
+            }
+            2 => {
+                let data = format!(
+                    r#"{{"eventID":"e{n}","eventName":"INSERT","dynamodb":{{"ApproximateCreationDateTime":{event_ms},"Keys":{{"id":{{"S":"k{n}"}}}},"NewImage":{{"id":{{"S":"k{n}"}}}}}}}}"#
+                )
+                .into_bytes();
+                let outcome = Outcome::Error {
+                    reason: "no_table",
+                    data: data.clone(),
+                };
+                (data, outcome)
+            }
+            _ => {
+                let (table, lake) = TABLES[rng.random_range(0..TABLES.len())];
+                let qty = rng.random_range(-1000..1000i64);
+                let color = COLORS[rng.random_range(0..COLORS.len())];
+                let note = (n >= self.notes_from).then(|| format!("note {n}"));
+                let note_attr = note
+                    .as_ref()
+                    .map_or(String::new(), |t| format!(r#","note":{{"S":"{t}"}}"#));
+                let data = format!(
+                    r#"{{"eventID":"e{n}","eventName":"MODIFY","tableName":"{table}","dynamodb":{{"ApproximateCreationDateTime":{event_ms},"Keys":{{"id":{{"S":"k{n}"}}}},"NewImage":{{"id":{{"S":"k{n}"}},"qty":{{"N":"{qty}"}},"color":{{"S":"{color}"}}{note_attr}}}}}}}"#
+                )
+                .into_bytes();
+                let outcome = Outcome::Row {
+                    table: lake,
+                    event_id: format!("e{n}"),
+                    key: format!("k{n}"),
+                    qty,
+                    color,
+                    note,
+                    event_ms,
+                };
+                (data, outcome)
+            }
+        }
+    }
+
+    /// Changes the stream between runs: more records, and now and then a split or a merge.
+    pub fn evolve(&mut self, rng: &mut ChaCha8Rng) {
+        let open = self.open_shards();
+        match rng.random_range(0..10) {
+            0 if open.len() < 6 => self.split(open[rng.random_range(0..open.len())]),
+            1 if open.len() >= 2 => {
+                let a = rng.random_range(0..open.len() - 1);
+                self.merge(open[a], open[a + 1]);
+            }
+            _ => {}
+        }
+        let n = rng.random_range(0..40);
+        self.put(rng, n);
+    }
+
+    pub fn index(&self, id: &str) -> usize {
+        self.shards
+            .iter()
+            .position(|s| s.shard.id == id)
+            .expect("a shard of the stream")
+    }
+}
