@@ -34,17 +34,11 @@ pub enum CatalogError {
     },
 }
 
-fn glue_err<E: std::error::Error>(op: &'static str, name: &str, e: E) -> CatalogError {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message = format!("{message}: {s}");
-        source = s.source();
-    }
+fn glue_err<E: std::error::Error + 'static>(op: &'static str, name: &str, e: E) -> CatalogError {
     CatalogError::Glue {
         op,
         name: name.to_string(),
-        message,
+        message: crate::errors::chain(&e),
     }
 }
 
@@ -58,11 +52,16 @@ pub struct TableChange {
     pub known_columns: usize,
     /// Partitions to register (layouts without projection).
     pub partitions: Vec<Partition>,
+    /// Projection ranges to widen (the lake has hours older than the catalog's range covers).
+    pub properties: Vec<(String, String)>,
 }
 
 impl TableChange {
     pub fn is_empty(&self) -> bool {
-        !self.create && self.known_columns == self.table.columns.len() && self.partitions.is_empty()
+        !self.create
+            && self.known_columns == self.table.columns.len()
+            && self.partitions.is_empty()
+            && self.properties.is_empty()
     }
 
     /// The statements that make the change in Athena.
@@ -70,10 +69,14 @@ impl TableChange {
         let mut o = String::new();
         if self.create {
             o.push_str(&ddl::athena_create(&self.table, database));
-        } else if let Some(alter) =
-            ddl::athena_add_columns(&self.table, database, self.known_columns)
-        {
-            o.push_str(&alter);
+        } else {
+            if let Some(alter) = ddl::athena_add_columns(&self.table, database, self.known_columns)
+            {
+                o.push_str(&alter);
+            }
+            if let Some(set) = ddl::athena_set_properties(&self.table, database, &self.properties) {
+                o.push_str(&set);
+            }
         }
         o.push_str(&ddl::athena_add_partitions(
             &self.table,
@@ -92,9 +95,8 @@ pub struct Glue {
 
 impl Glue {
     pub async fn connect() -> Self {
-        let config = aws_config::load_from_env().await;
         Glue {
-            client: aws_sdk_glue::Client::new(&config),
+            client: aws_sdk_glue::Client::new(crate::aws::config().await),
         }
     }
 
@@ -166,6 +168,7 @@ impl Glue {
             return Ok(TableChange {
                 known_columns: 0,
                 create: true,
+                properties: Vec::new(),
                 partitions: if table.projected() {
                     Vec::new()
                 } else {
@@ -190,6 +193,8 @@ impl Glue {
             }
         }
         let known_columns = have.len();
+        let mut table = table;
+        let properties = widen_ranges(&mut table, existing.parameters());
         let partitions = if table.projected() {
             Vec::new()
         } else {
@@ -204,6 +209,7 @@ impl Glue {
             create: false,
             known_columns,
             partitions,
+            properties,
         })
     }
 
@@ -245,7 +251,7 @@ impl Glue {
                 .send()
                 .await
                 .map_err(|e| glue_err("CreateTable", &name, e))?;
-        } else if change.known_columns < t.columns.len() {
+        } else if change.known_columns < t.columns.len() || !change.properties.is_empty() {
             self.client
                 .update_table()
                 .database_name(database)
@@ -288,6 +294,31 @@ impl Glue {
         }
         Ok(())
     }
+}
+
+/// Projection ranges (`projection.*.range`, `START,END`) never narrow: where the catalog's starts
+/// earlier than the lake's, the catalog's stays in `table` (so an update for new columns keeps
+/// it); where the lake's starts earlier (older hours appeared), it is returned, to be set.
+fn widen_ranges(
+    table: &mut AthenaTable,
+    catalog: Option<&HashMap<String, String>>,
+) -> Vec<(String, String)> {
+    let start = |v: &str| v.split(',').next().unwrap_or_default().to_string();
+    let mut widen = Vec::new();
+    for (k, v) in &mut table.properties {
+        if !k.ends_with(".range") {
+            continue;
+        }
+        let Some(old) = catalog.and_then(|c| c.get(k.as_str())) else {
+            continue;
+        };
+        if start(old) <= start(v) {
+            *v = old.clone();
+        } else {
+            widen.push((k.clone(), v.clone()));
+        }
+    }
+    widen
 }
 
 fn storage(t: &AthenaTable, location: &str, with_columns: bool) -> StorageDescriptor {

@@ -167,6 +167,13 @@ pub enum CheckpointError {
     },
 }
 
+impl CheckpointError {
+    /// A wrong checkpoint location (exit code 3).
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, CheckpointError::Store(e) if e.is_configuration())
+    }
+}
+
 /// Where a stream's checkpoint lives, with the version last seen for conditional writes.
 pub struct CheckpointStore {
     location: Location,
@@ -183,9 +190,10 @@ impl CheckpointStore {
     pub fn open(url: &str, s3: &S3Options) -> Result<Self, CheckpointError> {
         let (dir, name) = url.rsplit_once('/').unwrap_or((".", url));
         let dir = if dir.is_empty() { "/" } else { dir };
+        let conditional = matches!(store::parse_url(url)?, store::Url::S3 { .. });
         let location = store::open(dir, s3)?;
         Ok(CheckpointStore {
-            conditional: url.starts_with("s3://"),
+            conditional,
             location,
             name: name.to_string(),
             version: None,

@@ -21,7 +21,7 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "info", env = "DDB_LAKE_LOG")]
     pub log: String,
     /// Log format on stderr: text or json (one JSON object per line).
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    #[arg(env = "DDB_LAKE_LOG_FORMAT", long, global = true, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 }
 
@@ -53,22 +53,22 @@ pub enum SchemaCommand {
 #[derive(Debug, Args, Default)]
 pub struct CommonArgs {
     /// Config file (TOML, see docs/CONFIG.md).
-    #[arg(long, short)]
+    #[arg(env = "DDB_LAKE_CONFIG", long, short)]
     pub config: Option<PathBuf>,
     /// Folder of declared schema files (schema.dir).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_SCHEMAS", long)]
     pub schemas: Option<PathBuf>,
     /// Table for records that name none (input.default_table).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_DEFAULT_TABLE", long)]
     pub default_table: Option<String>,
     /// Also write OldImage into old_ columns (schema.keep_old_image).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_KEEP_OLD_IMAGE", long)]
     pub keep_old_image: bool,
     /// Map levels flattened into columns (schema.flatten_depth).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_FLATTEN_DEPTH", long)]
     pub flatten_depth: Option<usize>,
     /// Times binary values are base64-decoded (input.binary_decode_depth).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_BINARY_DECODE_DEPTH", long)]
     pub binary_decode_depth: Option<u8>,
 }
 
@@ -76,34 +76,34 @@ pub struct CommonArgs {
 #[derive(Debug, Args)]
 pub struct OutputArgs {
     /// Where the lake goes: a folder, file:// or s3://bucket/prefix (output.url).
-    #[arg(long, short)]
+    #[arg(env = "DDB_LAKE_OUTPUT", long, short)]
     pub output: Option<String>,
     /// Partition layout (output.layout).
-    #[arg(long, value_parser = parse_layout)]
+    #[arg(env = "DDB_LAKE_LAYOUT", long, value_parser = parse_layout)]
     pub layout: Option<Layout>,
     /// Partition template such as `{table}/state={ship_to_state}/{YYYY}/{MM}/{DD}/{HH}` (output.template).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_TEMPLATE", long)]
     pub template: Option<String>,
     /// Partition by `event` or `processing` time (output.partition_time).
-    #[arg(long, value_parser = parse_partition_time)]
+    #[arg(env = "DDB_LAKE_PARTITION_TIME", long, value_parser = parse_partition_time)]
     pub partition_time: Option<PartitionTime>,
     /// zstd, zstd(LEVEL), snappy, gzip, gzip(LEVEL) or none (parquet.compression).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_COMPRESSION", long)]
     pub compression: Option<String>,
     /// Buffered size per partition before a file is written, e.g. 64MiB (buffer.max_bytes).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_MAX_BUFFER_BYTES", long)]
     pub max_buffer_bytes: Option<String>,
     /// Rows per partition before a file is written (buffer.max_records).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_MAX_RECORDS", long)]
     pub max_records: Option<u64>,
     /// Memory for all open partitions together, e.g. 64MiB (buffer.memory_budget).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_MEMORY_BUDGET", long)]
     pub memory_budget: Option<String>,
     /// Print the summary as JSON on stdout.
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_JSON", long)]
     pub json: bool,
     /// No progress bar, even on a terminal.
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_NO_PROGRESS", long)]
     pub no_progress: bool,
 }
 
@@ -111,26 +111,26 @@ pub struct OutputArgs {
 #[derive(Debug, Args)]
 pub struct StreamArgs {
     /// Checkpoint file or s3:// object (stream.checkpoint); default: {output}/_ddb_lake/checkpoints/{stream}.json.
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_CHECKPOINT", long)]
     pub checkpoint: Option<String>,
     /// Where shards without a checkpoint start: trim_horizon, latest or at_timestamp (stream.start).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_START", long)]
     pub start: Option<String>,
     /// RFC 3339 time for --start at_timestamp (stream.start_timestamp).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_START_TIMESTAMP", long)]
     pub start_timestamp: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Input files, folders, globs or s3:// URLs (JSON lines, concatenated JSON, Lambda events; gzip or not).
-    #[arg(long, short, num_args = 1.., required_unless_present = "stream", conflicts_with = "stream")]
+    #[arg(env = "DDB_LAKE_INPUT", long, short, num_args = 1.., required_unless_present = "stream", conflicts_with = "stream")]
     pub input: Vec<String>,
     /// A Kinesis data stream (name or ARN) to read from its checkpoint up to now, instead of files.
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_STREAM", long)]
     pub stream: Option<String>,
     /// With --stream: read records that arrived up to this RFC 3339 time (default: the start of the run).
-    #[arg(long, requires = "stream")]
+    #[arg(env = "DDB_LAKE_UNTIL", long, requires = "stream")]
     pub until: Option<String>,
     #[command(flatten)]
     pub stream_args: StreamArgs,
@@ -139,14 +139,14 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub out: OutputArgs,
     /// Read and encode everything, write nothing, and list what would be written (files only).
-    #[arg(long, conflicts_with = "stream")]
+    #[arg(env = "DDB_LAKE_DRY_RUN", long, conflicts_with = "stream")]
     pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     /// The Kinesis data stream (name or ARN).
-    #[arg(long, required = true)]
+    #[arg(env = "DDB_LAKE_STREAM", long, required = true)]
     pub stream: String,
     #[command(flatten)]
     pub stream_args: StreamArgs,
@@ -155,10 +155,10 @@ pub struct ConsumeArgs {
     #[command(flatten)]
     pub out: OutputArgs,
     /// Write a partition at least this often, e.g. 300s (buffer.max_age).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_MAX_AGE", long)]
     pub max_age: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9898.
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_METRICS", long)]
     pub metrics: Option<std::net::SocketAddr>,
 }
 
@@ -175,32 +175,40 @@ pub struct DdlArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// The lake (where the remembered schemas are).
-    #[arg(long, short)]
+    #[arg(env = "DDB_LAKE_OUTPUT", long, short)]
     pub output: Option<String>,
     /// Partition layout of the lake (output.layout).
-    #[arg(long, value_parser = parse_layout)]
+    #[arg(env = "DDB_LAKE_LAYOUT", long, value_parser = parse_layout)]
     pub layout: Option<Layout>,
     /// Partition template of the lake (output.template), instead of a layout.
-    #[arg(long, conflicts_with = "layout")]
+    #[arg(env = "DDB_LAKE_TEMPLATE", long, conflicts_with = "layout")]
     pub template: Option<String>,
     /// The lake's S3 location as Athena sees it, when --output is a local copy.
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_LOCATION", long)]
     pub location: Option<String>,
     /// Athena database or Redshift schema.
-    #[arg(long, default_value = "ddb_lake")]
+    #[arg(env = "DDB_LAKE_DATABASE", long, default_value = "ddb_lake")]
     pub database: String,
     /// Redshift: the IAM role for COPY and Spectrum statements.
-    #[arg(long, default_value = "arn:aws:iam::ACCOUNT:role/ROLE")]
+    #[arg(
+        env = "DDB_LAKE_IAM_ROLE",
+        long,
+        default_value = "arn:aws:iam::ACCOUNT:role/ROLE"
+    )]
     pub iam_role: String,
     /// Redshift: also print the external schema for Spectrum over this Glue database.
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_SPECTRUM_DATABASE", long)]
     pub spectrum_database: Option<String>,
     /// Athena: print only what the Glue catalog lacks (CREATE for new tables, ALTER TABLE ... ADD
     /// COLUMNS after a schema change, ADD PARTITION for layouts without projection).
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_CHANGES", long)]
     pub changes: bool,
+    /// Athena: the first hour partition projection covers, when earlier than the lake's earliest
+    /// hour (which it covers anyway), e.g. 2019-06-01 or 2019-06-01T08 (UTC).
+    #[arg(env = "DDB_LAKE_PROJECTION_START", long)]
+    pub projection_start: Option<String>,
     /// Athena: make those changes in the catalog instead of printing them.
-    #[arg(long, value_enum)]
+    #[arg(env = "DDB_LAKE_APPLY", long, value_enum)]
     pub apply: Option<Catalog>,
 }
 
@@ -222,31 +230,33 @@ impl DdlArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The Kinesis data stream (name or ARN).
-    #[arg(long, required = true)]
+    #[arg(env = "DDB_LAKE_STREAM", long, required = true)]
     pub stream: String,
     /// The lake the consumer writes (to find the default checkpoint).
-    #[arg(long, short)]
+    #[arg(env = "DDB_LAKE_OUTPUT", long, short)]
     pub output: Option<String>,
     /// Checkpoint file or s3:// object, when not the default next to the output.
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_CHECKPOINT", long)]
     pub checkpoint: Option<String>,
     /// Print JSON.
-    #[arg(long)]
+    #[arg(env = "DDB_LAKE_JSON", long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct InferArgs {
     /// Input files, folders, globs or s3:// URLs.
-    #[arg(long, short, required = true, num_args = 1..)]
+    #[arg(env = "DDB_LAKE_INPUT", long, short, required = true, num_args = 1..)]
     pub input: Vec<String>,
     #[command(flatten)]
     pub common: CommonArgs,
     /// Folder to write the schema files into.
-    #[arg(long, default_value = "schemas")]
+    #[arg(env = "DDB_LAKE_OUT_DIR", long, default_value = "schemas")]
     pub out_dir: PathBuf,
 }
 
+/// `generate` is a demo tool: its options are flags only (`--output` here is a file, not a lake,
+/// so `DDB_LAKE_OUTPUT` must not reach it).
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Number of change records.
@@ -270,6 +280,33 @@ pub struct GenerateArgs {
     /// Output file (stdout when absent); gzip-compressed when it ends in .gz.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+}
+
+/// An hour given as `YYYY-MM-DD`, `YYYY-MM-DDTHH` or an RFC 3339 time (UTC), in hours since the
+/// epoch.
+pub fn parse_hour(s: &str) -> Result<i64, ConfigError> {
+    let t = s.trim();
+    let parsed = chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| d.to_utc())
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(&format!("{t}:00:00"), "%Y-%m-%dT%H:%M:%S")
+                .ok()
+                .map(|d| d.and_utc())
+        })
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc())
+        });
+    match parsed {
+        Some(d) => Ok(d.timestamp().div_euclid(3600)),
+        None => Err(ConfigError::Invalid {
+            field: "projection_start",
+            problem: format!("`{s}` is not a time such as 2019-06-01 or 2019-06-01T08"),
+        }),
+    }
 }
 
 fn parse_layout(s: &str) -> Result<Layout, String> {

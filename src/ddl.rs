@@ -9,7 +9,9 @@ use crate::partition::{Layout, Template};
 use crate::schema::{ColumnType, Source, TableSchema};
 
 /// First hour that partition projection enumerates (DynamoDB streams are younger).
-const PROJECTION_START: &str = "2020/01/01/00";
+/// The first hour partition projection covers when the lake has no files yet and no start is
+/// configured: 2020-01-01T00:00Z, in hours since the epoch.
+pub const DEFAULT_PROJECTION_START_HOUR: i64 = 438_288;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DdlError {
@@ -96,7 +98,16 @@ impl AthenaTable {
 }
 
 /// The Athena table of a lake table under `location` (the lake's root), for its template.
-pub fn athena_table(schema: &TableSchema, template: &Template, location: &str) -> AthenaTable {
+/// The Athena table over a lake table. Partition projection starts at `start_hour` (hours since
+/// the epoch): the lake's earliest hour, or an earlier configured start; Athena returns no rows
+/// for hours before it.
+pub fn athena_table(
+    schema: &TableSchema,
+    template: &Template,
+    location: &str,
+    start_hour: i64,
+) -> AthenaTable {
+    let start = chrono::DateTime::from_timestamp(start_hour * 3600, 0).unwrap_or_default();
     let root = format!("{}/{}", location.trim_end_matches('/'), schema.name);
     let columns = schema
         .columns()
@@ -123,7 +134,7 @@ pub fn athena_table(schema: &TableSchema, template: &Template, location: &str) -
                 ("projection.datehour.format".into(), "yyyy/MM/dd/HH".into()),
                 (
                     "projection.datehour.range".into(),
-                    format!("{PROJECTION_START},NOW"),
+                    format!("{},NOW", start.format("%Y/%m/%d/%H")),
                 ),
                 ("projection.datehour.interval".into(), "1".into()),
                 ("projection.datehour.interval.unit".into(), "HOURS".into()),
@@ -133,10 +144,10 @@ pub fn athena_table(schema: &TableSchema, template: &Template, location: &str) -
             strs(&["year", "month", "day", "hour"]),
             format!("{root}/year=${{year}}/month=${{month}}/day=${{day}}/hour=${{hour}}/"),
             [
-                ("year", "2020,2100", 4),
-                ("month", "1,12", 2),
-                ("day", "1,31", 2),
-                ("hour", "0,23", 2),
+                ("year", format!("{},2100", start.format("%Y")), 4),
+                ("month", "1,12".into(), 2),
+                ("day", "1,31".into(), 2),
+                ("hour", "0,23".into(), 2),
             ]
             .iter()
             .flat_map(|(k, range, digits)| {
@@ -154,7 +165,10 @@ pub fn athena_table(schema: &TableSchema, template: &Template, location: &str) -
             vec![
                 ("projection.dt.type".into(), "date".into()),
                 ("projection.dt.format".into(), "yyyy-MM-dd".into()),
-                ("projection.dt.range".into(), "2020-01-01,NOW".into()),
+                (
+                    "projection.dt.range".into(),
+                    format!("{},NOW", start.format("%Y-%m-%d")),
+                ),
                 ("projection.hr.type".into(), "integer".into()),
                 ("projection.hr.range".into(), "0,23".into()),
                 ("projection.hr.digits".into(), "2".into()),
@@ -281,6 +295,54 @@ pub fn partitions_of(
     out
 }
 
+/// The earliest hour (since the epoch) of a table's data files, from their folders: the year,
+/// month, day and hour parts the template has (a missing part counts as its first value).
+/// `None` when no file's folder names a time.
+pub fn earliest_hour(template: &Template, table: &str, files: &[String]) -> Option<i64> {
+    let keys = template.keys();
+    files
+        .iter()
+        .filter_map(|f| {
+            let dir = f.rsplit_once('/')?.0;
+            let values = template.match_path(table, dir)?;
+            let part = |name: &str, default: u32| -> Option<u32> {
+                match keys.iter().position(|k| k == name) {
+                    Some(i) => values.get(i)?.parse().ok(),
+                    None => Some(default),
+                }
+            };
+            keys.iter().position(|k| k == "year")?;
+            let day = chrono::NaiveDate::from_ymd_opt(
+                part("year", 0)? as i32,
+                part("month", 1)?,
+                part("day", 1)?,
+            )?;
+            let t = day.and_hms_opt(part("hour", 0)?, 0, 0)?.and_utc();
+            Some(t.timestamp().div_euclid(3600))
+        })
+        .min()
+}
+
+/// `ALTER TABLE ... SET TBLPROPERTIES`: partition projection ranges widened to older hours.
+pub fn athena_set_properties(
+    t: &AthenaTable,
+    database: &str,
+    properties: &[(String, String)],
+) -> Option<String> {
+    if properties.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = properties
+        .iter()
+        .map(|(k, v)| format!("'{}'='{}'", quote(k), quote(v)))
+        .collect();
+    Some(format!(
+        "ALTER TABLE `{database}`.`{}` SET TBLPROPERTIES ({});\n",
+        t.name,
+        list.join(", ")
+    ))
+}
+
 /// `CREATE TABLE` for Redshift: the same columns in the same order, for `COPY ... FORMAT AS PARQUET`.
 pub fn redshift_create(schema: &TableSchema, redshift_schema: &str) -> String {
     let mut o = String::new();
@@ -361,7 +423,10 @@ mod tests {
         );
         let t = |layout: Layout, loc: &str| {
             let template = Template::parse(layout.template()).unwrap();
-            athena_create(&athena_table(&s, &template, loc), "cdc")
+            athena_create(
+                &athena_table(&s, &template, loc, DEFAULT_PROJECTION_START_HOUR),
+                "cdc",
+            )
         };
         let hourly = t(Layout::Hourly, "s3://b/lake/");
         assert!(
@@ -385,11 +450,66 @@ mod tests {
         assert!(preset("{table}/state={state}").is_err());
     }
 
+    /// Issue 12: hours before 2020 were outside every projection range, invisible in Athena.
+    #[test]
+    fn projection_ranges_start_at_the_lakes_earliest_hour() {
+        let s = TableSchema::new("my_test_table", None);
+        // The DynamoDB Streams documentation's sample event: 2019-12-16T17:xx.
+        let files = [
+            "my_test_table/2020/03/01/00/my_test_table-1.parquet".to_string(),
+            "my_test_table/2019/12/16/17/my_test_table-2.parquet".to_string(),
+        ];
+        let range = |layout: Layout, key: &str, files: &[String]| {
+            let template = Template::parse(layout.template()).unwrap();
+            let start = earliest_hour(&template, "my_test_table", files).unwrap();
+            let t = athena_table(&s, &template, "s3://b/l", start);
+            t.properties
+                .iter()
+                .find(|(k, _)| k == &format!("projection.{key}.range"))
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            range(Layout::Hourly, "datehour", &files),
+            "2019/12/16/17,NOW"
+        );
+        let hive: Vec<String> = files
+            .iter()
+            .map(|f| {
+                let p: Vec<&str> = f.split('/').collect();
+                format!(
+                    "{}/year={}/month={}/day={}/hour={}/{}",
+                    p[0], p[1], p[2], p[3], p[4], p[5]
+                )
+            })
+            .collect();
+        assert_eq!(range(Layout::Hive, "year", &hive), "2019,2100");
+        let dt: Vec<String> = files
+            .iter()
+            .map(|f| {
+                let p: Vec<&str> = f.split('/').collect();
+                format!(
+                    "{}/dt={}-{}-{}/hr={}/{}",
+                    p[0], p[1], p[2], p[3], p[4], p[5]
+                )
+            })
+            .collect();
+        assert_eq!(range(Layout::HiveDt, "dt", &dt), "2019-12-16,NOW");
+        assert_eq!(
+            earliest_hour(
+                &Template::parse(Layout::Hourly.template()).unwrap(),
+                "my_test_table",
+                &[]
+            ),
+            None
+        );
+    }
+
     #[test]
     fn custom_templates_get_registered_partitions_and_schema_changes_alter() {
         let mut s = TableSchema::new("Orders", None);
         let template = Template::parse("{table}/state={ship_state}/{YYYY}{MM}").unwrap();
-        let t = athena_table(&s, &template, "s3://b/l");
+        let t = athena_table(&s, &template, "s3://b/l", DEFAULT_PROJECTION_START_HOUR);
         assert!(!t.projected());
         assert_eq!(t.partition_keys, ["ship_state", "year", "month"]);
         let ddl = athena_create(&t, "cdc");
@@ -410,7 +530,7 @@ mod tests {
         let known = t.columns.len();
         assert_eq!(athena_add_columns(&t, "cdc", known), None);
         s.add_attr_column(Image::New, &["Total"], ColumnType::Double, 100);
-        let grown = athena_table(&s, &template, "s3://b/l");
+        let grown = athena_table(&s, &template, "s3://b/l", DEFAULT_PROJECTION_START_HOUR);
         assert_eq!(
             athena_add_columns(&grown, "cdc", known).unwrap(),
             "ALTER TABLE `cdc`.`orders` ADD COLUMNS (\n  `total` double COMMENT 'Total'\n);\n"

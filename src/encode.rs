@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{new_null_array, ArrayRef};
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
+use arrow_array::{new_null_array, ArrayRef};
+use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::errors::ParquetError;
@@ -111,7 +111,7 @@ impl EncodeOptions {
 pub fn pad(
     batch: &RecordBatch,
     schema: &SchemaRef,
-) -> Result<RecordBatch, arrow::error::ArrowError> {
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     for field in schema.fields().iter().skip(columns.len()) {
         columns.push(new_null_array(field.data_type(), batch.num_rows()));
@@ -137,8 +137,8 @@ pub fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Array, Int64Array};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow_array::{Array, Int64Array};
+    use arrow_schema::{DataType, Field, Schema};
     use bytes::Bytes;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 

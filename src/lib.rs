@@ -12,6 +12,7 @@
 //! async lives at the edges ([`source`] for S3 inputs, [`store`]). `docs/DESIGN.md` holds the
 //! invariants.
 
+pub mod aws;
 pub mod buffer;
 pub mod catalog;
 pub mod checkpoint;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod ddl;
 pub mod decode;
 pub mod encode;
+pub mod errors;
 pub mod failpoint;
 pub mod flatten;
 pub mod generate;

@@ -1,5 +1,6 @@
 //! The `ddb-lake` binary: parses arguments, runs a command, maps the outcome to an exit code
-//! (0 success, 1 failure, 2 finished but some records went to the error output).
+//! (README, "Exit codes": 0 success, 1 failure, 2 finished but some records went to the error
+//! output, 3 configuration error, 64 usage error).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -18,10 +19,38 @@ use ddb_lake::pipeline::stream::{self, Mode, StreamOptions};
 use ddb_lake::pipeline::{self, Counters, RunOptions, Summary, SystemClock};
 use ddb_lake::report;
 
+/// The run failed: I/O, a service, a write that failed after retries.
+const EXIT_FAILED: u8 = 1;
+/// Everything was written, but some records went to the error output.
+const EXIT_ERRORS_WRITTEN: u8 = 2;
+/// The configuration is wrong: a setting, a URL, a schema file, missing AWS credentials.
+const EXIT_CONFIG: u8 = 3;
+/// The command line is wrong (unknown flag, missing argument): sysexits' EX_USAGE, so that no
+/// scheduler mistakes a mistyped command for a partial success.
+const EXIT_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_USAGE),
+            };
+        }
+    };
+    // The AWS SDK's own chatter (a credentials chain trying its providers, retries) only when
+    // asked for by name.
+    let directives = if cli.log.contains("aws_") {
+        cli.log.clone()
+    } else {
+        format!("{},aws_config=error,aws_smithy_runtime=error", cli.log)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -36,10 +65,40 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            eprintln!("error: {}", ddb_lake::errors::chain(e.as_ref()));
+            ExitCode::from(failure_code(&e))
         }
     }
+}
+
+/// The exit code of a failed run: configuration errors apart from the rest.
+fn failure_code(e: &anyhow::Error) -> u8 {
+    use ddb_lake::aws::CredentialsError;
+    use ddb_lake::config::ConfigError;
+    let config = e.chain().any(|c| {
+        c.is::<ConfigError>()
+            || c.downcast_ref::<CredentialsError>()
+                .is_some_and(CredentialsError::is_configuration)
+            || c.downcast_ref::<pipeline::PipelineError>()
+                .is_some_and(pipeline::PipelineError::is_configuration)
+            || c.downcast_ref::<ddb_lake::store::StoreError>()
+                .is_some_and(ddb_lake::store::StoreError::is_configuration)
+            || c.downcast_ref::<ddb_lake::checkpoint::CheckpointError>()
+                .is_some_and(ddb_lake::checkpoint::CheckpointError::is_configuration)
+    });
+    if config {
+        EXIT_CONFIG
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Stops with a clear message when AWS is needed and no credentials are found.
+async fn need_aws(urls: &[&str], always: bool) -> anyhow::Result<()> {
+    if always || urls.iter().any(|u| u.starts_with("s3://")) {
+        ddb_lake::aws::require_credentials().await?;
+    }
+    Ok(())
 }
 
 /// `ddl athena`: the statements, or only the catalog's missing parts, or those applied to Glue.
@@ -64,12 +123,26 @@ async fn athena_ddl(
         g.create_database(db).await?;
         println!("created database {db}");
     }
+    let configured = args
+        .projection_start
+        .as_deref()
+        .map(ddb_lake::cli::parse_hour)
+        .transpose()?;
     for t in tables {
-        let table = ddl::athena_table(t, &settings.template, location);
+        let files = pipeline::data_files(settings, &t.name).await?;
+        // Projection starts at the lake's earliest hour (or the configured start, if earlier).
+        let start = [
+            ddl::earliest_hour(&settings.template, &t.name, &files),
+            configured,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(ddl::DEFAULT_PROJECTION_START_HOUR);
+        let table = ddl::athena_table(t, &settings.template, location, start);
         let partitions = if table.projected() {
             Vec::new()
         } else {
-            let files = pipeline::data_files(settings, &t.name).await?;
             ddl::partitions_of(&table, &settings.template, location, &files)
         };
         let change = match &glue {
@@ -79,6 +152,7 @@ async fn athena_ddl(
                 create: true,
                 table,
                 partitions,
+                properties: Vec::new(),
             },
         };
         match (&glue, args.apply) {
@@ -95,8 +169,11 @@ async fn athena_ddl(
                         "added {} columns to {db}.{name}",
                         change.table.columns.len() - change.known_columns
                     );
-                } else {
+                } else if change.properties.is_empty() {
                     println!("table {db}.{name} is up to date");
+                }
+                for (k, v) in &change.properties {
+                    println!("widened {k} of {db}.{name} to {v} (older hours in the lake)");
                 }
                 if !change.partitions.is_empty() {
                     println!(
@@ -172,10 +249,20 @@ fn print_summary(summary: &Summary, json: bool) -> anyhow::Result<()> {
 
 fn exit_code(summary: &Summary) -> ExitCode {
     if summary.errors_total() > 0 {
-        ExitCode::from(2)
+        ExitCode::from(EXIT_ERRORS_WRITTEN)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// An RFC 3339 time given for `field`, in milliseconds since the epoch.
+fn parse_time(field: &'static str, t: &str) -> anyhow::Result<i64> {
+    Ok(chrono::DateTime::parse_from_rfc3339(t)
+        .map_err(|e| ddb_lake::config::ConfigError::Invalid {
+            field,
+            problem: format!("`{t}` is not an RFC 3339 time: {e}"),
+        })?
+        .timestamp_millis())
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -187,14 +274,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => {
             let settings = args.settings()?;
             let counters = Arc::new(Counters::default());
+            let mut urls: Vec<&str> = args.input.iter().map(String::as_str).collect();
+            urls.push(&settings.output);
+            rt.block_on(need_aws(&urls, args.stream.is_some()))?;
             let summary = rt.block_on(async {
                 let progress = report::Progress::start(counters.clone(), !args.out.no_progress);
                 let r = match &args.stream {
                     Some(stream) => {
                         let until_ms = match &args.until {
-                            Some(t) => chrono::DateTime::parse_from_rfc3339(t)
-                                .with_context(|| format!("--until `{t}` is not an RFC 3339 time"))?
-                                .timestamp_millis(),
+                            Some(t) => parse_time("--until", t)?,
                             None => chrono::Utc::now().timestamp_millis(),
                         };
                         run_stream(
@@ -228,6 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consume(args) => {
             let settings = args.settings()?;
             let counters = Arc::new(Counters::default());
+            rt.block_on(need_aws(&[], true))?;
             let summary = rt.block_on(async {
                 if let Some(addr) = args.metrics {
                     ddb_lake::metrics::serve(addr).map_err(anyhow::Error::msg)?;
@@ -249,6 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(exit_code(&summary))
         }
         Command::Status(args) => {
+            rt.block_on(need_aws(&[], true))?;
             let rows = rt.block_on(async {
                 let api = AwsStream::connect(&args.stream).await;
                 let url = match (&args.checkpoint, &args.output) {
@@ -285,6 +375,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 DdlCommand::Redshift(a) => (a, false),
             };
             let settings = args.settings()?;
+            rt.block_on(need_aws(
+                &[&settings.output],
+                args.changes || args.apply.is_some(),
+            ))?;
             let tables = rt.block_on(pipeline::table_schemas(&settings))?;
             if tables.is_empty() {
                 anyhow::bail!(
@@ -320,6 +414,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Schema(SchemaCommand::Infer(args)) => {
             let settings = args.settings()?;
+            let urls: Vec<&str> = args.input.iter().map(String::as_str).collect();
+            rt.block_on(need_aws(&urls, false))?;
             let summary = rt.block_on(pipeline::export(
                 &settings,
                 &args.input,
@@ -336,14 +432,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Generate(args) => {
-            let start = chrono::DateTime::parse_from_rfc3339(&args.start)
-                .with_context(|| format!("--start `{}` is not an RFC 3339 time", args.start))?;
+            let start_ms = parse_time("--start", &args.start)?;
             let opts = GenerateOptions {
                 records: args.records,
                 seed: args.seed,
                 shape: args.shape,
                 table: args.table,
-                start_ms: start.timestamp_millis(),
+                start_ms,
                 hours: args.hours,
             };
             match &args.output {

@@ -31,6 +31,17 @@ pub enum SourceError {
     Store(#[from] StoreError),
 }
 
+impl SourceError {
+    /// A wrong input given by the user (a malformed URL or glob: exit code 3).
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            SourceError::Glob { .. } => true,
+            SourceError::Store(e) => e.is_configuration(),
+            SourceError::NoMatch { .. } | SourceError::Io { .. } => false,
+        }
+    }
+}
+
 /// One input file.
 #[derive(Debug, Clone)]
 pub enum InputFile {
@@ -108,34 +119,9 @@ pub async fn resolve(inputs: &[String], s3: &S3Options) -> Result<Vec<InputFile>
     let mut files = Vec::new();
     for input in inputs {
         let before = files.len();
-        if input.starts_with("s3://") {
-            resolve_s3(input, s3, &mut files).await?;
-        } else {
-            let local = input.strip_prefix("file://").unwrap_or(input);
-            if has_glob(local) {
-                let paths = glob::glob(local).map_err(|source| SourceError::Glob {
-                    input: input.clone(),
-                    source,
-                })?;
-                let mut matched: Vec<PathBuf> = paths
-                    .filter_map(Result::ok)
-                    .filter(|p| p.is_file())
-                    .collect();
-                matched.sort();
-                files.extend(matched.into_iter().map(InputFile::Local));
-            } else {
-                let p = PathBuf::from(local);
-                if p.is_dir() {
-                    let mut found = Vec::new();
-                    walk(&p, &mut found).map_err(|source| SourceError::Io {
-                        name: input.clone(),
-                        source,
-                    })?;
-                    files.extend(found.into_iter().map(InputFile::Local));
-                } else if p.is_file() {
-                    files.push(InputFile::Local(p));
-                }
-            }
+        match store::parse_url(input)? {
+            store::Url::S3 { .. } => resolve_s3(input, s3, &mut files).await?,
+            store::Url::Local(local) => resolve_local(input, local, &mut files)?,
         }
         if files.len() == before {
             return Err(SourceError::NoMatch {
@@ -144,6 +130,35 @@ pub async fn resolve(inputs: &[String], s3: &S3Options) -> Result<Vec<InputFile>
         }
     }
     Ok(files)
+}
+
+/// Expands a local input (a path, a folder or a glob) into files.
+fn resolve_local(input: &str, local: &str, files: &mut Vec<InputFile>) -> Result<(), SourceError> {
+    if has_glob(local) {
+        let paths = glob::glob(local).map_err(|source| SourceError::Glob {
+            input: input.to_string(),
+            source,
+        })?;
+        let mut matched: Vec<PathBuf> = paths
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        matched.sort();
+        files.extend(matched.into_iter().map(InputFile::Local));
+    } else {
+        let p = PathBuf::from(local);
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(&p, &mut found).map_err(|source| SourceError::Io {
+                name: input.to_string(),
+                source,
+            })?;
+            files.extend(found.into_iter().map(InputFile::Local));
+        } else if p.is_file() {
+            files.push(InputFile::Local(p));
+        }
+    }
+    Ok(())
 }
 
 async fn resolve_s3(

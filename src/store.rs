@@ -59,8 +59,8 @@ impl Default for Retry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("`{url}` is not a local path, file:// or s3:// URL")]
-    BadUrl { url: String },
+    #[error("`{url}`: {problem}")]
+    BadUrl { url: String, problem: String },
     #[error("cannot open {url}: {source}")]
     Open {
         url: String,
@@ -77,6 +77,13 @@ pub enum StoreError {
         url: String,
         source: object_store::Error,
     },
+}
+
+impl StoreError {
+    /// A wrong location given by the user (exit code 3), not a failure of the store.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, StoreError::BadUrl { .. })
+    }
 }
 
 /// S3 credentials from the AWS SDK's default chain (environment, `~/.aws` profiles and SSO,
@@ -108,7 +115,7 @@ impl CredentialProvider for SdkCredentials {
         }
         let provider = self
             .provider
-            .get_or_init(|| async { aws_config::load_from_env().await.credentials_provider() })
+            .get_or_init(|| async { crate::aws::config().await.credentials_provider() })
             .await;
         let err = |msg: String| object_store::Error::Generic {
             store: "S3",
@@ -159,14 +166,62 @@ impl std::fmt::Debug for Location {
     }
 }
 
+/// What a location given by a user names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Url<'a> {
+    /// `s3://bucket/key-or-prefix`.
+    S3 { bucket: &'a str, key: &'a str },
+    /// A local path (from a plain path or a `file://` URL).
+    Local(&'a str),
+}
+
+const EXPECTED: &str = "expected a local path, file:///path or s3://bucket/prefix";
+
+/// Classifies a location: an S3 URL, a `file://` URL or a plain path. Anything that looks like a
+/// URL but is none of these (an unknown scheme such as `gs://`, or `s3:/bucket` with one slash)
+/// is an error, never a local folder named after it. A relative path whose first part contains a
+/// colon (`lake:2024/x`) reads as a URL: write it `./lake:2024/x`.
+pub fn parse_url(url: &str) -> Result<Url<'_>, StoreError> {
+    let bad = |problem: String| StoreError::BadUrl {
+        url: url.to_string(),
+        problem,
+    };
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad("an S3 URL needs a bucket: s3://bucket/prefix".into()));
+        }
+        return Ok(Url::S3 { bucket, key });
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        return Ok(Url::Local(path));
+    }
+    // A scheme: a letter, then letters, digits, `+`, `-` or `.`, then `:` before any `/`.
+    let scheme = url.split_once(':').map(|(s, _)| s).filter(|s| {
+        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    match scheme.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(Url::Local(url)),
+        Some("s3") | Some("s3a") | Some("s3n") => Err(bad(format!(
+            "not an S3 URL: write s3://bucket/prefix (two slashes, scheme s3); {EXPECTED}"
+        ))),
+        Some("file") => Err(bad(format!(
+            "not a file URL: write file:///absolute/path; {EXPECTED}"
+        ))),
+        Some(other) => Err(bad(format!("unsupported scheme `{other}:`; {EXPECTED}"))),
+    }
+}
+
 /// Opens a local folder (created if missing) or an S3 prefix.
 pub fn open(url: &str, s3: &S3Options) -> Result<Location, StoreError> {
     let trimmed = url.trim_end_matches('/');
-    if let Some(rest) = url.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(StoreError::BadUrl { url: url.into() });
-        }
+    if let Url::S3 {
+        bucket,
+        key: prefix,
+    } = parse_url(url)?
+    {
         // Copies "if not exists" complete a multipart upload with `If-None-Match: *`: how objects
         // above the multipart threshold are created only if absent (`put_new`).
         let mut b = AmazonS3Builder::from_env()
@@ -227,10 +282,8 @@ pub fn open(url: &str, s3: &S3Options) -> Result<Location, StoreError> {
             s3: true,
         });
     }
-    let path = match url.strip_prefix("file://") {
-        Some(p) => p,
-        None if url.contains("://") => return Err(StoreError::BadUrl { url: url.into() }),
-        None => url,
+    let Url::Local(path) = parse_url(url)? else {
+        unreachable!("S3 URLs are opened above")
     };
     std::fs::create_dir_all(path).map_err(|source| StoreError::CreateDir {
         path: path.into(),

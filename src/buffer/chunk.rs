@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    make_builder, ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder,
-    Decimal128Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+use arrow_array::builder::{
+    make_builder, ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder,
+    Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{Field, Schema};
-use arrow::record_batch::RecordBatch;
+use arrow_array::ArrayRef;
+use arrow_array::RecordBatch;
+use arrow_schema::{Field, Schema};
 
 use crate::flatten::{Cell, Row};
 use crate::schema::{ColumnType, TableSchema};

@@ -11,7 +11,7 @@ pub mod chunk;
 
 use rustc_hash::FxHashMap;
 
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
 
 use crate::checkpoint::{SeqPos, ShardRange};
 use crate::flatten::Row;

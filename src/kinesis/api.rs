@@ -88,9 +88,8 @@ impl AwsStream {
     /// A client from the standard AWS configuration (credentials chain, region,
     /// `AWS_ENDPOINT_URL_KINESIS`).
     pub async fn connect(stream: &str) -> Self {
-        let config = aws_config::load_from_env().await;
         AwsStream {
-            client: aws_sdk_kinesis::Client::new(&config),
+            client: aws_sdk_kinesis::Client::new(crate::aws::config().await),
             stream: stream.to_string(),
         }
     }
@@ -133,22 +132,10 @@ where
             }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            ApiError::Transient(error_chain(&e))
+            ApiError::Transient(crate::errors::chain(&e))
         }
-        _ => ApiError::Fatal(error_chain(&e)),
+        _ => ApiError::Fatal(crate::errors::chain(&e)),
     }
-}
-
-/// The error and its sources on one line (SDK errors keep the useful part in `source()`).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 impl StreamApi for AwsStream {

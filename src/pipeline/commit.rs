@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
 
 use super::Out;
 use crate::buffer::{seq_cmp, Chunk, CHUNK_ROWS};

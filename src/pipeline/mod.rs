@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -73,6 +73,24 @@ pub enum PipelineError {
     Invariant(String),
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl PipelineError {
+    /// A problem of the configuration (a setting, a URL, a schema file: exit code 3), not of the
+    /// data or the services.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            PipelineError::Source(e) => e.is_configuration(),
+            PipelineError::Store(e) => e.is_configuration(),
+            PipelineError::Checkpoint(e) => e.is_configuration(),
+            PipelineError::Schema(_) | PipelineError::SchemaFile { .. } => true,
+            PipelineError::Encode { .. }
+            | PipelineError::Read { .. }
+            | PipelineError::Stream { .. }
+            | PipelineError::Invariant(_)
+            | PipelineError::Internal(_) => false,
+        }
+    }
 }
 
 mod commit;
@@ -1504,7 +1522,7 @@ mod tests {
                 .column_by_name("cdc_source_line")
                 .unwrap()
                 .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
+                .downcast_ref::<arrow_array::Int64Array>()
                 .unwrap()
                 .clone();
             got.extend(col.values().iter().map(|&v| v as usize));

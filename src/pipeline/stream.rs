@@ -1000,7 +1000,7 @@ mod tests {
             .column_by_name("cdc_subsequence_number")
             .unwrap()
             .as_any()
-            .downcast_ref::<arrow::array::Int64Array>()
+            .downcast_ref::<arrow_array::Int64Array>()
             .unwrap()
             .iter()
             .collect::<Vec<_>>();

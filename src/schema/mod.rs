@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow_schema::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 pub use types::{ColumnType, TimeFormat};

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, TimeUnit};
+use arrow_schema::{DataType, Field, TimeUnit};
 
 /// Largest decimal precision Athena and Redshift accept.
 pub const MAX_DECIMAL_PRECISION: u8 = 38;

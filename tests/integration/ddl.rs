@@ -330,3 +330,72 @@ print(json.dumps({"columns": cols, "rows": rows, "misplaced": wrong}))
     assert_eq!(got["rows"], summary["rows_out"]["orders"]);
     assert_eq!(got["misplaced"], 0);
 }
+
+/// Issue 12: the DynamoDB Streams documentation's sample event (December 2019) landed in a lake
+/// whose Athena projection started at 2020: Athena returned nothing for it. The range now starts
+/// at the lake's earliest hour; with Glue, `--changes` and `--apply glue` widen it when older
+/// hours appear, and never narrow it.
+#[test]
+fn the_projection_range_covers_the_lakes_oldest_hour_and_widens_in_glue() {
+    std::env::var("AWS_ENDPOINT_URL_GLUE").expect("run with scripts/test.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let event = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/lambda_event_2019.json"
+    );
+    let summary = export_json(&["-i", event, "-o", s(&lake)], 0);
+    assert_eq!(summary["rows_out"]["my_test_table"], 2);
+    assert!(lake.join("my_test_table/2019/12/16/17").is_dir());
+    let printed = athena_ddl(&lake, "hourly", &[]);
+    assert!(
+        printed.contains("'projection.datehour.range'='2019/12/16/17,NOW'"),
+        "{printed}"
+    );
+    // A configured start earlier than the lake's wins.
+    let earlier = athena_ddl(&lake, "hourly", &["--projection-start", "2019-06-01"]);
+    assert!(
+        earlier.contains("'projection.datehour.range'='2019/06/01/00,NOW'"),
+        "{earlier}"
+    );
+
+    // Glue: registered from a lake whose oldest hour is in 2026...
+    let db = unique("widen").replace('-', "_");
+    let newer = dir.path().join("newer");
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/examples/orders.jsonl");
+    export_json(&["-i", sample, "-o", s(&newer)], 0);
+    let ddl = |extra: &[&str]| {
+        let mut args = vec!["ddl", "athena", "-o", s(&newer), "--database", &db];
+        args.extend_from_slice(&["--location", "s3://bucket/newer"]);
+        args.extend_from_slice(extra);
+        run_ok(&args, 0)
+    };
+    ddl(&["--apply", "glue"]);
+    let range = || glue_table(&db, "orders")["parameters"]["projection.datehour.range"].clone();
+    assert_eq!(range(), "2026/11/01/08,NOW");
+    assert!(ddl(&["--changes"]).is_empty(), "nothing to change yet");
+    // ...then a backfill brings older hours: the range widens.
+    let old = dir.path().join("old.jsonl");
+    generate(
+        &old,
+        50,
+        3,
+        &["--start", "2025-03-01T05:00:00Z", "--hours", "1"],
+    );
+    export_json(&["-i", s(&old), "-o", s(&newer)], 0);
+    let changes = ddl(&["--changes"]);
+    assert_eq!(
+        changes,
+        format!(
+            "ALTER TABLE `{db}`.`orders` SET TBLPROPERTIES ('projection.datehour.range'='2025/03/01/05,NOW');\n"
+        )
+    );
+    let out = ddl(&["--apply", "glue"]);
+    assert!(out.contains("widened projection.datehour.range"), "{out}");
+    assert_eq!(range(), "2025/03/01/05,NOW");
+    // A configured earlier start widens it further; the lake's later start does not narrow it.
+    ddl(&["--apply", "glue", "--projection-start", "2024-01-01"]);
+    assert_eq!(range(), "2024/01/01/00,NOW");
+    assert!(ddl(&["--apply", "glue"]).contains("is up to date"));
+    assert_eq!(range(), "2024/01/01/00,NOW");
+}

@@ -5,6 +5,7 @@
 //! `DDB_LAKE_TEST_PYTHON` (a Python with pyarrow, duckdb and boto3) and `AWS_ENDPOINT_URL_S3`.
 
 mod bad_input;
+mod cli;
 mod crash;
 mod ddl;
 mod export;

@@ -9,8 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::DataType;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Decimal128Type, Int64Type};
+use arrow_array::Array;
+use arrow_schema::DataType;
 use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike};
@@ -83,9 +85,12 @@ fn text(col: &dyn Array, i: usize) -> Option<String> {
     if col.is_null(i) {
         return None;
     }
-    let one = col.slice(i, 1);
-    let s = arrow::compute::cast(&one, &DataType::Utf8).expect("castable to text");
-    Some(s.as_string::<i32>().value(0).to_string())
+    Some(match col.data_type() {
+        DataType::Utf8 => col.as_string::<i32>().value(i).to_string(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().value(i).to_string(),
+        DataType::Decimal128(..) => col.as_primitive::<Decimal128Type>().value_as_string(i),
+        other => panic!("no text for {other}"),
+    })
 }
 
 /// The rows of a Parquet file, with the values of the named columns (as text), and the file's
