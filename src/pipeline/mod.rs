@@ -1248,7 +1248,12 @@ async fn write_all(
                     .list(&format!("{folder}/"))
                     .await?
                     .into_iter()
-                    .filter(|(p, _)| p.as_ref().ends_with(".parquet"))
+                    // On-time files only: late ones are in the regular COPY manifests (a late
+                    // file can be there already when a marker is written again after a crash).
+                    .filter(|(p, _)| {
+                        let name = p.filename().unwrap_or_default();
+                        name.ends_with(".parquet") && !name.starts_with(&format!("{table}-late-"))
+                    })
                     .map(|(p, len)| (out.display(&out.relative(&p)), len))
                     .collect();
                 let start = chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();

@@ -203,6 +203,17 @@ impl<'a> Processor<'a> {
             Event::Started { shard, start_ms } => {
                 let i = self.shard(&shard);
                 self.shards[i].start_ms = start_ms;
+                // A start at a time (LATEST, AT_TIMESTAMP) is saved before anything of the shard
+                // is written: a restart starts there too instead of at its own "now", which would
+                // skip what arrived in between.
+                let known = self
+                    .checkpoint
+                    .shards
+                    .get(&*shard)
+                    .and_then(|c| c.start_timestamp_ms);
+                if start_ms.is_some() && known != start_ms {
+                    self.save_checkpoint()?;
+                }
             }
             Event::Shard(ShardEvent::Idle { shard }) => {
                 let i = self.shard(&shard);
@@ -366,6 +377,16 @@ impl<'a> Processor<'a> {
                     "the checkpoint of shard {} ({saved:?}) would pass the last record read ({:?})",
                     p.id, p.last
                 )));
+            }
+        }
+        for b in &cp.pending {
+            for shard in b.shards.keys() {
+                if cp.shards.get(shard).is_some_and(|c| c.finished) {
+                    return Err(PipelineError::Invariant(format!(
+                        "shard {shard} would be finished while {} holds records of it",
+                        b.object
+                    )));
+                }
             }
         }
         let mut ranges: Vec<(&str, &str, &crate::checkpoint::ShardRange)> = cp

@@ -153,7 +153,8 @@ fn s3_credentials_come_from_a_profile_when_the_environment_has_none() {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // A configuration error (README, "Exit codes").
+    assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("credentials"),
         "{}",

@@ -111,7 +111,8 @@ fn a_declared_type_that_conflicts_with_the_remembered_one_is_refused() {
         "--schemas",
         s(&schemas),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // A configuration error (README, "Exit codes").
+    assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("price") && err.contains("never changes"),

@@ -22,7 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::model::{Expected, Outcome};
-use super::{History, Layout, CHECKPOINT};
+use super::{History, Layout, Start, CHECKPOINT};
 use crate::checkpoint::Checkpoint;
 use crate::config::PartitionTime;
 use crate::schema::{SchemaFile, TableSchema};
@@ -294,7 +294,11 @@ pub fn check(h: &History) -> Result<Report, String> {
     }
     for s in &h.stream.shards {
         let c = cp.shards.get(&s.shard.id).cloned().unwrap_or_default();
-        let last = s.records.last().map(|r| r.sequence_number.clone());
+        let last = s
+            .records
+            .iter()
+            .rfind(|r| is_read(h, &s.shard.id, r.arrival_ms))
+            .map(|r| r.sequence_number.clone());
         if s.closed && !c.finished {
             return Err(format!(
                 "closed shard {} is not finished: {c:?}",
@@ -309,7 +313,23 @@ pub fn check(h: &History) -> Result<Report, String> {
         }
     }
 
-    // Hour markers list every on-time file of their hour, and only files that exist.
+    // Every version written of a marker or an hour manifest is the same: a marker once out is
+    // never contradicted by a later one.
+    let mut versions: BTreeMap<String, Bytes> = BTreeMap::new();
+    for (path, body) in h.markers.lock().expect("not poisoned").iter() {
+        if let Some(first) = versions.get(path) {
+            if first != body {
+                return Err(format!(
+                    "{path} was written twice with different content:\n{}\n{}",
+                    String::from_utf8_lossy(first),
+                    String::from_utf8_lossy(body)
+                ));
+            }
+        } else {
+            versions.insert(path.clone(), body.clone());
+        }
+    }
+    // Hour markers list every on-time file of their hour, no late one, and only files that exist.
     for (path, m) in &markers {
         report.markers += 1;
         let manifest = m["manifest"].as_str().expect("a manifest url");
@@ -344,6 +364,9 @@ pub fn check(h: &History) -> Result<Report, String> {
             if !objects.contains_key(f) {
                 return Err(format!("{path} lists {f}, which does not exist"));
             }
+            if f.contains("-late-") {
+                return Err(format!("{path} lists {f}, a late file"));
+            }
         }
         for f in columns_of.keys() {
             if f.starts_with(&folder) && !f.contains("-late-") && !listed.contains(f) {
@@ -356,12 +379,22 @@ pub fn check(h: &History) -> Result<Report, String> {
     Ok(report)
 }
 
+/// Whether a record is read at all: with a start at a time, the first shards' records that
+/// arrived before it are not.
+fn is_read(h: &History, shard: &str, arrival_ms: i64) -> bool {
+    match h.start {
+        Start::AtTimestamp(t) => arrival_ms >= t || !h.stream.is_root(shard),
+        _ => true,
+    }
+}
+
 /// Each expected record exactly once, in the form and place it belongs.
 fn compare(h: &History, rows: Vec<FoundRow>, errors: Vec<FoundError>) -> Result<(), String> {
     let expected: HashMap<Key, &Expected> = h
         .stream
         .expected
         .iter()
+        .filter(|e| is_read(h, &e.shard, e.arrival_ms))
         .map(|e| ((e.shard.clone(), e.seq.clone(), e.sub), e))
         .collect();
     let mut seen: HashMap<Key, String> = HashMap::new();

@@ -117,6 +117,12 @@ pub(super) struct History {
     /// The durable state every run of the history shares.
     lake: Arc<InMemory>,
     rt: Arc<tokio::runtime::Runtime>,
+    /// Where shards without a checkpoint start: from their start, or at an arrival time.
+    pub start: Start,
+    /// Every version written of the hour markers and their manifests, in order.
+    pub markers: Arc<std::sync::Mutex<Vec<(String, bytes::Bytes)>>>,
+    /// Whether the stream grows while runs read (not in the final, checking runs).
+    growing: bool,
     pub runs: u64,
     pub crashes: u64,
     pub writes: u64,
@@ -185,7 +191,17 @@ impl History {
         let mut stream = Stream::new(&mut rng, shards, START_MS);
         let n = rng.random_range(5..60);
         stream.put(&mut rng, n);
+        // Now and then the shards start at a time: records that arrived before it are not read.
+        let start = if rng.random_ratio(1, 5) {
+            let e = &stream.expected[rng.random_range(0..stream.expected.len())];
+            Start::AtTimestamp(e.arrival_ms)
+        } else {
+            Start::TrimHorizon
+        };
         History {
+            start,
+            markers: Arc::default(),
+            growing: true,
             seed,
             rng,
             settings,
@@ -209,6 +225,7 @@ impl History {
             self.stream.evolve(&mut self.rng);
         }
         // A clean run reads everything and re-creates whatever is pending.
+        self.growing = false;
         self.run(None, false)?;
         let report = check::check(self)?;
         // And a run after it finds nothing to do.
@@ -240,7 +257,8 @@ impl History {
         // a function of the seed.
         let mut rng = ChaCha8Rng::seed_from_u64(self.rng.random());
         let clock = SimClock::at(self.runs as i64 * 3_600_000);
-        let store = Arc::new(Crashing::new(self.lake.clone(), budget));
+        let store =
+            Arc::new(Crashing::new(self.lake.clone(), budget).logging(self.markers.clone()));
         let output = self.location(store.clone());
         let cp_store = CheckpointStore::at(output.clone(), CHECKPOINT, true);
         let counters = Arc::new(Counters::default());
@@ -268,6 +286,10 @@ impl History {
             .drive(&mut p, &checkpoint, stop_after, &mut rng, &clock)
             .and_then(|()| p.finish());
         let written = self.rt.block_on(writer).expect("the writer does not panic");
+        // A broken invariant is a bug whether or not the process also crashed.
+        if let Err(e @ PipelineError::Invariant(_)) = &read {
+            return Err(format!("run {}: {e}", self.runs));
+        }
         match (read, written) {
             (Ok(read), Ok(stats)) => {
                 self.writes += store.writes();
@@ -304,8 +326,8 @@ impl History {
         let shards: Vec<Shard> = self.stream.shards.iter().map(|s| s.shard.clone()).collect();
         let mut done = cp.finished_shards();
         let mut started: HashSet<String> = HashSet::new();
-        // (shard index in the model, next record to hand out)
-        let mut readers: Vec<(usize, usize)> = Vec::new();
+        // (shard index in the model, next record to hand out, at its tip and said so)
+        let mut readers: Vec<(usize, usize, bool)> = Vec::new();
         let mut events = 0;
         loop {
             let readable: Vec<Shard> = lineage::readable(&shards, &done, &started)
@@ -316,11 +338,16 @@ impl History {
                 let has_parent = s.parent.is_some() || s.adjacent_parent.is_some();
                 let now_ms = clock.now_utc_us() / 1000;
                 let (at, start_ms) =
-                    start_position(cp.shards.get(&s.id), has_parent, Start::TrimHorizon, now_ms);
+                    start_position(cp.shards.get(&s.id), has_parent, self.start, now_ms);
                 let i = self.stream.index(&s.id);
                 let records = &self.stream.shards[i].records;
                 let pos = match &at {
-                    StartAt::TrimHorizon | StartAt::AtTimestamp(_) => 0,
+                    StartAt::TrimHorizon => 0,
+                    // The first record that arrived at or after the time.
+                    StartAt::AtTimestamp(t) => records
+                        .iter()
+                        .position(|r| r.arrival_ms >= *t)
+                        .unwrap_or(records.len()),
                     StartAt::AfterSequence(seq) => {
                         match records.iter().position(|r| &r.sequence_number == seq) {
                             Some(p) => p + 1,
@@ -333,10 +360,28 @@ impl History {
                     shard: s.id.as_str().into(),
                     start_ms,
                 })?;
-                readers.push((i, pos));
+                readers.push((i, pos, false));
                 started.insert(s.id.clone());
             }
-            if readers.is_empty() || stop_after == Some(events) {
+            if stop_after == Some(events) {
+                return Ok(());
+            }
+            // The stream grows while the run reads (a consumer at its tip gets more), for a while.
+            let all_idle = readers.iter().all(|r| r.2);
+            let grow =
+                self.growing && events < 300 && rng.random_ratio(1, if all_idle { 3 } else { 25 });
+            if grow {
+                let open = self.stream.open_shards();
+                let i = open[rng.random_range(0..open.len())];
+                for _ in 0..rng.random_range(1..=3) {
+                    self.stream.put_one(rng, i);
+                }
+                for r in readers.iter_mut().filter(|r| r.0 == i) {
+                    r.2 = false;
+                }
+                events += 1;
+                continue;
+            } else if all_idle {
                 return Ok(());
             }
             events += 1;
@@ -346,10 +391,14 @@ impl History {
                 continue;
             }
             let r = rng.random_range(0..readers.len());
-            let (i, pos) = readers[r];
+            let (i, pos, idle) = readers[r];
+            if idle {
+                continue;
+            }
             let shard = &self.stream.shards[i];
             let id: Arc<str> = shard.shard.id.as_str().into();
-            let n = rng.random_range(0..=4).min(shard.records.len() - pos);
+            let most = if rng.random_ratio(1, 5) { 40 } else { 4 };
+            let n = rng.random_range(0..=most).min(shard.records.len() - pos);
             if n > 0 {
                 let records = shard.records[pos..pos + n].to_vec();
                 readers[r].1 += n;
@@ -362,10 +411,11 @@ impl History {
                 if shard.closed {
                     p.handle(Event::Shard(ShardEvent::Ended { shard: id.clone() }))?;
                     done.insert(id.to_string());
+                    readers.remove(r);
                 } else {
                     p.handle(Event::Shard(ShardEvent::Idle { shard: id }))?;
+                    readers[r].2 = true;
                 }
-                readers.remove(r);
             }
         }
     }

@@ -130,7 +130,8 @@ impl Stream {
         }
     }
 
-    fn put_one(&mut self, rng: &mut ChaCha8Rng, i: usize) {
+    /// Puts one Kinesis record into shard `i`.
+    pub fn put_one(&mut self, rng: &mut ChaCha8Rng, i: usize) {
         let seq = format!("{:030}", self.next_seq);
         // Sequence numbers grow across the stream, so a child's are above its parents'.
         self.next_seq += rng.random_range(1..5);
@@ -246,6 +247,12 @@ impl Stream {
         }
         let n = rng.random_range(0..40);
         self.put(rng, n);
+    }
+
+    /// Whether a shard was there from the start (no parents).
+    pub fn is_root(&self, id: &str) -> bool {
+        let s = &self.shards[self.index(id)].shard;
+        s.parent.is_none() && s.adjacent_parent.is_none()
     }
 
     pub fn index(&self, id: &str) -> usize {

@@ -269,3 +269,26 @@ fn a_daily_template_keeps_every_row_across_a_crash_after_the_second_intent() {
     let want: std::collections::BTreeMap<Key, u32> = (1..=5).map(|n| (key("S", n), 1)).collect();
     assert_eq!(s.keys(), want);
 }
+
+/// Found in review: a shard started at a time (LATEST, AT_TIMESTAMP) kept that time in memory
+/// until the first flush's checkpoint; a run killed before it left no trace of it, and the next
+/// run's LATEST started at its own later "now", skipping what arrived in between.
+#[test]
+fn a_start_at_a_time_is_saved_before_the_shard_is_read() {
+    let s = Script::new("{table}/{YYYY}/{MM}/{DD}/{HH}", 1000);
+    let t = 1_795_690_000_000;
+    s.run(
+        s.clean(),
+        vec![
+            Event::Started {
+                shard: "S".into(),
+                start_ms: Some(t),
+            },
+            records("S", &[&record(1, 10, 0)]),
+        ],
+        false,
+    );
+    let cp: Checkpoint = serde_json::from_slice(&objects(&s.rt, &s.lake)[CHECKPOINT]).unwrap();
+    assert_eq!(cp.shards["S"].start_timestamp_ms, Some(t));
+    assert_eq!(cp.shards["S"].sequence_number, None);
+}

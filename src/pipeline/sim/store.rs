@@ -75,7 +75,12 @@ fn crashed() -> object_store::Error {
 pub struct Crashing {
     inner: Arc<InMemory>,
     budget: Arc<Budget>,
+    /// Where writes of hour markers and their manifests are recorded (every version).
+    log: Option<Log>,
 }
+
+/// Paths and contents written, in order.
+pub type Log = Arc<Mutex<Vec<(String, bytes::Bytes)>>>;
 
 impl Crashing {
     /// A view of `inner` that allows `writes` more writes (`None`: any number).
@@ -87,6 +92,7 @@ impl Crashing {
                 writes: Mutex::new(0),
                 after: None,
             }),
+            log: None,
         }
     }
 
@@ -99,7 +105,14 @@ impl Crashing {
                 writes: Mutex::new(0),
                 after: Some((path.to_string(), Mutex::new(n))),
             }),
+            log: None,
         }
+    }
+
+    /// Records every durable write under `_ddb_lake/hours/` in `log`.
+    pub fn logging(mut self, log: Log) -> Self {
+        self.log = Some(log);
+        self
     }
 
     /// Whether the budget ran out.
@@ -128,9 +141,26 @@ impl ObjectStore for Crashing {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.budget.check()?;
+        let logged = self
+            .log
+            .as_ref()
+            .filter(|_| location.as_ref().contains("/hours/"))
+            .map(|log| {
+                (
+                    log,
+                    bytes::Bytes::from(
+                        payload.iter().flat_map(|b| b.to_vec()).collect::<Vec<u8>>(),
+                    ),
+                )
+            });
         // A write that fails its condition changes nothing: it takes no budget.
         let r = self.inner.put_opts(location, payload, opts).await?;
         self.budget.write(location)?;
+        if let Some((log, body)) = logged {
+            log.lock()
+                .expect("not poisoned")
+                .push((location.to_string(), body));
+        }
         Ok(r)
     }
 
