@@ -3,6 +3,8 @@
 # a local Kinesis server, DynamoDB Local, pyarrow and DuckDB in the project's venv), then `cargo test`. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Python checkers use assert: never let an inherited PYTHONOPTIMIZE turn them off.
+unset PYTHONOPTIMIZE
 
 PY="$(scripts/setup-python.sh)"
 export DDB_LAKE_TEST_PYTHON="$PY"

@@ -23,7 +23,7 @@ fn start_proxy(rate: &str, seed: &str) -> (Proxy, String) {
     let port = free_port();
     let upstream = std::env::var("AWS_ENDPOINT_URL_S3").expect("run with scripts/test.sh");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/s3_faults.py");
-    let child = Command::new(python())
+    let child = python_cmd()
         .args([script, &port, &upstream, rate, seed, "3"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -52,6 +52,14 @@ pub fn generate(path: &Path, records: u64, seed: u64, extra: &[&str]) {
     run_ok(&args, 0);
 }
 
+/// The test Python, as a command: with PYTHONOPTIMIZE removed, since the checkers' `assert`s
+/// must run.
+pub fn python_cmd() -> Command {
+    let mut c = Command::new(python());
+    c.env_remove("PYTHONOPTIMIZE");
+    c
+}
+
 pub fn python() -> String {
     std::env::var("DDB_LAKE_TEST_PYTHON").expect(
         "DDB_LAKE_TEST_PYTHON is not set: run the tests with scripts/test.sh, which installs pyarrow, duckdb and moto",
@@ -66,7 +74,7 @@ fn script(name: &str) -> PathBuf {
 
 /// Runs a Python check script; it must exit 0. Returns its stdout.
 pub fn py_script(name: &str, args: &[&str]) -> String {
-    let out = Command::new(python())
+    let out = python_cmd()
         .arg(script(name))
         .args(args)
         .output()
@@ -87,7 +95,7 @@ pub const QUICK_EXIT: &str = "\nimport os as _os, sys as _sys\n_sys.stdout.flush
 
 /// Runs inline Python code with arguments; it must exit 0. Returns its stdout, trimmed.
 pub fn py(code: &str, args: &[&str]) -> String {
-    let out = Command::new(python())
+    let out = python_cmd()
         .arg("-c")
         .arg(format!("{code}{QUICK_EXIT}"))
         .args(args)
