@@ -19,8 +19,9 @@ use ddb_lake::config::{ConfigFile, Settings};
 use ddb_lake::decode::parse_record;
 use ddb_lake::flatten::{flatten, Position};
 use ddb_lake::generate::{generate, GenerateOptions, Shape};
-use ddb_lake::pipeline::{export, Counters, RunOptions, SystemClock};
+use ddb_lake::pipeline::{export, RunOptions, SystemClock};
 use ddb_lake::schema::TableSchema;
+use ddb_lake::summary::Counters;
 
 const RECORDS: u64 = 20_000;
 

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
+use crate::seq::{SeqPos, ShardRange};
 use crate::store::{self, Location, S3Options, StoreError};
 
 /// Progress of one shard.
@@ -31,52 +32,6 @@ pub struct ShardCheckpoint {
     /// that time, in milliseconds since the epoch, so the next run starts there too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_timestamp_ms: Option<i64>,
-}
-
-/// A record's place in its shard: sequence number and, for a KPL aggregate, the index of the
-/// user record inside it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeqPos {
-    pub seq: String,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub sub: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-impl SeqPos {
-    pub fn new(seq: &str, sub: u64) -> Self {
-        SeqPos {
-            seq: seq.to_string(),
-            sub,
-        }
-    }
-}
-
-impl PartialOrd for SeqPos {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for SeqPos {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        crate::buffer::seq_cmp(&self.seq, &other.seq).then(self.sub.cmp(&other.sub))
-    }
-}
-
-/// The records of one shard in a batch: every record of the shard from `first` to `last`
-/// (inclusive) that maps to the batch's output prefix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardRange {
-    /// The sequence number read just before `first` (`None`: the shard's start): the shard's
-    /// checkpoint may not pass it until the batch is durable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
-    pub first: SeqPos,
-    pub last: SeqPos,
 }
 
 /// A batch whose object name was fixed (and saved here) before the object was written. After a

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use crate::buffer::FlushPolicy;
 use crate::encode::{Codec, EncodeOptions};
 use crate::flatten::{ConvertOptions, FlattenOptions, StringLimit, StringPolicy};
+use crate::kinesis::Start;
 use crate::partition::{Layout, Template, TemplateError};
-use crate::pipeline::stream::Start;
 use crate::store::{S3Options, Sse};
 
 /// 64 MiB: the buffered (Arrow) size of one partition before it is written (about 6 to 10 MiB

@@ -33,5 +33,7 @@ pub mod pipeline;
 pub mod reject;
 pub mod report;
 pub mod schema;
+pub mod seq;
 pub mod source;
 pub mod store;
+pub mod summary;

@@ -16,8 +16,9 @@ use ddb_lake::checkpoint::CheckpointStore;
 use ddb_lake::config::Settings;
 use ddb_lake::kinesis::AwsStream;
 use ddb_lake::pipeline::stream::{self, Mode, StreamOptions};
-use ddb_lake::pipeline::{self, Counters, RunOptions, Summary, SystemClock};
+use ddb_lake::pipeline::{self, RunOptions, SystemClock};
 use ddb_lake::report;
+use ddb_lake::summary::{Counters, Summary};
 
 /// The run failed: I/O, a service, a write that failed after retries.
 const EXIT_FAILED: u8 = 1;
@@ -349,7 +350,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut store = CheckpointStore::open(&url, &Default::default())?;
                 let cp = store.load(&args.stream).await?;
                 let now = chrono::Utc::now().timestamp_millis();
-                Ok(stream::status(&api, &cp, now).await?)
+                Ok(ddb_lake::kinesis::status(&api, &cp, now).await?)
             })?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);

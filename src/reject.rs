@@ -8,9 +8,9 @@ use chrono::{DateTime, Datelike, Timelike};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::checkpoint::{SeqPos, ShardRange};
 use crate::decode::Reason;
 use crate::flatten::Position;
+use crate::seq::{SeqPos, ShardRange};
 
 #[derive(Serialize)]
 struct Entry<'a> {

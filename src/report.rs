@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::pipeline::{Counters, Summary};
+use crate::summary::{Counters, Summary};
 
 /// Shows live progress on stderr when it is a terminal. Dropping it stops the display.
 pub struct Progress {
@@ -82,14 +82,6 @@ pub fn human_bytes(b: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
-}
-
-/// The peak resident memory of this process (Linux), for the summary.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 /// The summary as text.

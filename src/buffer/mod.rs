@@ -13,9 +13,9 @@ use rustc_hash::FxHashMap;
 
 use arrow_array::RecordBatch;
 
-use crate::checkpoint::{SeqPos, ShardRange};
 use crate::flatten::Row;
 use crate::schema::TableSchema;
+use crate::seq::{seq_cmp, SeqPos, ShardRange};
 pub use chunk::{Chunk, CHUNK_ROWS};
 
 /// Why a partition was flushed.
@@ -307,12 +307,6 @@ impl Buffers {
     }
 }
 
-/// Orders Kinesis sequence numbers (decimal strings of up to ~130 digits) by value.
-pub fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,12 +429,6 @@ mod tests {
             (r0.first.seq.as_str(), r0.last.seq.as_str()),
             ("101", "102")
         );
-        assert!(seq_cmp("1000", "999").is_gt());
-        assert!(seq_cmp(
-            "49590338271490256608559692538361571095921575989136588898",
-            "49590338271490256608559692540925702759324208523137515618"
-        )
-        .is_lt());
     }
 
     proptest! {

@@ -29,10 +29,8 @@ pub struct KinesisRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartAt {
     TrimHorizon,
-    Latest,
     /// Milliseconds since the epoch.
     AtTimestamp(i64),
-    AtSequence(String),
     AfterSequence(String),
 }
 
@@ -173,13 +171,9 @@ impl StreamApi for AwsStream {
         };
         req = match start {
             StartAt::TrimHorizon => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
-            StartAt::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
             StartAt::AtTimestamp(ms) => req
                 .shard_iterator_type(ShardIteratorType::AtTimestamp)
                 .timestamp(DateTime::from_millis(*ms)),
-            StartAt::AtSequence(s) => req
-                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-                .starting_sequence_number(s),
             StartAt::AfterSequence(s) => req
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .starting_sequence_number(s),

@@ -6,6 +6,7 @@ pub mod api;
 pub mod faults;
 pub mod kpl;
 pub mod lineage;
+pub mod start;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use rand::Rng;
 use tokio::sync::mpsc;
 
 pub use api::{ApiError, AwsStream, KinesisRecord, RecordBatch, Shard, StartAt, StreamApi};
+pub use start::{start_position, status, ShardStatus, Start};
 
 /// Records per GetRecords call (the API's maximum).
 pub const RECORDS_PER_CALL: i32 = 10_000;
@@ -231,11 +233,6 @@ pub mod fake {
             let recs = self.records.get(shard).cloned().unwrap_or_default();
             let pos = match start {
                 StartAt::TrimHorizon | StartAt::AtTimestamp(_) => 0,
-                StartAt::Latest => recs.len(),
-                StartAt::AtSequence(s) => recs
-                    .iter()
-                    .position(|r| &r.sequence_number == s)
-                    .unwrap_or(recs.len()),
                 StartAt::AfterSequence(s) => recs
                     .iter()
                     .position(|r| &r.sequence_number == s)

@@ -12,10 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 use arrow_array::RecordBatch;
 
 use super::Out;
-use crate::buffer::{seq_cmp, Chunk, CHUNK_ROWS};
-use crate::checkpoint::{Checkpoint, PendingBatch, SeqPos};
+use crate::buffer::{Chunk, CHUNK_ROWS};
+use crate::checkpoint::{Checkpoint, PendingBatch};
 use crate::flatten::Row;
 use crate::schema::TableSchema;
+use crate::seq::{seq_cmp, SeqPos};
 
 /// An object of the group being prepared, with what the checkpoint must know about it.
 pub(super) struct Held {
@@ -265,7 +266,8 @@ pub(super) fn manifests_of(batches: &[PendingBatch]) -> BTreeMap<String, Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{ShardCheckpoint, ShardRange};
+    use crate::checkpoint::ShardCheckpoint;
+    use crate::seq::ShardRange;
 
     fn batch(prefix: &str, shard: &str, first: &str, last: &str, rows: u64) -> PendingBatch {
         PendingBatch {

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,14 +24,16 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::buffer::{Buffers, Flush, FlushReason, PartKey, StreamSource};
-use crate::checkpoint::{PendingBatch, SeqPos};
+use crate::checkpoint::PendingBatch;
 use crate::config::{PartitionTime, Settings};
 use crate::decode::{parse_record, ChangeRecord, DecodeError, Frame, Framer, Reason};
 use crate::flatten::{flatten, Position};
 use crate::reject::Rejects;
 use crate::schema::{SchemaError, SchemaFile, TableSchema};
+use crate::seq::SeqPos;
 use crate::source::{self, InputFile, SourceError};
 use crate::store::{self, Location, StoreError};
+use crate::summary::{Counters, ObjectInfo, Summary};
 use commit::{Held, Recreated, Replay, Route};
 
 /// Error entries buffered before they are written.
@@ -125,68 +127,6 @@ impl Clock for SystemClock {
     }
     fn now_utc_us(&self) -> i64 {
         chrono::Utc::now().timestamp_micros()
-    }
-}
-
-/// Live counters for progress display.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub records: AtomicU64,
-    pub bytes_read: AtomicU64,
-    pub files_written: AtomicU64,
-    pub bytes_written: AtomicU64,
-}
-
-/// What a run did.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct Summary {
-    pub input_files: usize,
-    pub records_in: u64,
-    pub bytes_in: u64,
-    /// Rows written per lake table.
-    pub rows_out: BTreeMap<String, u64>,
-    /// Error entries per reason.
-    pub errors: BTreeMap<String, u64>,
-    /// Values kept in companion columns, per `table.column`.
-    pub type_mismatches: BTreeMap<String, u64>,
-    /// Values cut at the string limit, per `table.column`.
-    pub truncated_values: BTreeMap<String, u64>,
-    /// Rows with values in `cdc_unmapped`, per table.
-    pub unmapped_rows: BTreeMap<String, u64>,
-    pub files_written: u64,
-    pub bytes_written: u64,
-    pub flushes: BTreeMap<String, u64>,
-    /// Objects written (or, in a dry run, that would be): relative name, rows, bytes.
-    pub objects: Vec<ObjectInfo>,
-    pub peak_buffered_bytes: u64,
-    /// Peak resident memory of the process (Linux), when known.
-    pub peak_rss_bytes: Option<u64>,
-    pub elapsed_ms: u64,
-    pub dry_run: bool,
-    /// The last checkpoint saved (stream runs).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<crate::checkpoint::Checkpoint>,
-    /// Hour markers written (`table YYYY-MM-DDTHH`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub hours_completed: Vec<String>,
-    /// Rows of hours already marked complete, per table (in `-late-` files).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub late_rows: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ObjectInfo {
-    pub path: String,
-    pub rows: u64,
-    pub bytes: u64,
-}
-
-impl Summary {
-    pub fn rows_total(&self) -> u64 {
-        self.rows_out.values().sum()
-    }
-    pub fn errors_total(&self) -> u64 {
-        self.errors.values().sum()
     }
 }
 
@@ -1396,7 +1336,7 @@ fn summarize(read: ReadResult, stats: WriterStats, started: Instant, dry_run: bo
         flushes: stats.flushes,
         objects: stats.objects,
         peak_buffered_bytes: read.peak as u64,
-        peak_rss_bytes: crate::report::peak_rss_bytes(),
+        peak_rss_bytes: crate::summary::peak_rss_bytes(),
         elapsed_ms: started.elapsed().as_millis() as u64,
         dry_run,
         checkpoint: stats.checkpoint,

@@ -22,20 +22,18 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::commit::{self, Replay};
-use super::{
-    load_tables, summarize, write_all, Clock, Counters, Out, PipelineError, Reader, Summary,
-    CHANNEL_DEPTH,
-};
+use super::{load_tables, summarize, write_all, Clock, Out, PipelineError, Reader, CHANNEL_DEPTH};
 use super::{Marks, Stage, HOUR_US};
 use crate::buffer::StreamSource;
 use crate::checkpoint::{self, Checkpoint, CheckpointStore, PendingBatch};
 use crate::config::Settings;
 use crate::flatten::Position;
 use crate::kinesis::{
-    kpl, lineage, read_shard, ApiError, ReadOptions, ReadOutcome, Shard, ShardEvent, StartAt,
-    StreamApi,
+    kpl, lineage, read_shard, start_position, ApiError, ReadOptions, ReadOutcome, Shard,
+    ShardEvent, Start, StreamApi,
 };
 use crate::store;
+use crate::summary::{Counters, Summary};
 
 /// Scheduled (catch up and exit) or continuous (run until stopped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,16 +43,6 @@ pub enum Mode {
         until_ms: i64,
     },
     Continuous,
-}
-
-/// Where to start a shard that has no checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    TrimHorizon,
-    /// Records arriving from now on (kept as a time in the checkpoint, so no later run skips).
-    Latest,
-    /// Milliseconds since the epoch.
-    AtTimestamp(i64),
 }
 
 /// Settings of a stream run.
@@ -370,7 +358,7 @@ impl<'a> Processor<'a> {
             let passes = match (saved, p.last.as_deref()) {
                 (None, _) => false,
                 (Some(_), None) => true,
-                (Some(s), Some(read)) => crate::buffer::seq_cmp(s, read).is_gt(),
+                (Some(s), Some(read)) => crate::seq::seq_cmp(s, read).is_gt(),
             };
             if passes {
                 return Err(PipelineError::Invariant(format!(
@@ -389,7 +377,7 @@ impl<'a> Processor<'a> {
                 }
             }
         }
-        let mut ranges: Vec<(&str, &str, &crate::checkpoint::ShardRange)> = cp
+        let mut ranges: Vec<(&str, &str, &crate::seq::ShardRange)> = cp
             .pending
             .iter()
             .flat_map(|b| {
@@ -680,31 +668,6 @@ pub(super) async fn run_with<A: StreamApi>(
     Ok(summarize(read, stats, started_at, false))
 }
 
-/// Where a shard's reading starts, from its checkpoint (`None`: never read): after the last
-/// durable record, at the time a previous run started it at, from its start for a child shard
-/// (its parent was read here), else at the run's `start`. Also the time to remember in the
-/// checkpoint when it starts at one.
-pub(super) fn start_position(
-    cp: Option<&checkpoint::ShardCheckpoint>,
-    has_parent: bool,
-    start: Start,
-    now_ms: i64,
-) -> (StartAt, Option<i64>) {
-    match (
-        cp.and_then(|c| c.sequence_number.clone()),
-        cp.and_then(|c| c.start_timestamp_ms),
-    ) {
-        (Some(seq), _) => (StartAt::AfterSequence(seq), None),
-        (None, Some(t)) => (StartAt::AtTimestamp(t), Some(t)),
-        (None, None) if has_parent => (StartAt::TrimHorizon, None),
-        (None, None) => match start {
-            Start::TrimHorizon => (StartAt::TrimHorizon, None),
-            Start::Latest => (StartAt::AtTimestamp(now_ms), Some(now_ms)),
-            Start::AtTimestamp(t) => (StartAt::AtTimestamp(t), Some(t)),
-        },
-    }
-}
-
 /// Starts shard readers as lineage allows, refreshes the shard list, sends age ticks, and stops
 /// on catch-up (scheduled) or shutdown (continuous).
 async fn coordinate<A: StreamApi>(
@@ -799,56 +762,6 @@ async fn coordinate<A: StreamApi>(
     while readers.join_next().await.is_some() {}
     drop(ev_tx);
     result
-}
-
-/// One shard's progress, for `ddb-lake status`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ShardStatus {
-    pub shard: String,
-    pub parents: Vec<String>,
-    /// The last durable sequence number.
-    pub checkpoint: Option<String>,
-    pub finished: bool,
-    /// Age of the oldest record not yet durable (0 when caught up); `None` for finished shards.
-    pub lag_ms: Option<i64>,
-}
-
-/// Each listed shard's checkpoint and lag: the age of the first record after its checkpoint.
-pub async fn status<A: StreamApi>(
-    api: &A,
-    checkpoint: &Checkpoint,
-    now_ms: i64,
-) -> Result<Vec<ShardStatus>, ApiError> {
-    let mut out = Vec::new();
-    for s in api.list_shards().await? {
-        let cp = checkpoint.shards.get(&s.id).cloned().unwrap_or_default();
-        let lag_ms = if cp.finished {
-            None
-        } else {
-            let start = match (&cp.sequence_number, cp.start_timestamp_ms) {
-                (Some(seq), _) => StartAt::AfterSequence(seq.clone()),
-                (None, Some(t)) => StartAt::AtTimestamp(t),
-                (None, None) => StartAt::TrimHorizon,
-            };
-            let it = api.shard_iterator(&s.id, &start).await?;
-            let batch = api.get_records(&it, 1).await?;
-            Some(match batch.records.first() {
-                Some(r) => (now_ms - r.arrival_ms).max(0),
-                None => 0,
-            })
-        };
-        out.push(ShardStatus {
-            shard: s.id.clone(),
-            parents: [s.parent, s.adjacent_parent]
-                .into_iter()
-                .flatten()
-                .collect(),
-            checkpoint: cp.sequence_number,
-            finished: cp.finished,
-            lag_ms,
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

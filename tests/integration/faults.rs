@@ -5,7 +5,7 @@
 //! timed out is not retried: whether it happened is unknown) is started again, as a scheduler
 //! would. The lake must end exact.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::crash::{assert_exact, crash_input, lake_check};

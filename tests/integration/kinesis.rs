@@ -383,8 +383,10 @@ fn injected_throttling_expiry_and_failures_are_survived_without_loss() {
     use ddb_lake::config::ConfigFile;
     use ddb_lake::kinesis::faults::Faulty;
     use ddb_lake::kinesis::AwsStream;
-    use ddb_lake::pipeline::stream::{run, Mode, Start, StreamOptions};
-    use ddb_lake::pipeline::{Counters, SystemClock};
+    use ddb_lake::kinesis::Start;
+    use ddb_lake::pipeline::stream::{run, Mode, StreamOptions};
+    use ddb_lake::pipeline::SystemClock;
+    use ddb_lake::summary::Counters;
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();

@@ -10,12 +10,13 @@ use object_store::{ObjectStoreExt, PutPayload};
 use super::check::{objects, read_errors, read_rows, Key};
 use super::store::Crashing;
 use super::{runtime, SimClock, CHECKPOINT, STREAM};
-use crate::checkpoint::{Checkpoint, CheckpointStore, PendingBatch, SeqPos, ShardRange};
+use crate::checkpoint::{Checkpoint, CheckpointStore, PendingBatch};
 use crate::config::{ConfigFile, Settings};
 use crate::kinesis::{KinesisRecord, ShardEvent};
 use crate::pipeline::stream::{begin, Begun, Event, Processor};
-use crate::pipeline::Counters;
+use crate::seq::{SeqPos, ShardRange};
 use crate::store::Location;
+use crate::summary::Counters;
 
 fn seq(n: u64) -> String {
     format!("{n:030}")
