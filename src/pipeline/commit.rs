@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use arrow_array::RecordBatch;
 
-use super::Out;
+use super::writer::Out;
 use crate::buffer::{Chunk, CHUNK_ROWS};
 use crate::checkpoint::{Checkpoint, PendingBatch};
 use crate::flatten::Row;

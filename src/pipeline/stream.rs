@@ -22,8 +22,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::commit::{self, Replay};
-use super::{load_tables, summarize, write_all, Clock, Out, PipelineError, Reader, CHANNEL_DEPTH};
-use super::{Marks, Stage, HOUR_US};
+use super::export::{summarize, ReadResult};
+use super::intake::{Intake, StreamState};
+use super::lake::{load_tables, TableState};
+use super::markers::{Marks, HOUR_US};
+use super::writer::{write_all, Msg, Out, Save, WriterStats};
+use super::{Clock, PipelineError, CHANNEL_DEPTH};
 use crate::buffer::StreamSource;
 use crate::checkpoint::{self, Checkpoint, CheckpointStore, PendingBatch};
 use crate::config::Settings;
@@ -92,7 +96,8 @@ struct ShardProgress {
 
 /// The processing side: records in, flushes and checkpoints out.
 pub(super) struct Processor<'a> {
-    reader: Reader<'a>,
+    settings: &'a Settings,
+    intake: Intake<'a>,
     shards: Vec<ShardProgress>,
     by_id: HashMap<Arc<str>, usize>,
     checkpoint: Checkpoint,
@@ -111,22 +116,20 @@ impl<'a> Processor<'a> {
         settings: &'a Settings,
         clock: &'a dyn Clock,
         counters: &'a Counters,
-        tables: Vec<super::TableState>,
+        tables: Vec<TableState>,
         checkpoint: Checkpoint,
-        tx: mpsc::Sender<super::Msg>,
+        tx: mpsc::Sender<Msg>,
     ) -> Self {
-        let mut reader = Reader::new(settings, clock, counters, tables, tx);
-        reader.hold = Some(Vec::new());
-        reader.replay = Some(Replay::new(&checkpoint));
-        if settings.markers.is_some() {
-            reader.marks = Some(Marks {
-                open_hours: checkpoint.open_hours.clone(),
-                marked_through: checkpoint.marked_through.clone(),
-                ..Marks::default()
-            });
-        }
+        let marks = settings.markers.map(|_| Marks {
+            open_hours: checkpoint.open_hours.clone(),
+            marked_through: checkpoint.marked_through.clone(),
+            ..Marks::default()
+        });
+        let stream = StreamState::new(Replay::new(&checkpoint), marks);
+        let intake = Intake::new(settings, clock, counters, tables, tx, Some(stream));
         Processor {
-            reader,
+            settings,
+            intake,
             shards: Vec::new(),
             by_id: HashMap::new(),
             previous_manifests: commit::manifests_of(&checkpoint.pending)
@@ -144,10 +147,11 @@ impl<'a> Processor<'a> {
     }
 
     /// Flushes everything, writes the last group and checkpoint, and hands back what was read.
-    pub(super) fn finish(mut self) -> Result<super::ReadResult, PipelineError> {
-        self.reader.finish()?;
+    pub(super) fn finish(mut self) -> Result<ReadResult, PipelineError> {
+        self.intake.finish()?;
         self.save_checkpoint()?;
-        if let Some(r) = &self.reader.replay {
+        {
+            let r = &self.st().replay;
             for b in r.incomplete() {
                 tracing::warn!(
                     "{} of the previous run was not re-created: not all of its {} records were read again; it stays pending for the next run",
@@ -159,7 +163,20 @@ impl<'a> Processor<'a> {
                 tracing::info!("{} records read again were already written", r.skipped);
             }
         }
-        Ok(self.reader.into_result())
+        Ok(self.intake.into_result())
+    }
+
+    /// The intake's stream state (a stream run's intake always has it).
+    fn st(&self) -> &StreamState {
+        self.intake
+            .stream()
+            .expect("a stream run's intake has its stream state")
+    }
+
+    fn st_mut(&mut self) -> &mut StreamState {
+        self.intake
+            .stream_mut()
+            .expect("a stream run's intake has its stream state")
     }
 
     fn shard(&mut self, id: &Arc<str>) -> usize {
@@ -178,8 +195,9 @@ impl<'a> Processor<'a> {
             idle: false,
             start_ms: None,
         });
-        self.reader.shard_ids.push(id.clone());
-        if let Some(m) = &mut self.reader.marks {
+        let st = self.st_mut();
+        st.shard_ids.push(id.clone());
+        if let Some(m) = &mut st.marks {
             m.event_max.push(None);
         }
         self.by_id.insert(id.clone(), self.shards.len() - 1);
@@ -235,14 +253,15 @@ impl<'a> Processor<'a> {
                                     subsequence: Some(sub as u64),
                                     ..pos.clone()
                                 };
-                                self.reader.record(part, &pos, source(sub as u64))?;
+                                self.intake.record(part, &pos, source(sub as u64))?;
                             }
                         }
-                        None => self.reader.record(&rec.data, &pos, source(0))?,
+                        None => self.intake.record(&rec.data, &pos, source(0))?,
                     }
                     self.shards[i].last = Some(rec.sequence_number.clone());
                 }
-                if let (Some(r), Some(last)) = (&mut self.reader.replay, records.last()) {
+                if let Some(last) = records.last() {
+                    let r = &mut self.st_mut().replay;
                     r.passed(&shard, &last.sequence_number);
                 }
             }
@@ -251,16 +270,16 @@ impl<'a> Processor<'a> {
                 self.shards[i].ended = true;
                 self.save_checkpoint()?;
             }
-            Event::Tick => self.reader.flush_aged()?,
+            Event::Tick => self.intake.flush_aged()?,
         }
         self.complete_hours()?;
-        if self.reader.flushes != self.flushes_at_checkpoint
+        if self.intake.flushes() != self.flushes_at_checkpoint
             || !self.markers_due().is_empty()
-            || self.reader.rejects_due()
+            || self.intake.rejects_due()
         {
             self.save_checkpoint()?;
         }
-        crate::metrics::buffered(self.reader.buffers.buffered_bytes());
+        crate::metrics::buffered(self.intake.buffers().buffered_bytes());
         Ok(())
     }
 
@@ -268,7 +287,7 @@ impl<'a> Processor<'a> {
     /// its objects, the objects, their manifests, then the commit checkpoint (docs/DESIGN.md,
     /// "Exactly once"). With nothing to write, just the progress.
     fn save_checkpoint(&mut self) -> Result<(), PipelineError> {
-        let group = self.reader.take_group();
+        let group = self.intake.take_group();
         let carried = self.carried();
         let batches: Vec<PendingBatch> = group.iter().map(|h| h.batch.clone()).collect();
         let markers = self.markers_due();
@@ -277,30 +296,27 @@ impl<'a> Processor<'a> {
         if !group.is_empty() || !markers.is_empty() {
             let intent = self.progress(&batches, &carried);
             self.check(&intent)?;
-            self.reader.send(Out::Checkpoint(intent, Stage::Intent))?;
+            self.intake.send(Out::Checkpoint(intent, Save::Intent))?;
         }
         for h in group {
-            self.reader.send(h.out)?;
+            self.intake.send(h.out)?;
         }
         // Manifests: a new group's at once; a re-created group's once its last file is.
         let mut completed: HashSet<String> = HashSet::new();
         for (name, objects) in commit::manifests_of(&batches) {
-            let objects = match (
-                &mut self.reader.replay,
-                self.previous_manifests.contains(&name),
-            ) {
-                (Some(r), true) => {
-                    let mut all = None;
-                    for _ in &objects {
-                        all = all.or(r.manifest_done(&name));
-                    }
-                    all
+            let objects = if self.previous_manifests.contains(&name) {
+                let r = &mut self.st_mut().replay;
+                let mut all = None;
+                for _ in &objects {
+                    all = all.or(r.manifest_done(&name));
                 }
-                _ => Some(objects),
+                all
+            } else {
+                Some(objects)
             };
             if let Some(objects) = objects {
                 completed.insert(name.clone());
-                self.reader.send(Out::Manifest {
+                self.intake.send(Out::Manifest {
                     path: name,
                     objects,
                 })?;
@@ -325,12 +341,8 @@ impl<'a> Processor<'a> {
         // Hours complete: after their files, before the commit that records them as written.
         for (table, hour) in markers {
             self.completing.remove(&(table.clone(), hour));
-            let folder = self
-                .reader
-                .settings
-                .template
-                .render_time(&table, hour * HOUR_US);
-            self.reader.send(Out::HourComplete {
+            let folder = self.settings.template.render_time(&table, hour * HOUR_US);
+            self.intake.send(Out::HourComplete {
                 table,
                 hour,
                 folder,
@@ -340,8 +352,8 @@ impl<'a> Processor<'a> {
         commit::commit(&mut done, &committed);
         self.check(&done)?;
         self.checkpoint = done.clone();
-        self.flushes_at_checkpoint = self.reader.flushes;
-        self.reader.send(Out::Checkpoint(done, Stage::Commit))
+        self.flushes_at_checkpoint = self.intake.flushes();
+        self.intake.send(Out::Checkpoint(done, Save::Commit))
     }
 
     /// The invariants a checkpoint must hold before it is saved (docs/DESIGN.md, "What bounds a
@@ -402,7 +414,7 @@ impl<'a> Processor<'a> {
     /// yet, and re-created ones waiting for the rest of their manifest (so that a restart counts
     /// them again).
     fn carried(&self) -> Vec<PendingBatch> {
-        let incomplete = self.reader.replay.iter().flat_map(|r| r.incomplete());
+        let incomplete = self.st().replay.incomplete();
         incomplete.chain(&self.waiting).cloned().collect()
     }
 
@@ -410,7 +422,7 @@ impl<'a> Processor<'a> {
     /// over the shards that are neither ended nor idle (the latest of all when every shard is);
     /// `None` while a shard with something to read has processed nothing yet.
     fn watermark(&self) -> Option<i64> {
-        let m = self.reader.marks.as_ref()?;
+        let m = self.st().marks.as_ref()?;
         watermark(
             self.shards
                 .iter()
@@ -422,11 +434,11 @@ impl<'a> Processor<'a> {
     /// Marks the hours the watermark passed (plus the allowed lateness): their open partitions
     /// flush now, and the next checkpoint writes their manifests and markers.
     fn complete_hours(&mut self) -> Result<(), PipelineError> {
-        let (Some(lateness), Some(wm)) = (self.reader.settings.markers, self.watermark()) else {
+        let (Some(lateness), Some(wm)) = (self.settings.markers, self.watermark()) else {
             return Ok(());
         };
         let lateness_us = lateness.as_micros() as i64;
-        let marks = self.reader.marks.as_mut().expect("markers are on");
+        let marks = self.st_mut().marks.as_mut().expect("markers are on");
         let mut done: Vec<(String, i64)> = Vec::new();
         for (table, hours) in &mut marks.open_hours {
             while let Some(&h) = hours.first() {
@@ -443,10 +455,7 @@ impl<'a> Processor<'a> {
             *m = (*m).max(*h);
         }
         for (table, h) in done {
-            if let Some(ti) = self.reader.lake_table(&table) {
-                let flushes = self.reader.buffers.take_hour(ti, h);
-                self.reader.emit(flushes)?;
-            }
+            self.intake.flush_hour(&table, h)?;
             self.completing.insert((table, h));
         }
         Ok(())
@@ -457,10 +466,9 @@ impl<'a> Processor<'a> {
     /// one has not re-created yet holds its marker back (its file would come after the marker).
     fn markers_due(&self) -> Vec<(String, i64)> {
         let blocked: HashSet<(&str, i64)> = self
-            .reader
+            .st()
             .replay
-            .iter()
-            .flat_map(|r| r.incomplete())
+            .incomplete()
             .filter_map(|b| Some((b.table.as_deref()?, b.hour?)))
             .collect();
         self.completing
@@ -475,7 +483,7 @@ impl<'a> Processor<'a> {
     fn progress(&self, group: &[PendingBatch], carried: &[PendingBatch]) -> Checkpoint {
         let mut cp = self.checkpoint.clone();
         cp.pending = carried.iter().chain(group).cloned().collect();
-        if let Some(m) = &self.reader.marks {
+        if let Some(m) = &self.st().marks {
             cp.open_hours = m.open_hours.clone();
             cp.marked_through = m.marked_through.clone();
         }
@@ -484,7 +492,7 @@ impl<'a> Processor<'a> {
             cp.completing.entry(t.clone()).or_default().insert(*h);
         }
         for (i, p) in self.shards.iter().enumerate() {
-            let mut pending = self.reader.buffers.pending_since(i);
+            let mut pending = self.intake.buffers().pending_since(i);
             for b in cp.pending.iter() {
                 if let Some(r) = b.shards.get(&*p.id) {
                     pending = commit::earlier(pending, r.after.as_deref());
@@ -562,10 +570,10 @@ pub async fn run<A: StreamApi>(
 
 /// What a stream run starts from: the lake's tables, the claimed checkpoint, and the writer.
 pub(super) struct Begun {
-    pub tables: Vec<super::TableState>,
+    pub tables: Vec<TableState>,
     pub checkpoint: Checkpoint,
-    pub tx: mpsc::Sender<super::Msg>,
-    pub writer: tokio::task::JoinHandle<Result<super::WriterStats, PipelineError>>,
+    pub tx: mpsc::Sender<Msg>,
+    pub writer: tokio::task::JoinHandle<Result<WriterStats, PipelineError>>,
 }
 
 /// Loads the tables and the checkpoint, claims the checkpoint (a process still writing to it is

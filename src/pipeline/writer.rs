@@ -1,0 +1,311 @@
+//! The writer: the messages the intake sends, and the one task that carries them out strictly
+//! in order (data and error objects, schemas, COPY manifests, hour markers, checkpoint saves),
+//! encoding data ahead on blocking threads. The order is the exactly-once protocol's: a
+//! checkpoint sent after a message is saved only once that message is durable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::PipelineError;
+use crate::buffer::FlushReason;
+use crate::config::Settings;
+use crate::store::Location;
+use crate::summary::{Counters, ObjectInfo};
+
+/// A data file to write: what the writer needs besides its content.
+pub(super) struct DataFile {
+    pub(super) path: String,
+    pub(super) rows: usize,
+    pub(super) table: String,
+    pub(super) reason: FlushReason,
+    /// Written only if absent (stream runs: a re-created batch may exist already).
+    pub(super) create_only: bool,
+}
+
+pub(super) enum Out {
+    Data {
+        file: DataFile,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    Object {
+        path: String,
+        bytes: Vec<u8>,
+        create_only: bool,
+    },
+    /// Saved after every message before it is durable (the writer works in order).
+    Checkpoint(crate::checkpoint::Checkpoint, Save),
+    /// A Redshift COPY manifest listing these data files (written before this message).
+    Manifest { path: String, objects: Vec<String> },
+    /// A table's hour is complete: its manifest (every file in `folder`) and its marker.
+    HourComplete {
+        table: String,
+        hour: i64,
+        folder: String,
+    },
+}
+
+/// A message to the writer, with the share of the in-flight budget its Arrow data holds (released
+/// once the data is encoded and freed).
+pub(super) type Msg = (Out, Option<tokio::sync::OwnedSemaphorePermit>);
+
+/// KiB of flushed Arrow data allowed between the reading thread and the encoders: the memory
+/// budget again, so that a run holds at most twice the budget of Arrow data.
+pub(super) fn in_flight_kib(settings: &Settings) -> usize {
+    (settings.flush.memory_budget / 1024).clamp(1, u32::MAX as usize)
+}
+
+/// A writer message with its data encoded.
+pub(super) enum Ready {
+    Data { file: DataFile, encoded: Vec<u8> },
+    Other(Out),
+}
+
+/// Which save of a flush group a checkpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Save {
+    /// Names the group's objects before they are written.
+    Intent,
+    /// The group is durable (or nothing was pending).
+    Commit,
+}
+
+#[derive(Default)]
+pub(super) struct WriterStats {
+    pub(super) rows_out: BTreeMap<String, u64>,
+    pub(super) files: u64,
+    pub(super) bytes: u64,
+    pub(super) flushes: BTreeMap<String, u64>,
+    pub(super) objects: Vec<ObjectInfo>,
+    pub(super) checkpoint: Option<crate::checkpoint::Checkpoint>,
+    pub(super) hours_completed: Vec<String>,
+}
+
+/// Where a writer saves an object it creates through a copy (`Location::put_new`): under the
+/// state prefix, named by the object and this writer.
+pub(super) fn staging_name(state_prefix: &str, path: &str, nonce: &str) -> String {
+    format!("{state_prefix}/staging/{nonce}/{path}")
+}
+
+pub(super) async fn write_all(
+    mut rx: mpsc::Receiver<Msg>,
+    output: Option<Location>,
+    mut checkpoints: Option<crate::checkpoint::CheckpointStore>,
+    settings: Settings,
+    dry_run: bool,
+    counters: Arc<Counters>,
+) -> Result<WriterStats, PipelineError> {
+    let mut stats = WriterStats::default();
+    // Staged copies of this writer are its own: two writers of one object never share one.
+    let nonce = {
+        use rand::Rng;
+        format!("{:016x}", rand::rng().random::<u64>())
+    };
+    // Lengths of the data files written and not yet listed in a manifest.
+    let mut lengths: HashMap<String, u64> = HashMap::new();
+    let write = !dry_run && output.is_some();
+    // Data is encoded on blocking threads, up to one flush per core at a time, ahead of the
+    // messages before it; every message is still carried out strictly in order below (encoding
+    // has no effect outside this task, so the durability order is unchanged).
+    let encoders = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let encode_opts = settings.encode;
+    let mut ready = futures::stream::poll_fn(|cx| rx.poll_recv(cx))
+        .map(move |(out, permit)| async move {
+            match out {
+                Out::Data {
+                    file,
+                    schema,
+                    batches,
+                } => {
+                    let encoded = tokio::task::spawn_blocking(move || {
+                        crate::encode::encode(&schema, batches, &encode_opts)
+                    })
+                    .await
+                    .map_err(|e| PipelineError::Internal(e.to_string()))?;
+                    // The flush's Arrow data is freed: the reading thread may send more.
+                    drop(permit);
+                    let encoded = encoded.map_err(|source| PipelineError::Encode {
+                        path: file.path.clone(),
+                        source,
+                    })?;
+                    Ok::<_, PipelineError>(Ready::Data { file, encoded })
+                }
+                other => Ok(Ready::Other(other)),
+            }
+        })
+        .buffered(encoders);
+    while let Some(out) = ready.next().await {
+        let out = match out? {
+            Ready::Other(out) => out,
+            Ready::Data {
+                file:
+                    DataFile {
+                        path,
+                        rows,
+                        table,
+                        reason,
+                        create_only,
+                    },
+                encoded,
+            } => {
+                let mut len = encoded.len() as u64;
+                if let (Some(out), true) = (&output, write) {
+                    let bytes = Bytes::from(encoded);
+                    let (threshold, part) = (settings.multipart_threshold, settings.part_size);
+                    if create_only {
+                        let staging = staging_name(&settings.state_prefix, &path, &nonce);
+                        if let Some(existing) =
+                            out.put_new(&path, bytes, threshold, part, &staging).await?
+                        {
+                            tracing::info!(
+                                "{} was written before a restart; kept",
+                                out.display(&path)
+                            );
+                            len = existing;
+                        }
+                    } else {
+                        out.put(&path, bytes, threshold, part).await?;
+                    }
+                    crate::failpoint::hit("after-data");
+                    tracing::info!(
+                        rows,
+                        bytes = len,
+                        reason = reason.as_str(),
+                        "wrote {}",
+                        out.display(&path)
+                    );
+                }
+                crate::metrics::file_written(&table, rows as u64, len, reason.as_str());
+                lengths.insert(path.clone(), len);
+                *stats.rows_out.entry(table).or_default() += rows as u64;
+                *stats
+                    .flushes
+                    .entry(reason.as_str().to_string())
+                    .or_default() += 1;
+                stats.files += 1;
+                stats.bytes += len;
+                counters.files_written.fetch_add(1, Ordering::Relaxed);
+                counters.bytes_written.fetch_add(len, Ordering::Relaxed);
+                stats.objects.push(ObjectInfo {
+                    path,
+                    rows: rows as u64,
+                    bytes: len,
+                });
+                continue;
+            }
+        };
+        match out {
+            Out::Data { .. } => unreachable!("data messages arrive encoded"),
+            Out::Object {
+                path,
+                bytes,
+                create_only,
+            } => {
+                if let (Some(out), true) = (&output, write) {
+                    let bytes = Bytes::from(bytes);
+                    if create_only {
+                        out.put_new(&path, bytes, usize::MAX, settings.part_size, "")
+                            .await?;
+                    } else {
+                        out.put(&path, bytes, usize::MAX, settings.part_size)
+                            .await?;
+                    }
+                    tracing::debug!("wrote {}", out.display(&path));
+                    if path.starts_with(&format!("{}/schemas/", settings.state_prefix)) {
+                        crate::failpoint::hit("after-schema");
+                    } else {
+                        crate::failpoint::hit("after-errors");
+                    }
+                }
+            }
+            Out::Manifest { path, objects } => {
+                let Some(out) = &output else { continue };
+                let mut files = Vec::with_capacity(objects.len());
+                for o in &objects {
+                    let len = match lengths.remove(o) {
+                        Some(l) => l,
+                        None if write => out.size(o).await?,
+                        None => 0,
+                    };
+                    files.push((out.display(o), len));
+                }
+                let body = crate::manifest::redshift(&files);
+                if write {
+                    out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
+                        .await?;
+                    tracing::debug!("wrote manifest {}", out.display(&path));
+                    crate::failpoint::hit("after-manifest");
+                }
+            }
+            Out::HourComplete {
+                table,
+                hour,
+                folder,
+            } => {
+                let Some(out) = &output else { continue };
+                if !write {
+                    continue;
+                }
+                let files: Vec<(String, u64)> = out
+                    .list(&format!("{folder}/"))
+                    .await?
+                    .into_iter()
+                    // On-time files only: late ones are in the regular COPY manifests (a late
+                    // file can be there already when a marker is written again after a crash).
+                    .filter(|(p, _)| {
+                        let name = p.filename().unwrap_or_default();
+                        name.ends_with(".parquet") && !name.starts_with(&format!("{table}-late-"))
+                    })
+                    .map(|(p, len)| (out.display(&out.relative(&p)), len))
+                    .collect();
+                let start = chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
+                let dir = format!(
+                    "{}/hours/{table}/{}",
+                    settings.state_prefix,
+                    start.format("%Y/%m/%d/%H")
+                );
+                let manifest = format!("{dir}/manifest.json");
+                let body = crate::manifest::redshift(&files);
+                out.put(&manifest, Bytes::from(body), usize::MAX, settings.part_size)
+                    .await?;
+                crate::failpoint::hit("mid-marker");
+                let marker = serde_json::json!({
+                    "table": table,
+                    "hour": start.format("%Y-%m-%dT%H:00:00Z").to_string(),
+                    "files": files.len(),
+                    "bytes": files.iter().map(|(_, l)| l).sum::<u64>(),
+                    "manifest": out.display(&manifest),
+                    "allowed_lateness_seconds": settings.markers.map_or(0, |d| d.as_secs()),
+                });
+                let body = serde_json::to_vec_pretty(&marker).expect("markers serialize");
+                let path = format!("{dir}/_COMPLETE.json");
+                out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
+                    .await?;
+                tracing::info!("hour complete: {}", out.display(&path));
+                crate::metrics::hour_completed(&table);
+                stats
+                    .hours_completed
+                    .push(format!("{table} {}", start.format("%Y-%m-%dT%H")));
+            }
+            Out::Checkpoint(cp, save) => {
+                if let (Some(store), false) = (checkpoints.as_mut(), dry_run) {
+                    store.save(&cp).await?;
+                    crate::metrics::checkpoint_saved();
+                    tracing::debug!("saved checkpoint {} ({save:?})", store.url());
+                    if save == Save::Intent {
+                        crate::failpoint::hit("after-intent");
+                    }
+                }
+                stats.checkpoint = Some(cp);
+            }
+        }
+    }
+    Ok(stats)
+}
