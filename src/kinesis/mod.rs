@@ -176,7 +176,19 @@ pub async fn read_shard<A: StreamApi, E: From<ShardEvent> + Send>(
     }
 }
 
-/// Backs off (with jitter) on throttling and transient errors; returns fatal ones.
+/// Lists the stream's shards, backing off (with jitter) on throttling and transient errors.
+pub async fn list_shards<A: StreamApi>(api: &A) -> Result<Vec<Shard>, ApiError> {
+    let (mut backoff, mut failures) = (FIRST_BACKOFF, 0);
+    loop {
+        match api.list_shards().await {
+            Ok(s) => return Ok(s),
+            Err(e) => retry_or_fail("(listing shards)", e, &mut backoff, &mut failures).await?,
+        }
+    }
+}
+
+/// Backs off (with jitter) on throttling and transient errors; returns fatal ones. `shard`
+/// names what failed in the log.
 async fn retry_or_fail(
     shard: &str,
     e: ApiError,

@@ -60,6 +60,9 @@ pub enum PipelineError {
     /// A broken invariant of the exactly-once protocol (a bug): the run stops before writing.
     #[error("internal error, stopping before anything more is written: {0}")]
     Invariant(String),
+    /// A continuous run's final flush outlasted `shutdown_timeout`.
+    #[error("the final flush did not finish within the shutdown timeout ({0:?}); the checkpoint was not advanced past unwritten records")]
+    ShutdownTimeout(std::time::Duration),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -77,6 +80,7 @@ impl PipelineError {
             | PipelineError::Read { .. }
             | PipelineError::Stream { .. }
             | PipelineError::Invariant(_)
+            | PipelineError::ShutdownTimeout(_)
             | PipelineError::Internal(_) => false,
         }
     }

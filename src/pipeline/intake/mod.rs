@@ -10,15 +10,14 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::commit::{self, Held, Recreated, Replay, Route};
+use super::commit::{Held, Replay, Route};
 use super::decode_ahead::{decode_ahead, DECODE_AHEAD};
 use super::export::ReadResult;
 use super::lake::TableState;
 use super::markers::{Marks, HOUR_US};
-use super::writer::{in_flight_kib, DataFile, Msg, Out};
+use super::writer::{in_flight_kib, Msg};
 use super::{Clock, PipelineError};
-use crate::buffer::{Buffers, Flush, FlushReason, PartKey, StreamSource};
-use crate::checkpoint::PendingBatch;
+use crate::buffer::{Buffers, PartKey, StreamSource};
 use crate::config::{PartitionTime, Settings};
 use crate::decode::{parse_record, ChangeRecord, DecodeError, Reason};
 use crate::flatten::{flatten, Position};
@@ -26,8 +25,9 @@ use crate::reject::Rejects;
 use crate::schema::TableSchema;
 use crate::seq::SeqPos;
 use crate::source::InputFile;
-use crate::store;
 use crate::summary::Counters;
+
+mod emit;
 
 /// Error entries buffered before they are written.
 const REJECT_FLUSH_BYTES: usize = 8 * 1024 * 1024;
@@ -136,31 +136,6 @@ impl<'a> Intake<'a> {
         &self.buffers
     }
 
-    /// Sends the partitions of `table`'s `hour` (a lake table name; hours since the epoch).
-    pub(super) fn flush_hour(&mut self, table: &str, hour: i64) -> Result<(), PipelineError> {
-        match self.lake_table(table) {
-            Some(ti) => {
-                let flushes = self.buffers.take_hour(ti, hour);
-                self.emit(flushes)
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Stream runs: whether the error entries waiting should be written now (they are as large as
-    /// a batch run's error flush, or as old as the flush age), even if no partition flushes.
-    pub(super) fn rejects_due(&self) -> bool {
-        let Some(since) = self.stream.as_ref().and_then(|s| s.rejects_since_ms) else {
-            return false;
-        };
-        self.rejects.pending_bytes() >= REJECT_FLUSH_BYTES
-            || self
-                .settings
-                .flush
-                .max_age_ms
-                .is_some_and(|age| self.clock.now_ms().saturating_sub(since) >= age)
-    }
-
     pub(super) fn into_result(self) -> ReadResult {
         ReadResult {
             late: self
@@ -197,164 +172,6 @@ impl<'a> Intake<'a> {
         i
     }
 
-    pub(super) fn send(&self, out: Out) -> Result<(), PipelineError> {
-        let permit = match &out {
-            Out::Data { batches, .. } => {
-                let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-                let kib = (bytes / 1024).clamp(1, in_flight_kib(self.settings)) as u32;
-                // Waits (on this blocking thread) until the encoders have taken enough.
-                let permit =
-                    futures::executor::block_on(self.in_flight.clone().acquire_many_owned(kib))
-                        .map_err(|_| PipelineError::Internal("the writer stopped".into()))?;
-                Some(permit)
-            }
-            _ => None,
-        };
-        self.tx
-            .blocking_send((out, permit))
-            .map_err(|_| PipelineError::Internal("the writer stopped".into()))
-    }
-
-    /// Sends the table's remembered schema to the writer if it has columns not yet saved.
-    pub(super) fn save_schema_if_grown(&mut self, table: usize) -> Result<(), PipelineError> {
-        let t = &mut self.tables[table];
-        if t.schema.len() == t.saved_len {
-            return Ok(());
-        }
-        t.saved_len = t.schema.len();
-        let text = toml::to_string(&t.schema.to_file()).expect("schemas serialize");
-        let path = format!(
-            "{}/schemas/{}.toml",
-            self.settings.state_prefix, t.schema.name
-        );
-        self.send(Out::Object {
-            path,
-            bytes: text.into_bytes(),
-            create_only: false,
-        })
-    }
-
-    /// Writes the partitions that reached their age.
-    pub(super) fn flush_aged(&mut self) -> Result<(), PipelineError> {
-        let aged = self.buffers.aged(self.clock.now_ms());
-        self.emit(aged)
-    }
-
-    /// Sends flushes to the writer (each preceded by its table's schema when it grew) and then a
-    /// COPY manifest per table; stream runs hold them for the next checkpoint instead.
-    pub(super) fn emit(&mut self, flushes: Vec<Flush>) -> Result<(), PipelineError> {
-        let mut group: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for f in flushes {
-            self.flushes += 1;
-            self.save_schema_if_grown(f.key.table)?;
-            let t = &mut self.tables[f.key.table];
-            // Named by the batch's identity: table, partition, first and last position, rows.
-            let mut id = Vec::new();
-            for part in [
-                t.schema.name.as_str(),
-                &f.key.path,
-                &f.first,
-                &f.last,
-                &f.rows.to_string(),
-            ] {
-                id.extend_from_slice(part.as_bytes());
-                id.push(0);
-            }
-            let hash = store::short_hash(&id, 8);
-            let late = if f.key.late { "late-" } else { "" };
-            let prefix = format!("{}/{}-{late}", f.key.path, t.schema.name);
-            let path = format!("{prefix}{hash}.parquet");
-            let table = t.schema.name.clone();
-            let out = Out::Data {
-                file: DataFile {
-                    path: path.clone(),
-                    rows: f.rows,
-                    table: table.clone(),
-                    reason: f.reason,
-                    create_only: self.stream.is_some(),
-                },
-                schema: t.schema.arrow_schema(),
-                batches: f.batches,
-            };
-            match &mut self.stream {
-                Some(st) => {
-                    let batch = PendingBatch {
-                        object: path,
-                        prefix,
-                        table: Some(table),
-                        rows: f.rows as u64,
-                        manifest: None,
-                        hour: (st.marks.is_some() && !f.key.late).then_some(f.key.hour),
-                        shards: f
-                            .ranges
-                            .into_iter()
-                            .map(|(i, r)| (st.shard_ids[i].to_string(), r))
-                            .collect(),
-                    };
-                    st.held.push(Held { out, batch });
-                }
-                None => {
-                    self.send(out)?;
-                    group.entry(table).or_default().push(path);
-                }
-            }
-        }
-        for (table, objects) in group {
-            let path = commit::manifest_name(&self.settings.state_prefix, &table, &objects);
-            self.send(Out::Manifest { path, objects })?;
-        }
-        Ok(())
-    }
-
-    /// Takes the flush group prepared since the last checkpoint, with the error files, each
-    /// data file assigned to its table's manifest.
-    pub(super) fn take_group(&mut self) -> Vec<Held> {
-        let mut held = match &mut self.stream {
-            Some(st) => {
-                st.rejects_since_ms = None;
-                std::mem::take(&mut st.held)
-            }
-            None => Vec::new(),
-        };
-        for f in self.rejects.take() {
-            held.push(Held {
-                out: Out::Object {
-                    path: f.path.clone(),
-                    bytes: f.data,
-                    create_only: true,
-                },
-                batch: PendingBatch {
-                    object: f.path,
-                    prefix: f.prefix,
-                    table: None,
-                    rows: f.rows,
-                    manifest: None,
-                    hour: None,
-                    shards: f.ranges,
-                },
-            });
-        }
-        let mut by_table: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for h in &held {
-            if let (Some(t), None) = (&h.batch.table, &h.batch.manifest) {
-                by_table
-                    .entry(t.clone())
-                    .or_default()
-                    .push(h.batch.object.clone());
-            }
-        }
-        for h in &mut held {
-            if let (Some(t), None) = (&h.batch.table, &h.batch.manifest) {
-                h.batch.manifest = Some(commit::manifest_name(
-                    &self.settings.state_prefix,
-                    t,
-                    &by_table[t],
-                ));
-            }
-        }
-        held
-    }
-
     /// The index of a table by its lake name.
     fn lake_table(&self, name: &str) -> Option<usize> {
         self.tables.iter().position(|t| t.schema.name == name)
@@ -373,39 +190,6 @@ impl<'a> Intake<'a> {
                 &SeqPos::new(seq, pos.subsequence.unwrap_or(0)),
             ),
             _ => Route::New,
-        }
-    }
-
-    /// Holds a re-created batch for the next checkpoint, and its manifest once all its files are.
-    pub(super) fn recreated(&mut self, batch: PendingBatch, content: Recreated) {
-        let out = match content {
-            Recreated::Data(batches) => {
-                let t = batch.table.as_deref().unwrap_or_default();
-                let ti = self
-                    .lake_table(t)
-                    .expect("a re-created batch's table is known");
-                Out::Data {
-                    file: DataFile {
-                        path: batch.object.clone(),
-                        rows: batch.rows as usize,
-                        table: t.to_string(),
-                        reason: FlushReason::Recreated,
-                        create_only: true,
-                    },
-                    schema: self.tables[ti].schema.arrow_schema(),
-                    batches,
-                }
-            }
-            Recreated::Errors(bytes) => Out::Object {
-                path: batch.object.clone(),
-                bytes,
-                create_only: true,
-            },
-        };
-        tracing::info!("re-created {} after a restart", batch.object);
-        self.flushes += 1;
-        if let Some(st) = &mut self.stream {
-            st.held.push(Held { out, batch });
         }
     }
 
@@ -644,21 +428,6 @@ impl<'a> Intake<'a> {
         Ok(())
     }
 
-    /// Writes the pending error entries (batch runs; stream runs write them with their group).
-    pub(super) fn flush_rejects(&mut self) -> Result<(), PipelineError> {
-        if self.stream.is_some() {
-            return Ok(());
-        }
-        for f in self.rejects.take() {
-            self.send(Out::Object {
-                path: f.path,
-                bytes: f.data,
-                create_only: false,
-            })?;
-        }
-        Ok(())
-    }
-
     pub(super) fn file(
         &mut self,
         file: &InputFile,
@@ -693,17 +462,6 @@ impl<'a> Intake<'a> {
         })?;
         crate::metrics::records_in(self.records - records, self.bytes - bytes);
         crate::metrics::buffered(self.buffers.buffered_bytes());
-        Ok(())
-    }
-
-    /// Flushes everything and sends the final schemas.
-    pub(super) fn finish(&mut self) -> Result<(), PipelineError> {
-        let flushes = self.buffers.drain();
-        self.emit(flushes)?;
-        self.flush_rejects()?;
-        for i in 0..self.tables.len() {
-            self.save_schema_if_grown(i)?;
-        }
         Ok(())
     }
 }

@@ -1,0 +1,124 @@
+//! Shard coordination of a stream run: shard readers started as lineage allows (children only
+//! after their parents are read to their end), the shard list refreshed, age ticks sent, and the
+//! stop on catch-up (scheduled) or shutdown (continuous).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::{Event, Mode, StreamOptions};
+use crate::checkpoint::Checkpoint;
+use crate::kinesis::{
+    lineage, list_shards, read_shard, start_position, ApiError, ReadOptions, ReadOutcome, Shard,
+    StreamApi,
+};
+use crate::pipeline::{Clock, PipelineError};
+
+/// Starts shard readers as lineage allows, refreshes the shard list, sends age ticks, and stops
+/// on catch-up (scheduled) or shutdown (continuous).
+pub(super) async fn coordinate<A: StreamApi>(
+    api: Arc<A>,
+    opts: &StreamOptions,
+    checkpoint: &Checkpoint,
+    clock: &dyn Clock,
+    ev_tx: mpsc::Sender<Event>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), PipelineError> {
+    let stream = opts.stream.as_str();
+    let mut shards = shards_of(api.as_ref(), stream).await?;
+    let mut done = checkpoint.finished_shards();
+    let mut started: HashSet<String> = HashSet::new();
+    let mut readers: JoinSet<(String, Result<ReadOutcome, ApiError>)> = JoinSet::new();
+    let read_opts = ReadOptions {
+        until_ms: match opts.mode {
+            Mode::Scheduled { until_ms } => Some(until_ms),
+            Mode::Continuous => None,
+        },
+        idle_poll: opts.idle_poll,
+    };
+    let continuous = opts.mode == Mode::Continuous;
+    let mut tick = tokio::time::interval(opts.tick);
+    let mut discovery = tokio::time::interval(opts.discovery_interval);
+    tokio::pin!(shutdown);
+    let mut result = Ok(());
+    loop {
+        for s in lineage::readable(&shards, &done, &started) {
+            let has_parent = s.parent.is_some() || s.adjacent_parent.is_some();
+            let now_ms = clock.now_utc_us() / 1000;
+            let (start, start_ms) =
+                start_position(checkpoint.shards.get(&s.id), has_parent, opts.start, now_ms);
+            tracing::info!(stream, shard = %s.id, "reading from {start:?}");
+            let shard: Arc<str> = s.id.as_str().into();
+            if ev_tx
+                .send(Event::Started {
+                    shard: shard.clone(),
+                    start_ms,
+                })
+                .await
+                .is_err()
+            {
+                return Err(PipelineError::Internal("processing stopped".into()));
+            }
+            let api = api.clone();
+            let tx = ev_tx.clone();
+            let id = s.id.clone();
+            readers.spawn(async move { (id, read_shard(api, shard, start, tx, read_opts).await) });
+            started.insert(s.id.clone());
+        }
+        if !continuous && readers.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(joined) = readers.join_next(), if !readers.is_empty() => {
+                let (id, outcome) = joined.map_err(|e| PipelineError::Internal(e.to_string()))?;
+                match outcome {
+                    Ok(ReadOutcome::Ended) => {
+                        tracing::info!(stream, shard = %id, "shard read to its end");
+                        done.insert(id);
+                        // Its children may be listed now.
+                        shards = shards_of(api.as_ref(), stream).await?;
+                    }
+                    Ok(ReadOutcome::CaughtUp) => tracing::debug!(stream, shard = %id, "caught up"),
+                    Ok(ReadOutcome::Stopped) => break,
+                    Err(source) => {
+                        tracing::error!(stream, shard = %id, "stopping: {source}");
+                        result = Err(PipelineError::Stream { stream: stream.into(), source });
+                        break;
+                    }
+                }
+            }
+            _ = tick.tick(), if continuous => {
+                if ev_tx.send(Event::Tick).await.is_err() {
+                    break;
+                }
+            }
+            _ = discovery.tick(), if continuous => {
+                match api.list_shards().await {
+                    Ok(s) => shards = s,
+                    Err(e) => tracing::warn!(stream, "refreshing shards: {e}"),
+                }
+            }
+            _ = &mut shutdown, if continuous => {
+                tracing::info!(stream, "stopping: flushing buffers and saving the checkpoint");
+                break;
+            }
+        }
+    }
+    readers.abort_all();
+    while readers.join_next().await.is_some() {}
+    drop(ev_tx);
+    result
+}
+
+/// Lists the stream's shards (retrying throttles and transient errors).
+async fn shards_of<A: StreamApi>(api: &A, stream: &str) -> Result<Vec<Shard>, PipelineError> {
+    list_shards(api)
+        .await
+        .map_err(|source| PipelineError::Stream {
+            stream: stream.into(),
+            source,
+        })
+}

@@ -1,0 +1,503 @@
+//! Stream runs over Kinesis Data Streams: every shard read concurrently (children only after
+//! their parents are drained), records through the same decode → flatten → buffer stages as
+//! files, and a checkpoint saved after every durable write.
+//!
+//! ```text
+//! shard readers (async, one per shard) ─► events ─► processing thread ─► writer ─► store
+//!        ▲ lineage, discovery, shutdown                    │ flush + checkpoint    └► checkpoint
+//!        └─────────── coordinator ◄────────────────────────┘
+//! ```
+//!
+//! The writer handles messages in order, so a checkpoint sent after a flush is saved only once
+//! that flush is durable. The checkpoint of a shard is the sequence number read just before the
+//! earliest of its records still buffered (or the last one read, when none is buffered): every
+//! record up to it is in a written file or in the written error output.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::export::summarize;
+use super::lake::{load_tables, TableState};
+use super::writer::{write_all, Msg, WriterStats};
+use super::{Clock, PipelineError, CHANNEL_DEPTH};
+use crate::checkpoint::{self, Checkpoint, CheckpointStore};
+use crate::config::Settings;
+use crate::kinesis::{ShardEvent, Start, StreamApi};
+use crate::store;
+use crate::summary::{Counters, Summary};
+
+mod coordinate;
+mod processor;
+
+use coordinate::coordinate;
+pub(super) use processor::Processor;
+
+/// Scheduled (catch up and exit) or continuous (run until stopped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read every shard up to the records that arrived by `until_ms`, then write and exit.
+    Scheduled {
+        until_ms: i64,
+    },
+    Continuous,
+}
+
+/// Settings of a stream run.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Stream name or ARN.
+    pub stream: String,
+    /// Checkpoint object URL.
+    pub checkpoint: String,
+    pub start: Start,
+    pub mode: Mode,
+    /// Wait between polls of a shard at its tip.
+    pub idle_poll: Duration,
+    /// How often the shard list is refreshed (continuous mode).
+    pub discovery_interval: Duration,
+    /// How often buffers are checked for age.
+    pub tick: Duration,
+    /// Most time between a stop request and the end of the final flush.
+    pub shutdown_timeout: Duration,
+}
+
+pub(super) enum Event {
+    Shard(ShardEvent),
+    /// A shard reader starts; `start_ms` when it starts at a time.
+    Started {
+        shard: Arc<str>,
+        start_ms: Option<i64>,
+    },
+    Tick,
+}
+
+impl From<ShardEvent> for Event {
+    fn from(e: ShardEvent) -> Self {
+        Event::Shard(e)
+    }
+}
+
+/// Runs a stream export until caught up (scheduled) or until `shutdown` resolves (continuous).
+pub async fn run<A: StreamApi>(
+    settings: &Settings,
+    api: Arc<A>,
+    opts: StreamOptions,
+    clock: Arc<dyn Clock>,
+    counters: Arc<Counters>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Summary, PipelineError> {
+    let output = store::open(&settings.output, &settings.s3)?;
+    let cp_store = CheckpointStore::open(&opts.checkpoint, &settings.s3)?;
+    run_with(
+        settings, api, opts, output, cp_store, clock, counters, shutdown,
+    )
+    .await
+}
+
+/// What a stream run starts from: the lake's tables, the claimed checkpoint, and the writer.
+pub(super) struct Begun {
+    pub tables: Vec<TableState>,
+    pub checkpoint: Checkpoint,
+    pub tx: mpsc::Sender<Msg>,
+    pub writer: tokio::task::JoinHandle<Result<WriterStats, PipelineError>>,
+}
+
+/// Loads the tables and the checkpoint, claims the checkpoint (a process still writing to it is
+/// fenced off at its next save) and starts the writer.
+pub(super) async fn begin(
+    settings: &Settings,
+    stream: &str,
+    output: store::Location,
+    mut cp_store: CheckpointStore,
+    counters: Arc<Counters>,
+) -> Result<Begun, PipelineError> {
+    let tables = load_tables(settings, Some(&output)).await?;
+    let mut checkpoint = cp_store.load(stream).await?;
+    tracing::info!(
+        "stream {stream}: checkpoint {} ({} shards known, {} batches to re-create)",
+        cp_store.url(),
+        checkpoint.shards.len(),
+        checkpoint.pending.len()
+    );
+    let previous_owner = checkpoint.owner.replace(checkpoint::owner_token());
+    if let Some(prev) = previous_owner {
+        tracing::info!(
+            "stream {stream}: taking the checkpoint over from {prev} (if that process still runs, it stops at its next save)"
+        );
+    }
+    cp_store.claim(&checkpoint).await?;
+    let (tx, out_rx) = mpsc::channel(CHANNEL_DEPTH);
+    let writer = tokio::spawn(write_all(
+        out_rx,
+        Some(output),
+        Some(cp_store),
+        settings.clone(),
+        false,
+        counters,
+    ));
+    Ok(Begun {
+        tables,
+        checkpoint,
+        tx,
+        writer,
+    })
+}
+
+/// [`run`] with the output and the checkpoint store opened by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_with<A: StreamApi>(
+    settings: &Settings,
+    api: Arc<A>,
+    opts: StreamOptions,
+    output: store::Location,
+    cp_store: CheckpointStore,
+    clock: Arc<dyn Clock>,
+    counters: Arc<Counters>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Summary, PipelineError> {
+    let started_at = Instant::now();
+    let Begun {
+        tables,
+        checkpoint,
+        tx,
+        writer,
+    } = begin(settings, &opts.stream, output, cp_store, counters.clone()).await?;
+
+    let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(16);
+    let settings_p = settings.clone();
+    let counters_p = counters.clone();
+    let clock_p = clock.clone();
+    let cp_p = checkpoint.clone();
+    let processing = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+        let mut p = Processor::new(&settings_p, clock_p.as_ref(), &counters_p, tables, cp_p, tx);
+        while let Some(ev) = ev_rx.blocking_recv() {
+            p.handle(ev)?;
+        }
+        p.finish()
+    });
+
+    let coordinated = coordinate(api, &opts, &checkpoint, clock.as_ref(), ev_tx, shutdown).await;
+    // The coordinator has dropped the event sender: processing drains and writes everything.
+    let finish = async {
+        let read = processing
+            .await
+            .map_err(|e| PipelineError::Internal(e.to_string()))?;
+        let stats = writer
+            .await
+            .map_err(|e| PipelineError::Internal(e.to_string()))??;
+        Ok::<_, PipelineError>((read?, stats))
+    };
+    let (read, stats) = match opts.mode {
+        Mode::Continuous => tokio::time::timeout(opts.shutdown_timeout, finish)
+            .await
+            .map_err(|_| PipelineError::ShutdownTimeout(opts.shutdown_timeout))??,
+        Mode::Scheduled { .. } => finish.await?,
+    };
+    coordinated?;
+    Ok(summarize(read, stats, started_at, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigFile;
+    use crate::kinesis::fake::FakeStream;
+    use crate::kinesis::KinesisRecord;
+    use crate::kinesis::{kpl, Shard};
+    use crate::pipeline::SystemClock;
+
+    fn kinesis_record(seq: u64, id: &str) -> KinesisRecord {
+        record_at(seq, id, 1795000000331)
+    }
+
+    fn record_at(seq: u64, id: &str, event_ms: i64) -> KinesisRecord {
+        let json = format!(
+            r#"{{"eventID":"{id}","eventName":"INSERT","tableName":"T","dynamodb":{{"ApproximateCreationDateTime":{event_ms},"Keys":{{"Id":{{"S":"{id}"}}}},"NewImage":{{"Id":{{"S":"{id}"}}}}}}}}"#
+        );
+        KinesisRecord {
+            sequence_number: format!("{seq:030}"),
+            data: json.into(),
+            arrival_ms: 1_000,
+        }
+    }
+
+    fn settings(out: &std::path::Path) -> Settings {
+        let mut c = ConfigFile::default();
+        c.output.url = Some(out.display().to_string());
+        c.validate().unwrap()
+    }
+
+    fn opts(cp: &std::path::Path) -> StreamOptions {
+        StreamOptions {
+            stream: "s".into(),
+            checkpoint: cp.display().to_string(),
+            start: Start::TrimHorizon,
+            mode: Mode::Scheduled { until_ms: 10_000 },
+            idle_poll: Duration::from_millis(10),
+            discovery_interval: Duration::from_secs(30),
+            tick: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// A fake stream of one open shard `s`, no records yet.
+    fn one_shard() -> FakeStream {
+        FakeStream {
+            shards: vec![Shard {
+                id: "s".into(),
+                parent: None,
+                adjacent_parent: None,
+            }],
+            ..FakeStream::default()
+        }
+    }
+
+    /// A scheduled run over a fake stream with the real clock, never asked to stop.
+    async fn run_fake(s: &Settings, fake: Arc<FakeStream>, cp: &std::path::Path) -> Summary {
+        run(
+            s,
+            fake,
+            opts(cp),
+            Arc::new(SystemClock::default()),
+            Arc::new(Counters::default()),
+            std::future::pending(),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn split_shards_are_read_parent_first_and_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fake = FakeStream {
+            shards: vec![
+                Shard {
+                    id: "p".into(),
+                    parent: None,
+                    adjacent_parent: None,
+                },
+                Shard {
+                    id: "c1".into(),
+                    parent: Some("p".into()),
+                    adjacent_parent: None,
+                },
+                Shard {
+                    id: "c2".into(),
+                    parent: Some("p".into()),
+                    adjacent_parent: None,
+                },
+            ],
+            ..FakeStream::default()
+        };
+        fake.records.insert(
+            "p".into(),
+            (1..=5)
+                .map(|i| kinesis_record(i, &format!("p{i}")))
+                .collect(),
+        );
+        fake.records.insert(
+            "c1".into(),
+            (6..=8)
+                .map(|i| kinesis_record(i, &format!("c{i}")))
+                .collect(),
+        );
+        fake.records.insert(
+            "c2".into(),
+            (9..=9)
+                .map(|i| kinesis_record(i, &format!("c{i}")))
+                .collect(),
+        );
+        fake.closed.push("p".into());
+        let fake = Arc::new(fake);
+        let lake = dir.path().join("lake");
+        let cp = dir.path().join("cp.json");
+        let s = settings(&lake);
+        let summary = run_fake(&s, fake.clone(), &cp).await;
+        assert_eq!(summary.records_in, 9);
+        assert_eq!(summary.rows_out["t"], 9);
+        let saved: Checkpoint = serde_json::from_slice(&std::fs::read(&cp).unwrap()).unwrap();
+        assert!(saved.shards["p"].finished);
+        assert_eq!(
+            saved.shards["c1"].sequence_number.as_deref(),
+            Some(format!("{:030}", 8).as_str())
+        );
+        assert_eq!(
+            saved.shards["c2"].sequence_number.as_deref(),
+            Some(format!("{:030}", 9).as_str())
+        );
+        // A second run reads nothing new and writes nothing.
+        let again = run_fake(&s, fake, &cp).await;
+        assert_eq!(again.records_in, 0);
+        assert_eq!(again.files_written, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kpl_aggregated_records_are_deaggregated() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Vec<Vec<u8>> = (0..3)
+            .map(|i| kinesis_record(i, &format!("a{i}")).data.to_vec())
+            .collect();
+        let refs: Vec<&[u8]> = inner.iter().map(|v| v.as_slice()).collect();
+        let mut aggregated = kinesis_record(10, "unused");
+        aggregated.data = kpl::aggregate(&refs).into();
+        let mut fake = one_shard();
+        fake.records
+            .insert("s".into(), vec![kinesis_record(5, "plain"), aggregated]);
+        let lake = dir.path().join("lake");
+        let summary = run_fake(
+            &settings(&lake),
+            Arc::new(fake),
+            &dir.path().join("cp.json"),
+        )
+        .await;
+        assert_eq!(summary.records_in, 4);
+        assert_eq!(summary.rows_out["t"], 4);
+        let files: Vec<_> = std::fs::read_dir(lake.join("t/2026/11/18/11"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let file = std::fs::File::open(&files[0]).unwrap();
+        let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let subs = batch
+            .column_by_name("cdc_subsequence_number")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>();
+        assert_eq!(subs, vec![None, Some(0), Some(1), Some(2)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hours_are_marked_after_the_watermark_and_late_rows_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(&format!("2026-11-20T{t}:00Z"))
+                .unwrap()
+                .timestamp_millis()
+        };
+        // Event times in processing order (the fake stream hands out two records per call).
+        let times = ["08:10", "08:50", "09:05", "09:16", "08:55", "10:30"];
+        let mut fake = one_shard();
+        fake.records.insert(
+            "s".into(),
+            times
+                .iter()
+                .enumerate()
+                .map(|(i, t)| record_at(i as u64 + 1, &format!("r{i}"), at(t)))
+                .collect(),
+        );
+        let lake = dir.path().join("lake");
+        let mut c = ConfigFile::default();
+        c.output.url = Some(lake.display().to_string());
+        c.markers.enabled = true;
+        c.markers.allowed_lateness = "10m".into();
+        let s = c.validate().unwrap();
+        let summary = run_fake(&s, Arc::new(fake), &dir.path().join("cp.json")).await;
+        // 08 is complete once 09:16 is read (past 09:00 + 10m); 09 once 10:30 is; 10 is not.
+        assert_eq!(
+            summary.hours_completed,
+            ["t 2026-11-20T08", "t 2026-11-20T09"]
+        );
+        let hours = lake.join("_ddb_lake/hours/t/2026/11/20");
+        assert!(!hours.join("10").exists());
+        let marker: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(hours.join("08/_COMPLETE.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            (marker["files"].as_u64(), marker["hour"].as_str()),
+            (Some(1), Some("2026-11-20T08:00:00Z"))
+        );
+        // The hour's manifest lists its one on-time file (08:10 and 08:50).
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(hours.join("08/manifest.json")).unwrap())
+                .unwrap();
+        let listed = manifest["entries"][0]["url"].as_str().unwrap();
+        let on_time = summary
+            .objects
+            .iter()
+            .find(|o| o.path.starts_with("t/2026/11/20/08/t-") && !o.path.contains("-late-"))
+            .unwrap();
+        assert!(listed.ends_with(&on_time.path), "{listed}");
+        assert_eq!(on_time.rows, 2);
+        // 08:55 arrived after 08 was marked: its own file, flagged and counted.
+        let late: Vec<_> = summary
+            .objects
+            .iter()
+            .filter(|o| o.path.contains("-late-"))
+            .collect();
+        assert_eq!(late.len(), 1);
+        assert!(late[0].path.starts_with("t/2026/11/20/08/t-late-"));
+        assert_eq!(summary.late_rows["t"], 1);
+        assert_eq!(summary.rows_out["t"], 6);
+        let saved: Checkpoint =
+            serde_json::from_slice(&std::fs::read(dir.path().join("cp.json")).unwrap()).unwrap();
+        let hour = |t: &str| at(t) / 3_600_000;
+        assert_eq!(saved.marked_through["t"], hour("09:00"));
+        assert_eq!(
+            saved.open_hours["t"].iter().copied().collect::<Vec<_>>(),
+            [hour("10:00")]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_consumer_reading_only_bad_records_writes_them_at_the_flush_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fake = one_shard();
+        let bad = |seq: u64| KinesisRecord {
+            sequence_number: format!("{seq:030}"),
+            data: bytes::Bytes::from_static(b"{not json"),
+            arrival_ms: 1_000,
+        };
+        fake.records.insert("s".into(), vec![bad(1), bad(2)]);
+        let lake = dir.path().join("lake");
+        let mut s = settings(&lake);
+        s.flush.max_age_ms = Some(1);
+        let mut o = opts(&dir.path().join("cp.json"));
+        o.mode = Mode::Continuous;
+        o.tick = Duration::from_millis(10);
+        // Stop only once the error file is there: no partition ever flushes, so only the
+        // errors' own age can have written it.
+        let errors = lake.join("_errors/invalid_json");
+        let written = {
+            let errors = errors.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !errors.exists() {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the error entries were not written"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await; // polling a condition
+                }
+            }
+        };
+        let summary = run(
+            &s,
+            Arc::new(fake),
+            o,
+            Arc::new(SystemClock::default()),
+            Arc::new(Counters::default()),
+            written,
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.errors["invalid_json"], 2);
+        let saved: Checkpoint =
+            serde_json::from_slice(&std::fs::read(dir.path().join("cp.json")).unwrap()).unwrap();
+        assert_eq!(
+            saved.shards["s"].sequence_number.as_deref(),
+            Some(format!("{:030}", 2).as_str())
+        );
+    }
+}
