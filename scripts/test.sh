@@ -8,6 +8,8 @@ unset PYTHONOPTIMIZE
 
 PY="$(scripts/setup-python.sh)"
 export DDB_LAKE_TEST_PYTHON="$PY"
+# A test that finds a server missing fails instead of skipping (a plain `cargo test` skips).
+export DDB_LAKE_REQUIRE_SERVERS=1
 
 logdir="$(mktemp -d)"
 pids=()

@@ -67,14 +67,7 @@ pub async fn export(
         r.finish()?;
         Ok(r.into_result())
     });
-    let read_result = reading
-        .await
-        .map_err(|e| PipelineError::Internal(e.to_string()))?;
-    // The writer's error explains a reader that stopped because the writer went away.
-    let stats = writer
-        .await
-        .map_err(|e| PipelineError::Internal(e.to_string()))??;
-    let read = read_result?;
+    let (read, stats) = join(reading, writer).await?;
 
     if let Some(dir) = &opts.schemas_out {
         std::fs::create_dir_all(dir).map_err(|e| PipelineError::SchemaFile {
@@ -94,6 +87,21 @@ pub async fn export(
     let mut summary = summarize(read, stats, started, opts.dry_run);
     summary.input_files = n_files;
     Ok(summary)
+}
+
+/// Waits for the reading side and the writer. The writer's error comes first: it explains a
+/// reading side that stopped because the writer went away.
+pub(super) async fn join(
+    reading: tokio::task::JoinHandle<Result<ReadResult, PipelineError>>,
+    writer: tokio::task::JoinHandle<Result<WriterStats, PipelineError>>,
+) -> Result<(ReadResult, WriterStats), PipelineError> {
+    let read = reading
+        .await
+        .map_err(|e| PipelineError::Internal(e.to_string()))?;
+    let stats = writer
+        .await
+        .map_err(|e| PipelineError::Internal(e.to_string()))??;
+    Ok((read?, stats))
 }
 
 /// What the reading side hands back at the end.

@@ -86,6 +86,9 @@ fn every_exit_code_means_one_thing() {
 /// reported success.
 #[test]
 fn a_location_that_looks_like_a_url_but_is_not_one_is_an_error() {
+    if skip_without_servers() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     for (flag, value, expected) in [
         ("-o", "s3:/bucket/x", "s3://bucket/prefix"),

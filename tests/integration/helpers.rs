@@ -1,7 +1,44 @@
 //! Shared helpers: running the binary, generating input, running Python checks.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// What `scripts/test.sh` starts and sets for the tests that need more than the binary: a Python
+/// with pyarrow, duckdb, boto3 and moto, and the local S3, Kinesis and DynamoDB servers.
+const SERVERS: [&str; 4] = [
+    "DDB_LAKE_TEST_PYTHON",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_KINESIS",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+];
+
+/// Whether this test is skipped: it needs the local servers and Python packages that
+/// `scripts/test.sh` starts and installs, and they are not there (a plain `cargo test`). It
+/// says so on stderr. Under `DDB_LAKE_REQUIRE_SERVERS=1`, which `scripts/test.sh` (and so CI)
+/// sets, a missing server fails the test instead: CI never skips.
+pub fn skip_without_servers() -> bool {
+    let missing: Vec<&str> = SERVERS
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_none())
+        .collect();
+    if missing.is_empty() {
+        return false;
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    let why = format!(
+        "{test} needs the local servers and Python packages that scripts/test.sh starts ({} not set)",
+        missing.join(", ")
+    );
+    assert!(
+        std::env::var_os("DDB_LAKE_REQUIRE_SERVERS").is_none(),
+        "{why}; DDB_LAKE_REQUIRE_SERVERS is set, so this is a failure, not a skip"
+    );
+    // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+    let _ = writeln!(std::io::stderr(), "skipped: {why}");
+    true
+}
 
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ddb-lake"));

@@ -3,6 +3,9 @@
 //!
 //! Run them with `scripts/test.sh`, which installs and starts what they need and sets
 //! `DDB_LAKE_TEST_PYTHON` (a Python with pyarrow, duckdb and boto3) and `AWS_ENDPOINT_URL_S3`.
+//! Without them (a plain `cargo test`) the tests that need them are skipped, and say so
+//! (`helpers::skip_without_servers`); `scripts/test.sh` sets `DDB_LAKE_REQUIRE_SERVERS=1`, which
+//! makes a skip a failure.
 
 mod bad_input;
 mod cli;

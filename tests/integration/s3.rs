@@ -13,6 +13,9 @@ fn unique_bucket(name: &str) -> String {
 
 #[test]
 fn export_from_s3_to_s3_with_multipart_and_sse() {
+    if skip_without_servers() {
+        return;
+    }
     std::env::var("AWS_ENDPOINT_URL_S3")
         .expect("run with scripts/test.sh: it starts the local S3 server");
     let bucket = unique_bucket("ddb-lake");
@@ -68,6 +71,9 @@ print(len(data), rows)
 
 #[test]
 fn a_prefix_input_reads_every_object_below_it() {
+    if skip_without_servers() {
+        return;
+    }
     std::env::var("AWS_ENDPOINT_URL_S3")
         .expect("run with scripts/test.sh: it starts the local S3 server");
     let bucket = unique_bucket("ddb-prefix");
@@ -95,6 +101,9 @@ fn a_prefix_input_reads_every_object_below_it() {
 
 #[test]
 fn s3_credentials_come_from_a_profile_when_the_environment_has_none() {
+    if skip_without_servers() {
+        return;
+    }
     std::env::var("AWS_ENDPOINT_URL_S3")
         .expect("run with scripts/test.sh: it starts the local S3 server");
     let bucket = unique_bucket("ddb-profile");
@@ -167,6 +176,9 @@ fn s3_credentials_come_from_a_profile_when_the_environment_has_none() {
 /// (`If-Match` on a stale ETag: 412), and the checkpoint store reports the conflict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_if_match_checkpoint_write_is_rejected_by_the_local_s3_server() {
+    if skip_without_servers() {
+        return;
+    }
     use ddb_lake::checkpoint::{CheckpointError, CheckpointStore, ShardCheckpoint};
     use ddb_lake::store::S3Options;
     use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
@@ -220,6 +232,9 @@ async fn a_stale_if_match_checkpoint_write_is_rejected_by_the_local_s3_server() 
 /// staged copy is left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multipart_object_is_created_only_if_absent_without_a_race() {
+    if skip_without_servers() {
+        return;
+    }
     use object_store::ObjectStoreExt;
 
     let bucket = unique_bucket("createonly").to_lowercase();

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::export::summarize;
+use super::export::{join, summarize};
 use super::lake::{load_tables, TableState};
 use super::writer::{write_all, Msg, WriterStats};
 use super::{Clock, PipelineError, CHANNEL_DEPTH};
@@ -181,15 +181,7 @@ pub(super) async fn run_with<A: StreamApi>(
 
     let coordinated = coordinate(api, &opts, &checkpoint, clock.as_ref(), ev_tx, shutdown).await;
     // The coordinator has dropped the event sender: processing drains and writes everything.
-    let finish = async {
-        let read = processing
-            .await
-            .map_err(|e| PipelineError::Internal(e.to_string()))?;
-        let stats = writer
-            .await
-            .map_err(|e| PipelineError::Internal(e.to_string()))??;
-        Ok::<_, PipelineError>((read?, stats))
-    };
+    let finish = join(processing, writer);
     let (read, stats) = match opts.mode {
         Mode::Continuous => tokio::time::timeout(opts.shutdown_timeout, finish)
             .await
