@@ -1,0 +1,125 @@
+//! `export` (files, or a stream up to now) and `consume` (a stream until stopped).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ddb_lake::cli::{ConsumeArgs, ExportArgs};
+use ddb_lake::config::Settings;
+use ddb_lake::kinesis::AwsStream;
+use ddb_lake::pipeline::stream::{self, Mode, StreamOptions};
+use ddb_lake::pipeline::{self, RunOptions, SystemClock};
+use ddb_lake::report;
+use ddb_lake::summary::{Counters, Summary};
+
+use super::{default_checkpoint, exit_code, need_aws, parse_time, print_summary};
+
+pub(super) fn export(rt: &tokio::runtime::Runtime, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.settings()?;
+    let counters = Arc::new(Counters::default());
+    let mut urls: Vec<&str> = args.input.iter().map(String::as_str).collect();
+    urls.push(&settings.output);
+    rt.block_on(need_aws(&urls, args.stream.is_some()))?;
+    let summary = rt.block_on(async {
+        let progress = report::Progress::start(counters.clone(), !args.out.no_progress);
+        let r = match &args.stream {
+            Some(stream) => {
+                let until_ms = match &args.until {
+                    Some(t) => parse_time("--until", t)?,
+                    None => chrono::Utc::now().timestamp_millis(),
+                };
+                run_stream(
+                    &settings,
+                    stream,
+                    Mode::Scheduled { until_ms },
+                    counters,
+                    std::future::pending(),
+                )
+                .await
+            }
+            None => pipeline::export(
+                &settings,
+                &args.input,
+                &RunOptions {
+                    dry_run: args.dry_run,
+                    schemas_out: None,
+                },
+                Arc::new(SystemClock::default()),
+                counters,
+            )
+            .await
+            .map_err(anyhow::Error::from),
+        };
+        progress.finish().await;
+        r
+    })?;
+    print_summary(&summary, args.out.json)?;
+    Ok(exit_code(&summary))
+}
+
+pub(super) fn consume(rt: &tokio::runtime::Runtime, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.settings()?;
+    let counters = Arc::new(Counters::default());
+    rt.block_on(need_aws(&[], true))?;
+    let summary = rt.block_on(async {
+        if let Some(addr) = args.metrics {
+            ddb_lake::metrics::serve(addr).map_err(anyhow::Error::msg)?;
+            tracing::info!("serving metrics at http://{addr}/metrics");
+        }
+        let progress = report::Progress::start(counters.clone(), !args.out.no_progress);
+        let r = run_stream(
+            &settings,
+            &args.stream,
+            Mode::Continuous,
+            counters,
+            stop_signal(),
+        )
+        .await;
+        progress.finish().await;
+        r
+    })?;
+    print_summary(&summary, args.out.json)?;
+    Ok(exit_code(&summary))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn run_stream(
+    settings: &Settings,
+    stream: &str,
+    mode: Mode,
+    counters: Arc<Counters>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<Summary> {
+    let api = Arc::new(AwsStream::connect(stream).await);
+    let checkpoint = settings.stream.checkpoint.clone().unwrap_or_else(|| {
+        default_checkpoint(&settings.output, &settings.state_prefix, api.name())
+    });
+    let opts = StreamOptions {
+        stream: stream.to_string(),
+        checkpoint,
+        start: settings.stream.start,
+        mode,
+        idle_poll: settings.stream.poll_interval,
+        discovery_interval: settings.stream.discovery_interval,
+        tick: Duration::from_secs(1).min(settings.max_age),
+        shutdown_timeout: settings.stream.shutdown_timeout,
+    };
+    Ok(stream::run(
+        settings,
+        api,
+        opts,
+        Arc::new(SystemClock::default()),
+        counters,
+        shutdown,
+    )
+    .await?)
+}
