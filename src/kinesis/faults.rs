@@ -25,7 +25,10 @@ pub struct Faulty<A> {
     inner: A,
     /// Share of get_records calls that fail (0.0 to 1.0).
     rate: f64,
-    rng: Mutex<ChaCha8Rng>,
+    seed: u64,
+    /// One generator per shard, so that a shard's faults depend on the seed and that shard's own
+    /// calls only, not on how concurrent shard readers interleave.
+    rngs: Mutex<HashMap<String, ChaCha8Rng>>,
     injected: Mutex<Injected>,
     /// The shard that is down, and for how many more of its calls.
     outage: Mutex<Option<(String, u64)>>,
@@ -38,7 +41,8 @@ impl<A: StreamApi> Faulty<A> {
         Faulty {
             inner,
             rate,
-            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            seed,
+            rngs: Mutex::new(HashMap::new()),
             injected: Mutex::new(Injected::default()),
             outage: Mutex::new(None),
             shard_of: Mutex::new(HashMap::new()),
@@ -69,9 +73,17 @@ impl<A: StreamApi> Faulty<A> {
         *self.injected.lock().expect("not poisoned")
     }
 
-    fn roll(&self) -> Option<ApiError> {
+    /// Whether this call of `shard` fails, and how.
+    fn roll(&self, shard: &str) -> Option<ApiError> {
         let (fail, kind) = {
-            let mut rng = self.rng.lock().expect("not poisoned");
+            let mut rngs = self.rngs.lock().expect("not poisoned");
+            let rng = rngs.entry(shard.to_string()).or_insert_with(|| {
+                // The shard's own stream of the seed (FNV-1a of its id: stable across runs).
+                let h = shard.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+                ChaCha8Rng::seed_from_u64(self.seed ^ h)
+            });
             (rng.random_bool(self.rate), rng.random_range(0..3))
         };
         if !fail {
@@ -122,7 +134,7 @@ impl<A: StreamApi> StreamApi for Faulty<A> {
         if let Some(e) = self.down(shard.as_deref()) {
             return Err(e);
         }
-        if let Some(e) = self.roll() {
+        if let Some(e) = self.roll(shard.as_deref().unwrap_or_default()) {
             return Err(e);
         }
         // Small pages, so that a run makes many calls and meets many faults.
@@ -133,5 +145,63 @@ impl<A: StreamApi> StreamApi for Faulty<A> {
             map.insert(next.clone(), shard);
         }
         Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::{record, FakeStream};
+    use super::*;
+
+    /// Each shard's sequence of outcomes (ok, or the kind of fault) over `calls` get_records
+    /// calls, the shards' calls interleaved in `order`.
+    async fn outcomes(order: &[&str], calls: usize) -> HashMap<String, Vec<String>> {
+        let mut fake = FakeStream::default();
+        for s in ["a", "b"] {
+            fake.records
+                .insert(s.into(), (0..1000).map(|i| record(i, 0)).collect());
+        }
+        let faulty = Faulty::new(fake, 0.4, 11);
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        let mut iterators = HashMap::new();
+        for _ in 0..calls {
+            for &s in order {
+                let it = match iterators.get(s) {
+                    Some(it) => String::clone(it),
+                    None => {
+                        let it = faulty
+                            .shard_iterator(s, &StartAt::TrimHorizon)
+                            .await
+                            .unwrap();
+                        iterators.insert(s, it.clone());
+                        it
+                    }
+                };
+                let outcome = match faulty.get_records(&it, 2).await {
+                    Ok(b) => {
+                        iterators.insert(s, b.next_iterator.unwrap());
+                        "ok".to_string()
+                    }
+                    Err(e) => {
+                        // A failed call's iterator is used again (an expired one would be
+                        // replaced by the reader; here the fake's iterators never expire).
+                        e.to_string()
+                    }
+                };
+                out.entry(s.into()).or_default().push(outcome);
+            }
+        }
+        out
+    }
+
+    /// The same seed gives every shard the same faults however the shards' calls interleave (a
+    /// generator shared by concurrent readers gave different faults from one run to the next).
+    #[tokio::test]
+    async fn a_seed_gives_each_shard_the_same_faults_in_any_interleaving() {
+        let ab = outcomes(&["a", "b"], 40).await;
+        let ba = outcomes(&["b", "a"], 40).await;
+        assert_eq!(ab, ba);
+        assert!(ab["a"].iter().any(|o| o != "ok"), "{ab:?}");
+        assert_ne!(ab["a"], ab["b"], "the shards' faults differ");
     }
 }
