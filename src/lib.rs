@@ -37,3 +37,5 @@ pub mod seq;
 pub mod source;
 pub mod store;
 pub mod summary;
+#[cfg(test)]
+mod test_support;

@@ -432,6 +432,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::test_support::proptest_config())]
         /// Whatever the partitions and sizes: the budget holds after every push, and every row
         /// comes out in exactly one flush.
         #[test]

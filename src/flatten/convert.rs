@@ -415,6 +415,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::test_support::proptest_config())]
         #[test]
         fn decimal_round_trips(v in -10i128.pow(20)..10i128.pow(20), scale in 0u8..10) {
             let s = scale as u32;
