@@ -7,7 +7,7 @@
 //! (README, "Exactly once").
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -323,11 +323,8 @@ fn killed_at_random_moments_with_a_daily_template_and_processing_time() {
 
 /// The stream's checkpoint object on S3, parsed.
 fn s3_checkpoint(bucket: &str, stream: &str) -> Option<serde_json::Value> {
-    let out = py(
-        "import boto3,os,sys\ns3=boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1')\ntry:\n  print(s3.get_object(Bucket=sys.argv[1], Key=f'lake/_ddb_lake/checkpoints/{sys.argv[2]}.json')['Body'].read().decode())\nexcept s3.exceptions.NoSuchKey:\n  print('null')",
-        &[bucket, stream],
-    );
-    serde_json::from_str::<Option<serde_json::Value>>(&out).unwrap()
+    let key = format!("lake/_ddb_lake/checkpoints/{stream}.json");
+    s3_get(bucket, &key).map(|b| serde_json::from_slice(&b).expect("a checkpoint is JSON"))
 }
 
 /// Polls `cond` until it holds, with a deadline.
@@ -354,13 +351,10 @@ fn a_second_consumer_on_the_same_checkpoint_fences_the_first_off() {
     py_script("kinesis_tool.py", &["put", &name, s(&input), "0", "600"]);
     let lake = format!("s3://{bucket}/lake");
     let consumer = || {
-        bin()
-            .args(["consume", "--stream", &name, "-o", &lake, "--max-age", "1s"])
-            .args(["--json", "--no-progress"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        let mut cmd = bin();
+        cmd.args(["consume", "--stream", &name, "-o", &lake, "--max-age", "1s"])
+            .args(["--json", "--no-progress"]);
+        Running::start(cmd)
     };
     let mut first = consumer();
     let first_pid = format!("pid {} ", first.id());
@@ -382,17 +376,17 @@ fn a_second_consumer_on_the_same_checkpoint_fences_the_first_off() {
     py_script("kinesis_tool.py", &["put", &name, s(&input), "600", "1200"]);
     let out = {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while first.try_wait().unwrap().is_none() {
+        while !first.exited() {
             assert!(
                 Instant::now() < deadline,
                 "the first consumer was not fenced off"
             );
             std::thread::sleep(Duration::from_millis(100)); // polling its exit, bounded
         }
-        first.wait_with_output().unwrap()
+        first.wait()
     };
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = &out.stderr;
+    assert_eq!(out.code, Some(1), "{err}");
     assert!(
         err.contains("was taken over by another ddb-lake process") && err.contains(&second_pid),
         "{err}"
@@ -401,13 +395,8 @@ fn a_second_consumer_on_the_same_checkpoint_fences_the_first_off() {
     wait_until("the second consumer wrote everything", || {
         lake_check(&bucket, &name)["missing"] == 0
     });
-    let pid = second.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let out = second.wait_with_output().unwrap();
-    assert!(matches!(out.status.code(), Some(0 | 2)), "{out:?}");
+    second.terminate();
+    let out = second.wait();
+    assert!(matches!(out.code, Some(0 | 2)), "{}", out.stderr);
     assert_exact(&lake_check(&bucket, &name), 1200);
 }

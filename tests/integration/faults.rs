@@ -6,7 +6,6 @@
 //! would. The lake must end exact.
 
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::crash::{assert_exact, crash_input, lake_check};
 use crate::helpers::*;
@@ -20,34 +19,27 @@ impl Drop for Proxy {
 }
 
 fn start_proxy(rate: &str, seed: &str) -> (Proxy, String) {
-    let port = free_port();
+    use std::io::BufRead as _;
     let upstream = std::env::var("AWS_ENDPOINT_URL_S3").expect("run with scripts/test.sh");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/s3_faults.py");
-    let child = python_cmd()
-        .args([script, &port, &upstream, rate, seed, "3"])
-        .stdout(Stdio::null())
+    // Port 0: the proxy binds a port of the system's choice and prints it once it listens.
+    let mut child = python_cmd()
+        .args([script, "0", &upstream, rate, seed, "3"])
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while py(
-        "import urllib.request,sys\ntry:\n  urllib.request.urlopen(sys.argv[1]+'/__faults'); print('up')\nexcept Exception: print('down')",
-        &[&url],
-    ) != "up"
-    {
-        assert!(Instant::now() < deadline, "the fault proxy did not start");
-        std::thread::sleep(Duration::from_millis(100)); // waiting for a server to listen, bounded
-    }
-    (Proxy(child), url)
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("its stdout"))
+        .read_line(&mut line)
+        .expect("the proxy says its port");
+    let port: u16 = line.trim().parse().expect("the proxy's port");
+    (Proxy(child), format!("http://127.0.0.1:{port}"))
 }
 
 fn injected(url: &str) -> serde_json::Value {
-    serde_json::from_str(&py(
-        "import urllib.request,sys; print(urllib.request.urlopen(sys.argv[1]+'/__faults').read().decode())",
-        &[url],
-    ))
-    .unwrap()
+    let addr = url.trim_start_matches("http://");
+    serde_json::from_str(&http_get(addr, "/__faults").expect("the proxy answers")).unwrap()
 }
 
 #[test]

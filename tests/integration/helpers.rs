@@ -190,12 +190,158 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
-/// A free TCP port on loopback.
+/// A child process whose stdout and stderr go to files, so that it never blocks on a full pipe
+/// that nobody reads while it runs. Killed when dropped.
+pub struct Running {
+    pub child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+/// What a [`Running`] child printed, once it exited.
+pub struct Ended {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Running {
+    /// Starts `cmd` with its output going to files.
+    pub fn start(mut cmd: Command) -> Running {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let out = std::fs::File::create(dir.path().join("stdout")).expect("a file");
+        let err = std::fs::File::create(dir.path().join("stderr")).expect("a file");
+        let child = cmd
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("the child starts");
+        Running { child, dir }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM (a graceful stop).
+    pub fn terminate(&self) {
+        let pid = self.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(status.expect("kill runs").success(), "kill -TERM {pid}");
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("the child's state").is_some()
+    }
+
+    /// Waits for it to exit and returns what it printed.
+    pub fn wait(mut self) -> Ended {
+        let status = self.child.wait().expect("the child exits");
+        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
+        Ended {
+            code: status.code(),
+            stdout: read("stdout"),
+            stderr: read("stderr"),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port on loopback that was free a moment ago. Another process can take it before the
+/// child that is given it binds it: children given one are started again on another port when
+/// they find it taken (`start_listening`).
 pub fn free_port() -> String {
-    py(
-        "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])",
-        &[],
-    )
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    l.local_addr().expect("its address").port().to_string()
+}
+
+/// Starts a child that listens on the loopback port it is given (`start(port)`), and waits
+/// until `path` answers there over HTTP, or the child exits (it found the port taken): then it
+/// tries again on another port. Returns the child and its `host:port`.
+pub fn start_listening(mut start: impl FnMut(&str) -> Running, path: &str) -> (Running, String) {
+    for _ in 0..5 {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = start(&addr);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if http_get(&addr, path).is_some() {
+                return (child, addr);
+            }
+            if child.exited() {
+                break; // its port was taken: another one
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing answered at http://{addr}{path}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50)); // polling a listener, bounded
+        }
+    }
+    panic!("five children in a row found their port taken");
+}
+
+/// The body of `GET http://{addr}{path}` when it answers 200 OK, in Rust (no Python started per
+/// poll).
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::Read as _;
+    let timeout = std::time::Duration::from_secs(5);
+    let mut conn = std::net::TcpStream::connect(addr).ok()?;
+    conn.set_read_timeout(Some(timeout)).ok()?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.")
+        .then(|| head.split_whitespace().nth(1) == Some("200"))?
+        .then(|| body.to_string())
+}
+
+/// The rows of the Parquet files under `dir` (from their footers, read with the parquet crate;
+/// no Python per poll). A file that disappears while it is read (a staged upload renamed) is
+/// counted at its new name or on the next call.
+pub fn parquet_rows(dir: &Path) -> u64 {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut rows = 0;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let Ok(file) = std::fs::File::open(&p) else {
+                    continue;
+                };
+                if let Ok(r) = SerializedFileReader::new(file) {
+                    rows += r.metadata().file_metadata().num_rows() as u64;
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// An object of the local S3 server, or `None` when it does not exist (through object_store:
+/// no Python per poll).
+pub fn s3_get(bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let loc = ddb_lake::store::open(&format!("s3://{bucket}"), &Default::default())
+        .expect("an S3 location");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(loc.get_opt(key))
+        .expect("the local S3 server answers")
+        .map(|b| b.to_vec())
 }
 
 /// Creates a bucket on the local S3 server.
@@ -206,4 +352,19 @@ pub fn create_bucket(bucket: &str) {
         "import boto3,os,sys; boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').create_bucket(Bucket=sys.argv[1])",
         &[bucket],
     );
+}
+
+/// The keys of the local S3 server's objects under `prefix` (through object_store).
+pub fn s3_keys(bucket: &str, prefix: &str) -> Vec<String> {
+    let loc = ddb_lake::store::open(&format!("s3://{bucket}"), &Default::default())
+        .expect("an S3 location");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(loc.list(prefix))
+        .expect("the local S3 server answers")
+        .into_iter()
+        .map(|(p, _)| loc.relative(&p))
+        .collect()
 }

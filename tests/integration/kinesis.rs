@@ -2,7 +2,6 @@
 //! checkpoints and restarts of the continuous consumer.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
@@ -149,46 +148,40 @@ fn split_and_merge_are_read_parents_first_exactly_once() {
     assert_eq!(finished_shards(&lake, &name), 3); // the split parent and the two merged shards are closed
 }
 
-struct Consumer(Child);
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
+/// A running `consume`, with its metrics address.
+struct Consumer {
+    run: Running,
+    metrics: String,
 }
 
-fn consume(name: &str, lake: &Path, metrics: &str) -> Consumer {
-    let child = bin()
-        .args([
-            "consume",
-            "--stream",
-            name,
-            "-o",
-            s(lake),
-            "--max-age",
-            "1s",
-            "--json",
-            "--no-progress",
-            "--metrics",
-            metrics,
-        ])
-        .env("DDB_LAKE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    Consumer(child)
+/// Starts `consume` on the stream into a local lake, serving metrics on a free port; returns
+/// once the metrics answer (the consumer has started).
+fn consume(name: &str, lake: &Path) -> Consumer {
+    let (run, metrics) = start_listening(
+        |addr| {
+            let mut cmd = bin();
+            cmd.args(["consume", "--stream", name, "-o", s(lake)])
+                .args([
+                    "--max-age",
+                    "1s",
+                    "--json",
+                    "--no-progress",
+                    "--metrics",
+                    addr,
+                ])
+                .env("DDB_LAKE_LOG", "warn");
+            Running::start(cmd)
+        },
+        "/metrics",
+    );
+    Consumer { run, metrics }
 }
 
-/// Waits until the checkpoint covers `n` records (the sum of rows the lake's files hold), with a
-/// deadline: the condition, not the time, is what the test waits for.
+/// Waits until the lake's files hold `n` rows, with a deadline: the condition, not the time, is
+/// what the test waits for.
 fn wait_for_rows(lake: &Path, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let dir = lake.join("orders");
-        if dir.exists() && duckdb_count(&dir) >= n {
-            return;
-        }
+    while parquet_rows(&lake.join("orders")) < n {
         assert!(
             Instant::now() < deadline,
             "the consumer did not write {n} rows in time"
@@ -197,20 +190,12 @@ fn wait_for_rows(lake: &Path, n: u64) {
     }
 }
 
-fn stop(mut c: Consumer) -> serde_json::Value {
-    let pid = c.0.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
-    let out = std::mem::replace(&mut c.0, Command::new("true").spawn().unwrap())
-        .wait_with_output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// Stops a consumer gracefully (SIGTERM); it must exit 0. Returns its summary.
+fn stop(c: Consumer) -> serde_json::Value {
+    c.run.terminate();
+    let out = c.run.wait();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
 }
 
 #[test]
@@ -224,15 +209,10 @@ fn the_consumer_stops_gracefully_and_resumes_from_its_checkpoint() {
     let name = stream_name("consume");
     ktool(&["create", &name, "3"]);
     let lake = dir.path().join("lake");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let c = consume(&name, &lake, &addr);
+    let c = consume(&name, &lake);
     ktool(&["put", &name, s(&input), "0", "500"]);
     wait_for_rows(&lake, 500);
-    let metrics = py(
-        "import urllib.request,sys; print(urllib.request.urlopen(f'http://{sys.argv[1]}/metrics').read().decode())",
-        &[&addr],
-    );
+    let metrics = http_get(&c.metrics, "/metrics").expect("the metrics answer");
     assert!(
         metrics
             .lines()
@@ -280,7 +260,7 @@ fn the_consumer_stops_gracefully_and_resumes_from_its_checkpoint() {
             .any(|s| s["lag_ms"].as_i64().unwrap() > 0),
         "{status}"
     );
-    let c = consume(&name, &lake, &addr);
+    let c = consume(&name, &lake);
     wait_for_rows(&lake, 800);
     let summary = stop(c);
     assert_eq!(summary["records_in"], 300);
@@ -535,43 +515,42 @@ fn freshness_from_put_to_s3_is_measured() {
     generate(&input, 5, 36, &[]);
     let name = stream_name("fresh");
     ktool(&["create", &name, "1"]);
-    let port = free_port();
-    let child = bin()
-        .args([
-            "consume",
-            "--stream",
-            &name,
-            "-o",
-            &format!("s3://{bucket}/lake"),
-            "--max-age",
-            "5s",
-            "--json",
-            "--no-progress",
-            "--metrics",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let c = Consumer(child);
+    let lake = format!("s3://{bucket}/lake");
+    let (run, addr) = start_listening(
+        |addr| {
+            let mut cmd = bin();
+            cmd.args(["consume", "--stream", &name, "-o", &lake]).args([
+                "--max-age",
+                "5s",
+                "--json",
+                "--no-progress",
+                "--metrics",
+                addr,
+            ]);
+            Running::start(cmd)
+        },
+        "/metrics",
+    );
+    let c = Consumer { run, metrics: addr };
     // Wait until the consumer is reading (its shard lag gauge exists), so startup is not counted.
-    let metrics = format!("http://127.0.0.1:{port}/metrics");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !py(
-        "import urllib.request,sys\ntry: print(urllib.request.urlopen(sys.argv[1]).read().decode())\nexcept Exception: print('')",
-        &[&metrics],
-    )
-    .contains("ddb_lake_shard_lag_milliseconds")
+    while !http_get(&c.metrics, "/metrics")
+        .unwrap_or_default()
+        .contains("ddb_lake_shard_lag_milliseconds")
     {
-        assert!(Instant::now() < deadline, "the consumer did not start reading");
+        assert!(
+            Instant::now() < deadline,
+            "the consumer did not start reading"
+        );
         std::thread::sleep(Duration::from_millis(100)); // polling a condition, bounded
     }
     let put_at = Instant::now();
     ktool(&["put", &name, s(&input), "0", "1"]);
-    let listing = "import boto3,os,sys; print(sum(1 for o in boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1').list_objects_v2(Bucket=sys.argv[1], Prefix='lake/orders/').get('Contents', []) if o['Key'].endswith('.parquet')))";
     let deadline = Instant::now() + Duration::from_secs(60);
-    while py(listing, &[&bucket]) == "0" {
+    while !s3_keys(&bucket, "lake/orders/")
+        .iter()
+        .any(|k| k.ends_with(".parquet"))
+    {
         assert!(Instant::now() < deadline, "the row never reached S3");
         std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
     }
@@ -600,8 +579,7 @@ fn a_split_and_a_merge_while_the_consumer_runs() {
     let name = stream_name("live-reshard");
     ktool(&["create", &name, "2"]);
     let lake = dir.path().join("lake");
-    let port = free_port();
-    let c = consume(&name, &lake, &format!("127.0.0.1:{port}"));
+    let c = consume(&name, &lake);
     ktool(&["put", &name, s(&input), "0", "300"]);
     wait_for_rows(&lake, 300);
     ktool(&["split", &name, "shardId-000000000000"]);

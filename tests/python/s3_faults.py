@@ -105,4 +105,8 @@ class Proxy(BaseHTTPRequestHandler):
 
 
 ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer(("127.0.0.1", port), Proxy).serve_forever()
+server = ThreadingHTTPServer(("127.0.0.1", port), Proxy)
+# Listening now (port 0: the system's choice): say where, so the caller needs no free port
+# guessed in advance and no polling.
+print(server.server_address[1], flush=True)
+server.serve_forever()
