@@ -333,13 +333,8 @@ pub fn parquet_rows(dir: &Path) -> u64 {
 /// An object of the local S3 server, or `None` when it does not exist (through object_store:
 /// no Python per poll).
 pub fn s3_get(bucket: &str, key: &str) -> Option<Vec<u8>> {
-    let loc = ddb_lake::store::open(&format!("s3://{bucket}"), &Default::default())
-        .expect("an S3 location");
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(loc.get_opt(key))
+    let (rt, loc) = s3_bucket(bucket);
+    rt.block_on(loc.get_opt(key))
         .expect("the local S3 server answers")
         .map(|b| b.to_vec())
 }
@@ -356,15 +351,21 @@ pub fn create_bucket(bucket: &str) {
 
 /// The keys of the local S3 server's objects under `prefix` (through object_store).
 pub fn s3_keys(bucket: &str, prefix: &str) -> Vec<String> {
-    let loc = ddb_lake::store::open(&format!("s3://{bucket}"), &Default::default())
-        .expect("an S3 location");
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(loc.list(prefix))
+    let (rt, loc) = s3_bucket(bucket);
+    rt.block_on(loc.list(prefix))
         .expect("the local S3 server answers")
         .into_iter()
         .map(|(p, _)| loc.relative(&p))
         .collect()
+}
+
+/// A bucket of the local S3 server, with a runtime to call it on.
+fn s3_bucket(bucket: &str) -> (tokio::runtime::Runtime, ddb_lake::store::Location) {
+    let loc = ddb_lake::store::open(&format!("s3://{bucket}"), &Default::default())
+        .expect("an S3 location");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    (rt, loc)
 }
