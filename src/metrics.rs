@@ -29,8 +29,9 @@ pub fn file_written(table: &str, rows: u64, bytes: u64, reason: &'static str) {
 }
 
 /// One record sent to the error output.
-pub fn error(reason: &'static str) {
-    counter!("ddb_lake_errors_total", "reason" => reason).increment(1);
+/// Records sent to the error output, per reason (per batch).
+pub fn errors(reason: &'static str, n: u64) {
+    counter!("ddb_lake_errors_total", "reason" => reason).increment(n);
 }
 
 /// Bytes buffered across all open partitions.
@@ -51,8 +52,9 @@ pub fn checkpoint_saved() {
 }
 
 /// A row of an hour already marked complete.
-pub fn late_row(table: &str) {
-    counter!("ddb_lake_late_rows_total", "table" => table.to_string()).increment(1);
+/// Rows of `table` that came after their hour was marked complete (per batch).
+pub fn late_rows(table: &str, n: u64) {
+    counter!("ddb_lake_late_rows_total", "table" => table.to_string()).increment(n);
 }
 
 /// An hour of a table was marked complete.

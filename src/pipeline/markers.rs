@@ -23,7 +23,6 @@ impl Marks {
     pub(super) fn place(&mut self, table: &str, hour: i64) -> bool {
         if self.marked_through.get(table).is_some_and(|&m| hour <= m) {
             *self.late.entry(table.to_string()).or_default() += 1;
-            crate::metrics::late_row(table);
             return true;
         }
         if !self

@@ -55,6 +55,9 @@ pub(super) struct Intake<'a> {
     flushes: u64,
     /// Stream runs only.
     stream: Option<StreamState>,
+    /// What the metrics have been told so far: error entries per reason, late rows per table.
+    reported_errors: BTreeMap<Reason, u64>,
+    reported_late: BTreeMap<String, u64>,
 }
 
 /// The intake's part that only stream runs have: what the exactly-once protocol adds.
@@ -113,7 +116,31 @@ impl<'a> Intake<'a> {
             bytes: 0,
             flushes: 0,
             stream,
+            reported_errors: BTreeMap::new(),
+            reported_late: BTreeMap::new(),
         }
+    }
+
+    /// Tells the metrics what the last batch of records added (error entries, late rows) and
+    /// how much is buffered: once per batch, never per record.
+    pub(in crate::pipeline) fn report_batch(&mut self) {
+        for (reason, &n) in self.rejects.counts() {
+            let told = self.reported_errors.entry(*reason).or_default();
+            if n > *told {
+                crate::metrics::errors(reason.as_str(), n - *told);
+                *told = n;
+            }
+        }
+        if let Some(m) = self.stream.as_ref().and_then(|s| s.marks.as_ref()) {
+            for (table, &n) in &m.late {
+                let told = self.reported_late.entry(table.clone()).or_default();
+                if n > *told {
+                    crate::metrics::late_rows(table, n - *told);
+                    *told = n;
+                }
+            }
+        }
+        crate::metrics::buffered(self.buffers.buffered_bytes());
     }
 
     /// Stream runs: the stream-only state.
@@ -259,7 +286,6 @@ impl<'a> Intake<'a> {
             _ => None,
         };
         self.rejects.push(entry, at);
-        crate::metrics::error(reason.as_str());
     }
 
     /// Decodes, flattens and buffers one record. `source` is the record's stream position, for
@@ -461,7 +487,7 @@ impl<'a> Intake<'a> {
             Ok(())
         })?;
         crate::metrics::records_in(self.records - records, self.bytes - bytes);
-        crate::metrics::buffered(self.buffers.buffered_bytes());
+        self.report_batch();
         Ok(())
     }
 }

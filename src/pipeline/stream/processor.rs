@@ -219,7 +219,7 @@ impl<'a> Processor<'a> {
         {
             self.save_checkpoint()?;
         }
-        crate::metrics::buffered(self.intake.buffers().buffered_bytes());
+        self.intake.report_batch();
         Ok(())
     }
 
