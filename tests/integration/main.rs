@@ -15,5 +15,6 @@ mod export;
 mod faults;
 mod helpers;
 mod kinesis;
+mod layout;
 mod s3;
 mod schema;
