@@ -12,6 +12,8 @@
 //! async lives at the edges ([`source`] for S3 inputs, [`store`]). `docs/DESIGN.md` holds the
 //! invariants.
 
+#![warn(unreachable_pub)]
+
 pub mod aws;
 pub mod buffer;
 pub mod catalog;

@@ -63,7 +63,7 @@ pub(super) struct Replay {
 }
 
 impl Replay {
-    pub fn new(cp: &Checkpoint) -> Self {
+    pub(super) fn new(cp: &Checkpoint) -> Self {
         let mut manifests_left: HashMap<String, usize> = HashMap::new();
         for b in &cp.pending {
             if let Some(m) = &b.manifest {
@@ -94,13 +94,13 @@ impl Replay {
     }
 
     /// Whether anything is left to skip or re-create.
-    pub fn active(&self) -> bool {
+    pub(super) fn active(&self) -> bool {
         !self.written.is_empty() || self.recreating.iter().any(|r| !r.done)
     }
 
     /// Forgets what a shard's reading has passed: its later records cannot be at or before
     /// `seq`, so entries up to it can no longer match (and replay goes quiet once all are gone).
-    pub fn passed(&mut self, shard: &str, seq: &str) {
+    pub(super) fn passed(&mut self, shard: &str, seq: &str) {
         for per_shard in self.written.values_mut() {
             if per_shard
                 .get(shard)
@@ -112,7 +112,7 @@ impl Replay {
         self.written.retain(|_, s| !s.is_empty());
     }
 
-    pub fn route(&self, prefix: &str, shard: &str, at: &SeqPos) -> Route {
+    pub(super) fn route(&self, prefix: &str, shard: &str, at: &SeqPos) -> Route {
         for (i, r) in self.recreating.iter().enumerate() {
             if r.done || r.batch.prefix != prefix {
                 continue;
@@ -130,7 +130,7 @@ impl Replay {
     }
 
     /// Adds a row to a data batch being re-created; returns the batch and its rows once complete.
-    pub fn add_row(
+    pub(super) fn add_row(
         &mut self,
         i: usize,
         schema: &TableSchema,
@@ -157,7 +157,7 @@ impl Replay {
 
     /// Adds an error entry (read from `shard` at `at`) to an error file being re-created;
     /// returns it once complete, its entries in the same order as the first attempt's.
-    pub fn add_entry(
+    pub(super) fn add_entry(
         &mut self,
         i: usize,
         shard: &str,
@@ -180,7 +180,7 @@ impl Replay {
     }
 
     /// Counts a re-created object of a manifest; returns the manifest's objects once all are.
-    pub fn manifest_done(&mut self, manifest: &str) -> Option<Vec<String>> {
+    pub(super) fn manifest_done(&mut self, manifest: &str) -> Option<Vec<String>> {
         let left = self.manifests_left.get_mut(manifest)?;
         *left -= 1;
         if *left > 0 {
@@ -198,7 +198,7 @@ impl Replay {
     }
 
     /// Batches of the previous run not re-created yet (they stay pending in checkpoints).
-    pub fn incomplete(&self) -> impl Iterator<Item = &PendingBatch> {
+    pub(super) fn incomplete(&self) -> impl Iterator<Item = &PendingBatch> {
         self.recreating.iter().filter(|r| !r.done).map(|r| &r.batch)
     }
 }

@@ -29,37 +29,37 @@ use crate::schema::{SchemaFile, TableSchema};
 
 /// What the lake held.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub rows: u64,
-    pub errors: u64,
-    pub files: u64,
-    pub late_files: u64,
-    pub markers: u64,
-    pub staged: u64,
+pub(super) struct Report {
+    pub(super) rows: u64,
+    pub(super) errors: u64,
+    pub(super) files: u64,
+    pub(super) late_files: u64,
+    pub(super) markers: u64,
+    pub(super) staged: u64,
 }
 
 /// Where a user record is in the stream: shard, sequence number, KPL index.
-pub type Key = (String, String, Option<u64>);
+pub(super) type Key = (String, String, Option<u64>);
 
 /// A row as read back from a data file.
 #[derive(Debug)]
-pub struct FoundRow {
-    pub file: String,
-    pub key: Key,
-    pub values: BTreeMap<String, Option<String>>,
+pub(super) struct FoundRow {
+    pub(super) file: String,
+    pub(super) key: Key,
+    pub(super) values: BTreeMap<String, Option<String>>,
 }
 
 /// An error entry as read back.
 #[derive(Debug)]
-pub struct FoundError {
-    pub file: String,
-    pub key: Key,
-    pub reason: String,
-    pub data: Vec<u8>,
+pub(super) struct FoundError {
+    pub(super) file: String,
+    pub(super) key: Key,
+    pub(super) reason: String,
+    pub(super) data: Vec<u8>,
 }
 
 /// Every object of the lake: path and content.
-pub fn objects(rt: &tokio::runtime::Runtime, lake: &InMemory) -> BTreeMap<String, Bytes> {
+pub(super) fn objects(rt: &tokio::runtime::Runtime, lake: &InMemory) -> BTreeMap<String, Bytes> {
     rt.block_on(async {
         let metas: Vec<_> = lake.list(None).try_collect().await.expect("listing");
         let mut out = BTreeMap::new();
@@ -73,7 +73,7 @@ pub fn objects(rt: &tokio::runtime::Runtime, lake: &InMemory) -> BTreeMap<String
 }
 
 /// The lake's objects other than the checkpoint (whose owner differs between runs), with sizes.
-pub fn listing(h: &History) -> Vec<(String, usize)> {
+pub(super) fn listing(h: &History) -> Vec<(String, usize)> {
     objects(&h.rt, &h.lake)
         .into_iter()
         .filter(|(p, _)| p != CHECKPOINT)
@@ -95,7 +95,11 @@ fn text(col: &dyn Array, i: usize) -> Option<String> {
 
 /// The rows of a Parquet file, with the values of the named columns (as text), and the file's
 /// column names.
-pub fn read_rows(file: &str, bytes: &Bytes, columns: &[&str]) -> (Vec<FoundRow>, Vec<String>) {
+pub(super) fn read_rows(
+    file: &str,
+    bytes: &Bytes,
+    columns: &[&str],
+) -> (Vec<FoundRow>, Vec<String>) {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
         .unwrap_or_else(|e| panic!("{file} is not Parquet: {e}"));
     let names: Vec<String> = reader
@@ -134,7 +138,7 @@ pub fn read_rows(file: &str, bytes: &Bytes, columns: &[&str]) -> (Vec<FoundRow>,
 }
 
 /// The entries of an error file.
-pub fn read_errors(file: &str, bytes: &Bytes) -> Vec<FoundError> {
+pub(super) fn read_errors(file: &str, bytes: &Bytes) -> Vec<FoundError> {
     let mut out = Vec::new();
     for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let v: serde_json::Value =
@@ -190,7 +194,7 @@ fn expected_folder(h: &History, e: &Expected, table: &str, color: &str, event_ms
 }
 
 /// Compares the lake of a finished history with its stream.
-pub fn check(h: &History) -> Result<Report, String> {
+pub(super) fn check(h: &History) -> Result<Report, String> {
     let objects = objects(&h.rt, &h.lake);
     let mut report = Report::default();
     let mut rows: Vec<FoundRow> = Vec::new();

@@ -37,7 +37,7 @@ use crate::config::{ConfigFile, PartitionTime, Settings};
 use crate::kinesis::{lineage, start_position, Shard, ShardEvent, Start, StartAt};
 use crate::store::Location;
 use crate::summary::Counters;
-pub(super) use check::Report;
+use check::Report;
 use model::Stream;
 use store::Crashing;
 
@@ -110,23 +110,23 @@ enum End {
 
 /// One seeded history.
 pub(super) struct History {
-    pub seed: u64,
+    pub(super) seed: u64,
     rng: ChaCha8Rng,
-    pub settings: Settings,
-    pub layout: Layout,
+    pub(super) settings: Settings,
+    pub(super) layout: Layout,
     stream: Stream,
     /// The durable state every run of the history shares.
     lake: Arc<InMemory>,
     rt: Arc<tokio::runtime::Runtime>,
     /// Where shards without a checkpoint start: from their start, or at an arrival time.
-    pub start: Start,
+    pub(super) start: Start,
     /// Every version written of the hour markers and their manifests, in order.
-    pub markers: Arc<std::sync::Mutex<Vec<(String, bytes::Bytes)>>>,
+    pub(super) markers: Arc<std::sync::Mutex<Vec<(String, bytes::Bytes)>>>,
     /// Whether the stream grows while runs read (not in the final, checking runs).
     growing: bool,
-    pub runs: u64,
-    pub crashes: u64,
-    pub writes: u64,
+    pub(super) runs: u64,
+    pub(super) crashes: u64,
+    pub(super) writes: u64,
 }
 
 fn runtime() -> Arc<tokio::runtime::Runtime> {
@@ -185,7 +185,7 @@ fn settings(rng: &mut ChaCha8Rng) -> (Settings, Layout) {
 }
 
 impl History {
-    pub fn new(seed: u64, rt: Arc<tokio::runtime::Runtime>) -> Self {
+    fn new(seed: u64, rt: Arc<tokio::runtime::Runtime>) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (settings, layout) = settings(&mut rng);
         let shards = rng.random_range(1..=3);
@@ -217,7 +217,7 @@ impl History {
     }
 
     /// Crashing runs with the stream changing between them, then clean runs; checks the lake.
-    pub fn play(&mut self) -> Result<Report, String> {
+    fn play(&mut self) -> Result<Report, String> {
         let crashing = self.rng.random_range(1..8);
         for _ in 0..crashing {
             let budget = self.rng.random_range(0..30);

@@ -8,13 +8,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::kinesis::{kpl, KinesisRecord, Shard};
 
 /// Lake tables of the simulation (the DynamoDB table name, the lake name).
-pub const TABLES: [(&str, &str); 2] = [("Orders", "orders"), ("Users", "users")];
+pub(super) const TABLES: [(&str, &str); 2] = [("Orders", "orders"), ("Users", "users")];
 /// Values of the `color` attribute (a column-value template's partition key).
-pub const COLORS: [&str; 3] = ["red", "green", "blue"];
+pub(super) const COLORS: [&str; 3] = ["red", "green", "blue"];
 
 /// What one user record must become.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(super) enum Outcome {
     Row {
         table: &'static str,
         event_id: String,
@@ -33,27 +33,27 @@ pub enum Outcome {
 
 /// One user record of the stream (a Kinesis record, or one part of a KPL aggregate).
 #[derive(Debug, Clone)]
-pub struct Expected {
-    pub shard: String,
-    pub seq: String,
+pub(super) struct Expected {
+    pub(super) shard: String,
+    pub(super) seq: String,
     /// Index inside a KPL aggregate.
-    pub sub: Option<u64>,
-    pub arrival_ms: i64,
-    pub outcome: Outcome,
+    pub(super) sub: Option<u64>,
+    pub(super) arrival_ms: i64,
+    pub(super) outcome: Outcome,
 }
 
 /// A shard and its records.
 #[derive(Debug, Clone)]
-pub struct SimShard {
-    pub shard: Shard,
-    pub records: Vec<KinesisRecord>,
-    pub closed: bool,
+pub(super) struct SimShard {
+    pub(super) shard: Shard,
+    pub(super) records: Vec<KinesisRecord>,
+    pub(super) closed: bool,
 }
 
 /// The stream, as it grows.
-pub struct Stream {
-    pub shards: Vec<SimShard>,
-    pub expected: Vec<Expected>,
+pub(super) struct Stream {
+    pub(super) shards: Vec<SimShard>,
+    pub(super) expected: Vec<Expected>,
     next_seq: u64,
     next_shard: u64,
     next_event: u64,
@@ -64,7 +64,7 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(rng: &mut ChaCha8Rng, shards: usize, start_ms: i64) -> Self {
+    pub(super) fn new(rng: &mut ChaCha8Rng, shards: usize, start_ms: i64) -> Self {
         let mut s = Stream {
             shards: Vec::new(),
             expected: Vec::new(),
@@ -96,14 +96,14 @@ impl Stream {
         self.shards.len() - 1
     }
 
-    pub fn open_shards(&self) -> Vec<usize> {
+    pub(super) fn open_shards(&self) -> Vec<usize> {
         (0..self.shards.len())
             .filter(|&i| !self.shards[i].closed)
             .collect()
     }
 
     /// Closes a shard and opens two children.
-    pub fn split(&mut self, i: usize) {
+    pub(super) fn split(&mut self, i: usize) {
         self.shards[i].closed = true;
         let id = self.shards[i].shard.id.clone();
         self.add_shard(Some(id.clone()), None);
@@ -111,7 +111,7 @@ impl Stream {
     }
 
     /// Closes two shards and opens their merged child.
-    pub fn merge(&mut self, a: usize, b: usize) {
+    pub(super) fn merge(&mut self, a: usize, b: usize) {
         self.shards[a].closed = true;
         self.shards[b].closed = true;
         let (pa, pb) = (
@@ -122,7 +122,7 @@ impl Stream {
     }
 
     /// Puts `n` Kinesis records into open shards chosen at random.
-    pub fn put(&mut self, rng: &mut ChaCha8Rng, n: usize) {
+    pub(super) fn put(&mut self, rng: &mut ChaCha8Rng, n: usize) {
         let open = self.open_shards();
         for _ in 0..n {
             let i = open[rng.random_range(0..open.len())];
@@ -131,7 +131,7 @@ impl Stream {
     }
 
     /// Puts one Kinesis record into shard `i`.
-    pub fn put_one(&mut self, rng: &mut ChaCha8Rng, i: usize) {
+    pub(super) fn put_one(&mut self, rng: &mut ChaCha8Rng, i: usize) {
         let seq = format!("{:030}", self.next_seq);
         // Sequence numbers grow across the stream, so a child's are above its parents'.
         self.next_seq += rng.random_range(1..5);
@@ -235,7 +235,7 @@ impl Stream {
     }
 
     /// Changes the stream between runs: more records, and now and then a split or a merge.
-    pub fn evolve(&mut self, rng: &mut ChaCha8Rng) {
+    pub(super) fn evolve(&mut self, rng: &mut ChaCha8Rng) {
         let open = self.open_shards();
         match rng.random_range(0..10) {
             0 if open.len() < 6 => self.split(open[rng.random_range(0..open.len())]),
@@ -250,12 +250,12 @@ impl Stream {
     }
 
     /// Whether a shard was there from the start (no parents).
-    pub fn is_root(&self, id: &str) -> bool {
+    pub(super) fn is_root(&self, id: &str) -> bool {
         let s = &self.shards[self.index(id)].shard;
         s.parent.is_none() && s.adjacent_parent.is_none()
     }
 
-    pub fn index(&self, id: &str) -> usize {
+    pub(super) fn index(&self, id: &str) -> usize {
         self.shards
             .iter()
             .position(|s| s.shard.id == id)

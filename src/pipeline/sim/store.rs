@@ -72,7 +72,7 @@ fn crashed() -> object_store::Error {
 
 /// An in-memory store, shared by every run of a history, seen through a crash budget.
 #[derive(Debug)]
-pub struct Crashing {
+pub(super) struct Crashing {
     inner: Arc<InMemory>,
     budget: Arc<Budget>,
     /// Where writes of hour markers and their manifests are recorded (every version).
@@ -80,11 +80,11 @@ pub struct Crashing {
 }
 
 /// Paths and contents written, in order.
-pub type Log = Arc<Mutex<Vec<(String, bytes::Bytes)>>>;
+pub(super) type Log = Arc<Mutex<Vec<(String, bytes::Bytes)>>>;
 
 impl Crashing {
     /// A view of `inner` that allows `writes` more writes (`None`: any number).
-    pub fn new(inner: Arc<InMemory>, writes: Option<u64>) -> Self {
+    pub(super) fn new(inner: Arc<InMemory>, writes: Option<u64>) -> Self {
         Crashing {
             inner,
             budget: Arc::new(Budget {
@@ -97,7 +97,7 @@ impl Crashing {
     }
 
     /// A view of `inner` that crashes right after the `n`-th write to `path`.
-    pub fn after_writes_to(inner: Arc<InMemory>, path: &str, n: u64) -> Self {
+    pub(super) fn after_writes_to(inner: Arc<InMemory>, path: &str, n: u64) -> Self {
         Crashing {
             inner,
             budget: Arc::new(Budget {
@@ -110,18 +110,18 @@ impl Crashing {
     }
 
     /// Records every durable write under `_ddb_lake/hours/` in `log`.
-    pub fn logging(mut self, log: Log) -> Self {
+    pub(super) fn logging(mut self, log: Log) -> Self {
         self.log = Some(log);
         self
     }
 
     /// Whether the budget ran out.
-    pub fn crashed(&self) -> bool {
+    pub(super) fn crashed(&self) -> bool {
         self.budget.dead()
     }
 
     /// Durable writes made through this view.
-    pub fn writes(&self) -> u64 {
+    pub(super) fn writes(&self) -> u64 {
         *self.budget.writes.lock().expect("not poisoned")
     }
 }
