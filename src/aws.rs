@@ -17,12 +17,24 @@ pub async fn config() -> &'static aws_config::SdkConfig {
 /// Why credentials are unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
+    /// No source of the credentials chain had any (or the chain timed out looking): exit code 3.
     #[error("no AWS credentials were found (tried: the environment variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; a web identity token (AWS_WEB_IDENTITY_TOKEN_FILE); profile `{profile}` in ~/.aws/config and ~/.aws/credentials, with SSO or credential_process; ECS container credentials; EC2 instance metadata). Provide them with AWS_PROFILE=NAME, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an IAM role for the task, pod or instance")]
-    NotFound { profile: String },
+    NotFound {
+        /// The profile looked in: `AWS_PROFILE`, or `default` when it is not set.
+        profile: String,
+    },
+    /// The credentials configuration is broken, such as a malformed profile: exit code 3.
     #[error("the AWS credentials configuration is invalid: {message}")]
-    Invalid { message: String },
+    Invalid {
+        /// What is wrong, with its causes.
+        message: String,
+    },
+    /// Loading them failed otherwise, possibly for the moment (a network or service error).
     #[error("AWS credentials could not be loaded: {message}")]
-    Unavailable { message: String },
+    Unavailable {
+        /// The SDK's error, with its causes.
+        message: String,
+    },
 }
 
 impl CredentialsError {

@@ -17,19 +17,31 @@ const SERDE: &str = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe
 /// BatchCreatePartition takes at most 100 partitions a call.
 const PARTITIONS_PER_CALL: usize = 100;
 
+/// Why the Glue Data Catalog could not be read or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    /// A Glue call failed.
     #[error("Glue {op} {name}: {message}")]
     Glue {
+        /// The Glue operation, such as `GetTable` or `BatchCreatePartition`.
         op: &'static str,
+        /// What the call was about: the database, or `database.table`.
         name: String,
+        /// The error with its causes (for BatchCreatePartition: the first partition error other
+        /// than `AlreadyExistsException`).
         message: String,
     },
+    /// The catalog has a table of that name whose columns are not a prefix of the lake's
+    /// (in order, names compared without case): it was made from something else.
     #[error("Glue table {database}.{table} has column `{column}` where the lake has `{expected}`: it was not made from this lake (drop it, or choose another --database)")]
     Mismatch {
+        /// The Glue database.
         database: String,
+        /// The table's name in `database`.
         table: String,
+        /// The catalog's column at the first position that differs.
         column: String,
+        /// The lake's column at that position (empty when the lake's table has fewer columns).
         expected: String,
     },
 }
@@ -45,6 +57,8 @@ fn glue_err<E: std::error::Error + 'static>(op: &'static str, name: &str, e: E) 
 /// What the catalog lacks for one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableChange {
+    /// The lake's table as the catalog should hold it afterwards (its projection ranges
+    /// kept where the catalog's start earlier).
     pub table: AthenaTable,
     /// The table does not exist yet.
     pub create: bool,
@@ -57,6 +71,8 @@ pub struct TableChange {
 }
 
 impl TableChange {
+    /// Whether the catalog already has everything: no table to create, no column to add,
+    /// no partition to register, no range to widen.
     pub fn is_empty(&self) -> bool {
         !self.create
             && self.known_columns == self.table.columns.len()
@@ -94,6 +110,7 @@ pub struct Glue {
 }
 
 impl Glue {
+    /// A client from the shared AWS configuration (`aws::config`).
     pub async fn connect() -> Self {
         Glue {
             client: aws_sdk_glue::Client::new(crate::aws::config().await),
@@ -114,6 +131,7 @@ impl Glue {
         }
     }
 
+    /// Creates `database`; one that already exists (made meanwhile) is fine.
     pub async fn create_database(&self, database: &str) -> Result<(), CatalogError> {
         let input = DatabaseInput::builder()
             .name(database)

@@ -45,6 +45,8 @@ pub struct PendingBatch {
     /// Lake table (data files) or `None` (error output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    /// Rows in the data file, or entries in the error file: re-creating the batch is complete
+    /// once that many have been read again.
     pub rows: u64,
     /// Redshift COPY manifest that lists this file (data files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,12 +55,16 @@ pub struct PendingBatch {
     /// marked complete while the batch waits to be re-created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hour: Option<i64>,
+    /// Per shard id, the range of that shard's records whose rows (or error entries) the batch
+    /// holds.
     pub shards: BTreeMap<String, ShardRange>,
 }
 
 /// Progress of a stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// The stream the checkpoint belongs to, as given to the run (name or ARN); set when the
+    /// checkpoint is first created.
     pub stream: String,
     /// Incremented by every save, so that every write has new content (and a new ETag) and a
     /// conditional put can tell any two versions apart.
@@ -68,6 +74,7 @@ pub struct Checkpoint {
     /// another owner's save in its place has been fenced off and stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Per shard id, that shard's progress; a shard not read yet has no entry.
     pub shards: BTreeMap<String, ShardCheckpoint>,
     /// Per output prefix, per shard: the last record whose rows for that prefix are durable,
     /// where that is past the shard's `sequence_number` (records up to it are skipped when read
@@ -102,22 +109,42 @@ impl Checkpoint {
     }
 }
 
+/// Why a checkpoint could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// The checkpoint's location is wrong or cannot be opened, or reading the checkpoint failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The stored object is not a checkpoint's JSON.
     #[error("checkpoint {url} is not a ddb-lake checkpoint: {source}")]
     Parse {
+        /// The checkpoint object's URL.
         url: String,
+        /// What serde_json found wrong.
         source: serde_json::Error,
     },
+    /// A conditional put failed and the stored checkpoint is neither this write nor another
+    /// owner's claim: another process wrote it since this one read or last wrote it.
     #[error("checkpoint {url} was changed by another process since this one read it; two consumers must not share a checkpoint (stop the other, or give each its own --checkpoint)")]
-    Conflict { url: String },
+    Conflict {
+        /// The checkpoint object's URL.
+        url: String,
+    },
+    /// Another process has claimed the checkpoint since this one did: this one must stop
+    /// writing.
     #[error("checkpoint {url} was taken over by another ddb-lake process ({owner}); this one stops without writing more, so that the two never both write (if that is unexpected, two consumers share a checkpoint: give each its own --checkpoint)")]
-    Fenced { url: String, owner: String },
+    Fenced {
+        /// The checkpoint object's URL.
+        url: String,
+        /// The claiming process, as named by [`owner_token`].
+        owner: String,
+    },
+    /// Writing the checkpoint object failed for another reason than a failed precondition.
     #[error("writing checkpoint {url}: {source}")]
     Write {
+        /// The checkpoint object's URL.
         url: String,
+        /// object_store's error.
         source: object_store::Error,
     },
 }
@@ -168,6 +195,7 @@ impl CheckpointStore {
         }
     }
 
+    /// The checkpoint object's URL, for messages.
     pub fn url(&self) -> String {
         self.location.display(&self.name)
     }

@@ -8,6 +8,7 @@ use crate::config::{ConfigError, ConfigFile, PartitionTime, Settings};
 use crate::generate::Shape;
 use crate::partition::Layout;
 
+/// The command line: a subcommand and the global logging options.
 #[derive(Debug, Parser)]
 #[command(
     name = "ddb-lake",
@@ -15,6 +16,7 @@ use crate::partition::Layout;
     about = "DynamoDB change records to an hour-partitioned Parquet lake for Athena and Redshift"
 )]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
     /// Log level filter (error, warn, info, debug) or a tracing filter.
@@ -25,6 +27,7 @@ pub struct Cli {
     pub log_format: String,
 }
 
+/// The subcommands of `ddb-lake`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read change records from files, or from a Kinesis stream up to now, and write the lake.
@@ -43,6 +46,7 @@ pub enum Command {
     Schema(SchemaCommand),
 }
 
+/// The subcommands of `ddb-lake schema`.
 #[derive(Debug, Subcommand)]
 pub enum SchemaCommand {
     /// Infer schema files from records, to review and edit.
@@ -121,6 +125,7 @@ pub struct StreamArgs {
     pub start_timestamp: Option<String>,
 }
 
+/// Options of `export`: read files, or a Kinesis stream up to now, into the lake.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Input files, folders, globs or s3:// URLs (JSON lines, concatenated JSON, Lambda events; gzip or not).
@@ -132,10 +137,13 @@ pub struct ExportArgs {
     /// With --stream: read records that arrived up to this RFC 3339 time (default: the start of the run).
     #[arg(env = "DDB_LAKE_UNTIL", long, requires = "stream")]
     pub until: Option<String>,
+    /// Checkpoint and start position, with `--stream`.
     #[command(flatten)]
     pub stream_args: StreamArgs,
+    /// The config file and the options for reading records and mapping them to columns.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Where and how the lake is written.
     #[command(flatten)]
     pub out: OutputArgs,
     /// Read and encode everything, write nothing, and list what would be written (files only).
@@ -143,15 +151,19 @@ pub struct ExportArgs {
     pub dry_run: bool,
 }
 
+/// Options of `consume`: read a Kinesis stream into the lake continuously.
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     /// The Kinesis data stream (name or ARN).
     #[arg(env = "DDB_LAKE_STREAM", long, required = true)]
     pub stream: String,
+    /// Checkpoint and start position.
     #[command(flatten)]
     pub stream_args: StreamArgs,
+    /// The config file and the options for reading records and mapping them to columns.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Where and how the lake is written.
     #[command(flatten)]
     pub out: OutputArgs,
     /// Write a partition at least this often, e.g. 300s (buffer.max_age).
@@ -162,6 +174,7 @@ pub struct ConsumeArgs {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
+/// The subcommands of `ddb-lake ddl`: one per query engine.
 #[derive(Debug, Subcommand)]
 pub enum DdlCommand {
     /// CREATE EXTERNAL TABLE statements with partition projection over the layout.
@@ -170,8 +183,10 @@ pub enum DdlCommand {
     Redshift(DdlArgs),
 }
 
+/// Options of `ddl athena` and `ddl redshift`.
 #[derive(Debug, Args)]
 pub struct DdlArgs {
+    /// The config file and the schema options the table definitions follow.
     #[command(flatten)]
     pub common: CommonArgs,
     /// The lake (where the remembered schemas are).
@@ -220,6 +235,7 @@ pub enum Catalog {
 }
 
 impl DdlArgs {
+    /// The config file with `--output`, `--layout` and `--template` applied over it, validated.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let mut c = self.common.config()?;
         set_location(&mut c, &self.output, self.layout, &self.template);
@@ -227,6 +243,7 @@ impl DdlArgs {
     }
 }
 
+/// Options of `status`: the stream, and where its checkpoint is.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The Kinesis data stream (name or ARN).
@@ -243,11 +260,14 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// Options of `schema infer`.
 #[derive(Debug, Args)]
 pub struct InferArgs {
     /// Input files, folders, globs or s3:// URLs.
     #[arg(env = "DDB_LAKE_INPUT", long, short, required = true, num_args = 1..)]
     pub input: Vec<String>,
+    /// The config file and the options that shape the inferred columns (flatten depth,
+    /// old images, binary decoding).
     #[command(flatten)]
     pub common: CommonArgs,
     /// Folder to write the schema files into.
@@ -407,6 +427,7 @@ impl StreamArgs {
 }
 
 impl ExportArgs {
+    /// The config file with these flags applied over it, validated.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let mut c = self.common.config()?;
         self.out.apply(&mut c);
@@ -416,6 +437,8 @@ impl ExportArgs {
 }
 
 impl ConsumeArgs {
+    /// The config file with these flags applied over it, validated; continuous mode, so
+    /// partitions also flush by age (`buffer.max_age`).
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let mut c = self.common.config()?;
         self.out.apply(&mut c);
@@ -430,6 +453,8 @@ impl ConsumeArgs {
 }
 
 impl InferArgs {
+    /// The config file with these flags applied over it, validated, with an empty output:
+    /// inference writes no lake.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let mut c = self.common.config()?;
         // Inference writes no lake: an empty output means "none".

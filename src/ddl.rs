@@ -13,8 +13,10 @@ use crate::schema::{ColumnType, Source, TableSchema};
 /// configured: 2020-01-01T00:00Z, in hours since the epoch.
 pub const DEFAULT_PROJECTION_START_HOUR: i64 = 438_288;
 
+/// Why a table definition cannot be made for a partition template.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DdlError {
+    /// The template is not one of the preset layouts, so partition projection cannot cover it.
     #[error("partition projection needs one of the preset layouts (hourly, hive, hive_dt); template `{0}` has values Athena cannot enumerate: register its partitions in the catalog instead")]
     NoProjection(String),
 }
@@ -78,6 +80,7 @@ fn quote(s: &str) -> String {
 /// `CreateTable` call both say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AthenaTable {
+    /// The catalog table's name: the lake table's name.
     pub name: String,
     /// Name, Athena type, comment (the attribute path).
     pub columns: Vec<(String, String, String)>,
@@ -268,7 +271,9 @@ pub fn athena_add_partitions(t: &AthenaTable, database: &str, partitions: &[Part
 /// A partition of a table without projection: its key values and folder.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Partition {
+    /// The partition key values read from the folder, in the order of `partition_keys`.
     pub values: Vec<String>,
+    /// The partition's folder under the lake's location, with a trailing slash.
     pub location: String,
 }
 

@@ -14,9 +14,13 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersi
 /// Parquet compression codecs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
+    /// Zstandard at the given level (`zstd` alone: level 3).
     Zstd(i32),
+    /// Snappy (no level).
     Snappy,
+    /// Gzip at the given level (`gzip` alone: level 6).
     Gzip(u32),
+    /// No compression (`none` or `uncompressed`).
     None,
 }
 
@@ -61,11 +65,18 @@ impl std::str::FromStr for Codec {
 /// Parquet writer settings (validated config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodeOptions {
+    /// Compression of the data pages (`parquet.compression`).
     pub codec: Codec,
+    /// Most rows in one row group (`parquet.row_group_rows`, at least 1).
     pub row_group_rows: usize,
+    /// Size in bytes at which a row group is closed (`parquet.row_group_size`).
     pub row_group_bytes: usize,
+    /// Size in bytes at which a data page is closed (`parquet.data_page_size`).
     pub data_page_bytes: usize,
+    /// Whether columns are dictionary encoded (`parquet.dictionary`).
     pub dictionary: bool,
+    /// Whether page and column chunk statistics (min, max, null count) are written
+    /// (`parquet.statistics`).
     pub statistics: bool,
 }
 
@@ -83,6 +94,8 @@ impl Default for EncodeOptions {
 }
 
 impl EncodeOptions {
+    /// The Parquet writer properties for these settings (writer version 1.0, `created_by` naming
+    /// this crate and version).
     pub fn properties(&self) -> WriterProperties {
         let compression = match self.codec {
             Codec::Zstd(l) => Compression::ZSTD(ZstdLevel::try_new(l).expect("validated")),

@@ -22,11 +22,16 @@ pub enum Shape {
     Streams,
 }
 
+/// What `generate` writes: how many records, from which seed, in which shape.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
+    /// Number of change records to write.
     pub records: u64,
+    /// Random seed: the same seed and options give the same records.
     pub seed: u64,
+    /// How the records are framed in the output.
     pub shape: Shape,
+    /// The DynamoDB table name the records carry (`tableName` and the stream ARN).
     pub table: String,
     /// First event time, epoch milliseconds.
     pub start_ms: i64,

@@ -12,7 +12,7 @@
 //! async lives at the edges ([`source`] for S3 inputs, [`store`]). `docs/DESIGN.md` holds the
 //! invariants.
 
-#![warn(unreachable_pub)]
+#![warn(unreachable_pub, missing_docs)]
 
 pub mod aws;
 pub mod buffer;

@@ -26,6 +26,7 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The layout's partition template, as `output.template` would spell it.
     pub fn template(self) -> &'static str {
         match self {
             Layout::Hourly => "{table}/{YYYY}/{MM}/{DD}/{HH}",
@@ -54,21 +55,29 @@ pub struct Template {
     text: String,
 }
 
+/// Why a partition template was rejected; each variant holds the template's text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
+    /// A `{` has no matching `}`.
     #[error("partition template `{0}`: unclosed `{{`")]
     Unclosed(String),
+    /// The template lacks `{table}`, so tables would share folders.
     #[error(
         "partition template `{0}` must contain {{table}} so that each table has its own folder"
     )]
     NoTable(String),
+    /// The template starts with `_`, `.` or `/` (Athena hides such folders, or they escape the
+    /// output).
     #[error("partition template `{0}` must not start with `_`, `.` or `/` (such paths are hidden from Athena or escape the output)")]
     BadStart(String),
+    /// Literal text contains `..` or a backslash.
     #[error("partition template `{0}`: literal text may not contain `..` or `\\`")]
     BadLiteral(String),
 }
 
 impl Template {
+    /// Parses a template such as `{table}/state={ship_to_state}/{YYYY}/{MM}/{DD}/{HH}`;
+    /// `{YYYY}`, `{MM}`, `{DD}`, `{HH}` are UTC time parts, any other `{name}` a column's value.
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = text;
@@ -112,6 +121,7 @@ impl Template {
         })
     }
 
+    /// The template's text, without trailing slashes.
     pub fn as_str(&self) -> &str {
         &self.text
     }

@@ -69,15 +69,21 @@ pub struct RejectFile {
     pub path: String,
     /// The object name up to its hash: `{error_prefix}/{reason}/YYYY/MM/DD/HH/errors-`.
     pub prefix: String,
+    /// The file's bytes: its entries' JSON lines, ordered by [`assemble`].
     pub data: Vec<u8>,
+    /// Number of entries in the file.
     pub rows: u64,
+    /// Stream sources, per shard id: the records whose entries it holds (empty for file input).
     pub ranges: BTreeMap<String, ShardRange>,
 }
 
 /// One rendered entry: the prefix of the file it belongs in and its JSON line.
 pub struct RenderedEntry {
+    /// Why the record could not be decoded.
     pub reason: Reason,
+    /// The name of its error file up to the hash: `{error_prefix}/{reason}/YYYY/MM/DD/HH/errors-`.
     pub prefix: String,
+    /// The entry as one JSON line, ending in a newline.
     pub line: Vec<u8>,
 }
 
@@ -91,6 +97,7 @@ pub struct Rejects {
 }
 
 impl Rejects {
+    /// No pending entries; error files go under `prefix` (`output.error_prefix`, slashes trimmed).
     pub fn new(prefix: &str) -> Self {
         Rejects {
             prefix: prefix.trim_matches('/').to_string(),

@@ -17,6 +17,8 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Starts a spinner with the records and bytes read, their rates and the files written, from
+    /// `counters` every 200 ms; shows nothing when not `enabled` or stderr is not a terminal.
     pub fn start(counters: Arc<Counters>, enabled: bool) -> Self {
         if !enabled || !std::io::stderr().is_terminal() {
             return Progress {
@@ -59,6 +61,7 @@ impl Progress {
         }
     }
 
+    /// Stops the display and waits until the bar is cleared.
     pub async fn finish(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -69,6 +72,7 @@ impl Progress {
     }
 }
 
+/// A byte count in binary units with one decimal (`1.5 MiB`); below 1 KiB, whole bytes (`512 B`).
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;

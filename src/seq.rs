@@ -15,7 +15,9 @@ pub fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// user record inside it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeqPos {
+    /// The Kinesis sequence number, as decimal text.
     pub seq: String,
+    /// Index of the user record inside a KPL aggregate; 0 for a record that is not one.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sub: u64,
 }
@@ -25,6 +27,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl SeqPos {
+    /// The place of user record `sub` in the Kinesis record with sequence number `seq`.
     pub fn new(seq: &str, sub: u64) -> Self {
         SeqPos {
             seq: seq.to_string(),
@@ -53,7 +56,9 @@ pub struct ShardRange {
     /// checkpoint may not pass it until the batch is durable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// The shard's first record in the batch.
     pub first: SeqPos,
+    /// The shard's last record in the batch.
     pub last: SeqPos,
 }
 

@@ -13,20 +13,34 @@ use crate::store::{self, Location, S3Options, StoreError};
 /// Read buffer for input files.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// Why the inputs could not be expanded into files, or an input file could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// An input (path, folder, prefix or glob) that names no file at all.
     #[error("input `{input}` matches no file")]
-    NoMatch { input: String },
+    NoMatch {
+        /// The input as given.
+        input: String,
+    },
+    /// An input's glob pattern is malformed (a configuration error).
     #[error("bad glob `{input}`: {source}")]
     Glob {
+        /// The input as given.
         input: String,
+        /// What the glob parser found wrong.
         source: glob::PatternError,
     },
+    /// A local folder could not be walked, or a local file could not be opened, or the first
+    /// bytes of an input file could not be read.
     #[error("reading {name}: {source}")]
     Io {
+        /// The folder as given, or the file's name (its local path or object URL).
         name: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// An input is not a valid location (an unknown scheme, a malformed S3 URL), or opening an
+    /// S3 bucket, listing it or reading an object failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -45,8 +59,15 @@ impl SourceError {
 /// One input file.
 #[derive(Debug, Clone)]
 pub enum InputFile {
+    /// A local file, by its path.
     Local(PathBuf),
-    Object { location: Location, path: Path },
+    /// An S3 object.
+    Object {
+        /// The object's bucket (opened as `s3://bucket`, with an empty prefix).
+        location: Location,
+        /// The object's full key in the bucket.
+        path: Path,
+    },
 }
 
 impl InputFile {

@@ -28,21 +28,35 @@ pub enum Sse {
 /// S3 settings (validated config).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct S3Options {
+    /// Region of the buckets; `None`: the environment's (`AWS_REGION`).
     pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible store; it wins over `AWS_ENDPOINT_URL_S3`. `None`: that
+    /// variable's, else AWS's own endpoint.
     pub endpoint: Option<String>,
+    /// Allow plain HTTP endpoints (local test servers); `AWS_ALLOW_HTTP=true` allows them too.
     pub allow_http: bool,
+    /// Server-side encryption of written objects.
     pub sse: Sse,
+    /// KMS key for [`Sse::Kms`]; `None`: the account's default key.
     pub kms_key_id: Option<String>,
+    /// Use an S3 Bucket Key with [`Sse::Kms`] (ignored otherwise).
     pub bucket_key: bool,
+    /// Retries and timeouts of S3 requests.
     pub retry: Retry,
 }
 
 /// How object_store retries S3 requests (its own retry loop; ddb-lake adds none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retry {
+    /// Most retries of one failed request (5xx, 429/SlowDown, cut connections, timeouts of
+    /// idempotent requests), with exponential backoff (`[s3] max_retries`, default 10).
     pub max_retries: usize,
+    /// No retry starts later than this after the first attempt (`[s3] retry_timeout`, default
+    /// 3 minutes).
     pub retry_timeout: std::time::Duration,
+    /// Time limit of one request, an upload part included (`[s3] request_timeout`, default 30s).
     pub request_timeout: std::time::Duration,
+    /// Time limit of setting up a connection (`[s3] connect_timeout`, default 5s).
     pub connect_timeout: std::time::Duration,
 }
 
@@ -57,24 +71,43 @@ impl Default for Retry {
     }
 }
 
+/// Why a location could not be opened or an object operation on it failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A location that is not a local path, a `file://` URL or an `s3://bucket/prefix` URL
+    /// (a configuration error).
     #[error("`{url}`: {problem}")]
-    BadUrl { url: String, problem: String },
+    BadUrl {
+        /// The location as given.
+        url: String,
+        /// What is wrong with it, and the forms that are accepted.
+        problem: String,
+    },
+    /// object_store refused to set up the store (the S3 client, or the local folder's root).
     #[error("cannot open {url}: {source}")]
     Open {
+        /// The location as given.
         url: String,
+        /// object_store's error.
         source: object_store::Error,
     },
+    /// A local folder (and its missing parents) could not be created.
     #[error("cannot create folder {path}: {source}")]
     CreateDir {
+        /// The folder's path as given.
         path: String,
+        /// The file system error.
         source: std::io::Error,
     },
+    /// A request on an object or prefix failed (on S3, after object_store's own retries).
     #[error("{op} {url}: {source}")]
     Io {
+        /// What was being done, for the message: `reading`, `writing`, `checking` (the
+        /// object's size) or `listing`.
         op: &'static str,
+        /// The URL of the object, or of the prefix listed.
         url: String,
+        /// object_store's error.
         source: object_store::Error,
     },
 }
@@ -152,7 +185,9 @@ pub fn short_hash(data: &[u8], bytes: usize) -> String {
 /// An object store and the prefix inside it that a URL names.
 #[derive(Clone)]
 pub struct Location {
+    /// The store: a local file system rooted at the folder, or an S3 client for the bucket.
     pub store: Arc<dyn ObjectStore>,
+    /// The key prefix inside the store (empty for a local folder, which is the store's root).
     pub prefix: Path,
     /// The URL as given, without a trailing slash, for messages.
     pub url: String,
@@ -170,7 +205,12 @@ impl std::fmt::Debug for Location {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Url<'a> {
     /// `s3://bucket/key-or-prefix`.
-    S3 { bucket: &'a str, key: &'a str },
+    S3 {
+        /// The bucket name.
+        bucket: &'a str,
+        /// Everything after the bucket's slash, as given (empty for a whole bucket).
+        key: &'a str,
+    },
     /// A local path (from a plain path or a `file://` URL).
     Local(&'a str),
 }

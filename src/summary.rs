@@ -8,17 +8,24 @@ use std::sync::atomic::AtomicU64;
 /// Live counters for progress display.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Change records read so far, rejected ones included.
     pub records: AtomicU64,
+    /// Bytes of those records' raw text (after decompression), so far.
     pub bytes_read: AtomicU64,
+    /// Parquet data files written so far (in a dry run: encoded).
     pub files_written: AtomicU64,
+    /// Encoded bytes of those data files, so far.
     pub bytes_written: AtomicU64,
 }
 
 /// What a run did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Summary {
+    /// Input files the inputs expanded into (batch exports; 0 for stream runs).
     pub input_files: usize,
+    /// Change records read, rejected ones included.
     pub records_in: u64,
+    /// Bytes of the records' raw text (after decompression).
     pub bytes_in: u64,
     /// Rows written per lake table.
     pub rows_out: BTreeMap<String, u64>,
@@ -30,15 +37,22 @@ pub struct Summary {
     pub truncated_values: BTreeMap<String, u64>,
     /// Rows with values in `cdc_unmapped`, per table.
     pub unmapped_rows: BTreeMap<String, u64>,
+    /// Parquet data files written (in a dry run: that would be); error files and manifests are
+    /// not counted.
     pub files_written: u64,
+    /// Total size of those data files, in bytes.
     pub bytes_written: u64,
+    /// Data files per flush reason (`size`, `age`, `end_of_input`...).
     pub flushes: BTreeMap<String, u64>,
     /// Objects written (or, in a dry run, that would be): relative name, rows, bytes.
     pub objects: Vec<ObjectInfo>,
+    /// The most bytes held in the row buffers at once (between two rows).
     pub peak_buffered_bytes: u64,
     /// Peak resident memory of the process (Linux), when known.
     pub peak_rss_bytes: Option<u64>,
+    /// Wall time of the run, in milliseconds.
     pub elapsed_ms: u64,
+    /// Nothing was written: files were encoded only, to report what would be written.
     pub dry_run: bool,
     /// The last checkpoint saved (stream runs).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,17 +65,23 @@ pub struct Summary {
     pub late_rows: BTreeMap<String, u64>,
 }
 
+/// One data file a run wrote (or, in a dry run, would have written).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ObjectInfo {
+    /// Object name relative to the output.
     pub path: String,
+    /// Rows in the file.
     pub rows: u64,
+    /// Size of the file, in bytes (encoded, or as found when it was written before a restart).
     pub bytes: u64,
 }
 
 impl Summary {
+    /// Rows written over all lake tables.
     pub fn rows_total(&self) -> u64 {
         self.rows_out.values().sum()
     }
+    /// Error entries over all reasons.
     pub fn errors_total(&self) -> u64 {
         self.errors.values().sum()
     }

@@ -156,6 +156,7 @@ impl Default for Chunk {
 }
 
 impl Chunk {
+    /// An empty chunk with no columns; columns are added as rows of a wider schema arrive.
     pub fn new() -> Self {
         Chunk {
             columns: Vec::new(),
@@ -165,6 +166,7 @@ impl Chunk {
         }
     }
 
+    /// Rows appended since the chunk was created or last finished.
     pub fn rows(&self) -> usize {
         self.rows
     }

@@ -21,10 +21,15 @@ pub use chunk::{Chunk, CHUNK_ROWS};
 /// Why a partition was flushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FlushReason {
+    /// Its buffered bytes reached `max_bytes`.
     Size,
+    /// Its row count reached `max_records`.
     Records,
+    /// It has been open for `max_age` (continuous mode).
     Age,
+    /// It was the largest buffer while all open partitions together exceeded the memory budget.
     MemoryBudget,
+    /// The input ended: every open partition flushes.
     EndOfInput,
     /// Its hour is complete (the watermark passed it).
     HourComplete,
@@ -33,6 +38,7 @@ pub enum FlushReason {
 }
 
 impl FlushReason {
+    /// The reason as named in logs, metrics and the run summary (snake case: `memory_budget`).
     pub fn as_str(self) -> &'static str {
         match self {
             FlushReason::Size => "size",
@@ -49,10 +55,14 @@ impl FlushReason {
 /// Flush thresholds (validated config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlushPolicy {
+    /// Buffered bytes at which a partition flushes (`buffer.max_bytes`).
     pub max_bytes: usize,
+    /// Row count at which a partition flushes (`buffer.max_records`).
     pub max_records: usize,
     /// `None` in batch mode: partitions flush at the end of input.
     pub max_age_ms: Option<u64>,
+    /// Bytes buffered across all open partitions above which the largest flush first
+    /// (`buffer.memory_budget`).
     pub memory_budget: usize,
 }
 
@@ -63,22 +73,32 @@ pub struct FlushPolicy {
 /// (`{path}/{table}-[late-]`) map one to one: the exactly-once bookkeeping keys by prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartKey {
+    /// Index of the table in the pipeline's tables.
     pub table: usize,
+    /// The partition path rendered from the table's template (no trailing slash).
     pub path: String,
+    /// Hours since the epoch of the partition time when the path fixes the hour; else 0.
     pub hour: i64,
+    /// Whether the partition holds late rows (of an hour already marked complete).
     pub late: bool,
 }
 
 /// The rows of one partition, ready to encode.
 #[derive(Debug)]
 pub struct Flush {
+    /// The partition the rows belong to.
     pub key: PartKey,
+    /// The rows as record batches of up to `CHUNK_ROWS` rows each, in arrival order.
     pub batches: Vec<RecordBatch>,
+    /// Number of rows across all batches.
     pub rows: usize,
+    /// Buffered size of the rows when flushed (batch memory plus the open chunk's bytes).
     pub bytes: usize,
+    /// Why the partition was flushed.
     pub reason: FlushReason,
     /// Source positions of the first and last row (they name the output object).
     pub first: String,
+    /// Source position of the last row.
     pub last: String,
     /// Stream sources: per shard (index), the records of the batch.
     pub ranges: Vec<(usize, ShardRange)>,
@@ -88,9 +108,13 @@ pub struct Flush {
 /// its own position.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamSource<'a> {
+    /// Index of the shard among the stream's shards.
     pub shard: usize,
+    /// The sequence number read just before this record (`None`: the shard's start).
     pub prev: Option<&'a str>,
+    /// The record's own sequence number.
     pub seq: &'a str,
+    /// Index of the user record inside a KPL aggregate (0 for a plain record).
     pub sub: u64,
 }
 
@@ -123,6 +147,7 @@ pub struct Buffers {
 }
 
 impl Buffers {
+    /// Empty buffers that flush by `policy`.
     pub fn new(policy: FlushPolicy) -> Self {
         Buffers {
             policy,
@@ -143,6 +168,7 @@ impl Buffers {
         self.peak
     }
 
+    /// Number of partitions with rows buffered.
     pub fn open_partitions(&self) -> usize {
         self.open.len()
     }

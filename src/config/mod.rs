@@ -29,23 +29,35 @@ pub const DEFAULT_MULTIPART_THRESHOLD: &str = "16MiB";
 /// 8 MiB parts: above S3's 5 MiB minimum, small enough to retry cheaply.
 pub const DEFAULT_PART_SIZE: &str = "8MiB";
 
+/// Why the configuration is unusable: the file, or the field and what is wrong with it
+/// (exit code 3).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read.
     #[error("reading config {path}: {source}")]
     Read {
+        /// The config file, as given.
         path: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// The config file is not valid TOML, or has an unknown field or a value of the wrong type.
     #[error("config {path}: {source}")]
     Parse {
+        /// The config file, as given.
         path: PathBuf,
+        /// The TOML error, with the line and column.
         source: Box<toml::de::Error>,
     },
+    /// A value that is not allowed, found by validation (of the merged file and flags).
     #[error("config field `{field}`: {problem}")]
     Invalid {
+        /// The config field, such as `buffer.max_bytes`, or the option the value came from.
         field: &'static str,
+        /// What is wrong with the value, or what is expected instead.
         problem: String,
     },
+    /// The partition template (`output.template`, or the layout's) is not valid.
     #[error(transparent)]
     Template(#[from] TemplateError),
 }
@@ -61,14 +73,23 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConfigFile {
+    /// `[input]`: how records are read.
     pub input: InputConfig,
+    /// `[output]`: where the lake goes and how it is partitioned.
     pub output: OutputConfig,
+    /// `[schema]`: declared schemas, and how attributes become columns.
     pub schema: SchemaConfig,
+    /// `[buffer]`: when buffered partitions are written.
     pub buffer: BufferConfig,
+    /// `[parquet]`: Parquet writer settings.
     pub parquet: ParquetConfig,
+    /// `[s3]`: the S3 client: endpoint, encryption, multipart uploads, retries.
     pub s3: S3Config,
+    /// `[stream]`: reading a Kinesis data stream.
     pub stream: StreamConfig,
+    /// `[redshift]`: the string-length policy.
     pub redshift: RedshiftConfig,
+    /// `[markers]`: hour-complete markers of stream runs.
     pub markers: MarkersConfig,
 }
 
@@ -79,6 +100,8 @@ pub struct MarkersConfig {
     /// Write a marker and a manifest for each hour once the event-time watermark passes its end
     /// plus `allowed_lateness`.
     pub enabled: bool,
+    /// How long past an hour's end the event-time watermark must be before the hour is marked,
+    /// such as `15m`.
     pub allowed_lateness: String,
 }
 
@@ -243,9 +266,14 @@ impl Default for SchemaConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BufferConfig {
+    /// Buffered (Arrow) size of one partition that triggers writing it, such as `64MiB`.
     pub max_bytes: String,
+    /// Buffered rows of one partition that trigger writing it (at least 1).
     pub max_records: u64,
+    /// Continuous mode: a partition is written at least this often, such as `300s` (batch runs
+    /// write at the end of input).
     pub max_age: String,
+    /// All open partitions together, such as `64MiB`; past it the largest are written first.
     pub memory_budget: String,
 }
 
@@ -264,11 +292,17 @@ impl Default for BufferConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ParquetConfig {
+    /// `zstd` (level 3), `zstd(LEVEL)`, `snappy`, `gzip` (level 6), `gzip(LEVEL)` or `none`.
     pub compression: String,
+    /// Most rows per row group (at least 1).
     pub row_group_rows: usize,
+    /// Most bytes per row group, such as `128MiB`.
     pub row_group_size: String,
+    /// Target size of a data page, such as `1MiB`.
     pub data_page_size: String,
+    /// Whether columns are dictionary-encoded.
     pub dictionary: bool,
+    /// Write page and column-chunk statistics (min/max, for predicate pushdown).
     pub statistics: bool,
 }
 
@@ -289,19 +323,33 @@ impl Default for ParquetConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Config {
+    /// Region of the buckets; `None`: the environment's (`AWS_REGION`).
     pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible store (path-style requests); `None`:
+    /// `AWS_ENDPOINT_URL_S3`, else AWS's own endpoint.
     pub endpoint: Option<String>,
+    /// Allow plain HTTP endpoints (local test servers); `AWS_ALLOW_HTTP=true` allows them too.
     pub allow_http: bool,
+    /// Server-side encryption of written objects: `none` (the bucket's default), `aes256`
+    /// (SSE-S3) or `kms` (SSE-KMS).
     pub sse: Sse,
+    /// KMS key for `sse = "kms"` (an error with any other `sse`); `None`: the account's
+    /// default key.
     pub kms_key_id: Option<String>,
+    /// Use an S3 Bucket Key with SSE-KMS.
     pub bucket_key: bool,
+    /// Objects at least this large go up as multipart uploads, such as `16MiB`.
     pub multipart_threshold: String,
+    /// Multipart part size, such as `8MiB`; at least 5 MiB (S3's minimum).
     pub part_size: String,
     /// object_store's retries of failed S3 requests (5xx, 429, timeouts of idempotent requests,
     /// cut connections), with exponential backoff.
     pub max_retries: usize,
+    /// No retry starts later than this after the first attempt, such as `3m`.
     pub retry_timeout: String,
+    /// Time limit of one request, an upload part included, such as `30s`.
     pub request_timeout: String,
+    /// Time limit of setting up a connection, such as `5s`.
     pub connect_timeout: String,
 }
 

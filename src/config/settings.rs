@@ -223,31 +223,56 @@ impl ConfigFile {
 /// Validated `[stream]` settings.
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
+    /// Checkpoint object (file path, `file://` or `s3://` URL); `None`:
+    /// `{output}/{state_prefix}/checkpoints/{stream}.json`.
     pub checkpoint: Option<String>,
+    /// Where shards without a checkpoint start.
     pub start: Start,
+    /// Wait between polls of a shard with nothing new.
     pub poll_interval: Duration,
+    /// How often the consumer lists shards to find new ones.
     pub discovery_interval: Duration,
+    /// Most time from a stop request (SIGINT/SIGTERM) to the end of the final flush and
+    /// checkpoint.
     pub shutdown_timeout: Duration,
 }
 
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `[stream]`: reading a Kinesis data stream (unused when reading files).
     pub stream: StreamSettings,
+    /// The lake's root: a local folder, `file://` or `s3://` URL (empty for `schema infer`,
+    /// which writes no lake).
     pub output: String,
+    /// The partition template: `output.template`, else the layout's.
     pub template: Template,
+    /// Which time chooses a record's partition.
     pub partition_time: PartitionTime,
+    /// Folder of the error output under the lake's root; starts with `_`, no trailing slash.
     pub error_prefix: String,
+    /// Folder of state (remembered schemas, default checkpoints) under the lake's root;
+    /// starts with `_`, no trailing slash.
     pub state_prefix: String,
+    /// Table for records that name none; `None`: such records go to the error output.
     pub default_table: Option<String>,
+    /// Folder of declared schema files (`*.toml`); `None`: only remembered and inferred columns.
     pub schema_dir: Option<PathBuf>,
+    /// How DynamoDB items become columns: depth, column budget, inference, old images, decimals,
+    /// binary decoding and the string-length policy.
     pub flatten: FlattenOptions,
+    /// When buffered partitions are written (by age only in continuous mode, which sets
+    /// `max_age_ms`).
     pub flush: FlushPolicy,
     /// Continuous mode's flush age (batch runs flush at the end of input).
     pub max_age: Duration,
+    /// Parquet writer settings (`[parquet]`).
     pub encode: EncodeOptions,
+    /// The S3 client's settings (`[s3]`): region, endpoint, encryption, retries.
     pub s3: S3Options,
+    /// Objects at least this many bytes go up as multipart uploads.
     pub multipart_threshold: usize,
+    /// Multipart part size, in bytes (at least 5 MiB, S3's minimum).
     pub part_size: usize,
     /// Stream runs: hour-complete markers after this lateness (`None`: no markers).
     pub markers: Option<Duration>,

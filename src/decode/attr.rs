@@ -11,6 +11,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 pub struct Str<'a>(pub Cow<'a, str>);
 
 impl<'a> Str<'a> {
+    /// The string, whether borrowed or owned.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -41,17 +42,25 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 /// One DynamoDB attribute value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue<'a> {
+    /// A string (`S`), with its JSON escapes resolved.
     S(Cow<'a, str>),
     /// A number as its exact decimal text.
     N(Cow<'a, str>),
     /// Binary as it appears in the record (base64 text, possibly encoded more than once).
     B(Cow<'a, str>),
+    /// A boolean (`BOOL`).
     Bool(bool),
+    /// An explicit null (`{"NULL":true}`).
     Null,
+    /// A map (`M`) of attribute names to nested values, in input order.
     M(Item<'a>),
+    /// A list (`L`) of values of any types, in input order.
     L(Vec<AttrValue<'a>>),
+    /// A string set (`SS`), members in input order.
     Ss(Vec<Cow<'a, str>>),
+    /// A number set (`NS`), each member as its exact decimal text.
     Ns(Vec<Cow<'a, str>>),
+    /// A binary set (`BS`), each member as it appears in the record (base64 text).
     Bs(Vec<Cow<'a, str>>),
 }
 
@@ -78,6 +87,7 @@ impl AttrValue<'_> {
 pub struct Item<'a>(pub Vec<(Cow<'a, str>, AttrValue<'a>)>);
 
 impl<'a> Item<'a> {
+    /// The value of the first top-level attribute named `name`, or None if there is none.
     pub fn get(&self, name: &str) -> Option<&AttrValue<'a>> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }

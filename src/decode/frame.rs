@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 /// One record's bytes and where they came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// The record's bytes, without surrounding whitespace; not necessarily valid JSON or UTF-8.
     pub bytes: Vec<u8>,
     /// 1-based line number where the record starts.
     pub line: u64,
@@ -50,6 +51,7 @@ pub struct Framer<R> {
 const MIN_MARKER: usize = 8;
 
 impl<R: BufRead> Framer<R> {
+    /// A framer over `reader`, which must yield the decompressed stream from its start.
     pub fn new(reader: R) -> Self {
         Framer {
             reader,

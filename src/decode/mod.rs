@@ -37,6 +37,7 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order.
     pub const ALL: [Reason; 8] = [
         Reason::InvalidJson,
         Reason::InvalidUtf8,
@@ -48,6 +49,7 @@ impl Reason {
         Reason::StringTooLong,
     ];
 
+    /// The reason's snake_case name, used as its folder under the error prefix and in metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::InvalidJson => "invalid_json",
@@ -72,6 +74,8 @@ impl std::fmt::Display for Reason {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {message}")]
 pub struct DecodeError {
+    /// Why the record was rejected; chooses its folder in the error output.
     pub reason: Reason,
+    /// A human-readable description of the problem, written with the record.
     pub message: String,
 }

@@ -11,12 +11,16 @@ use super::{DecodeError, Reason};
 /// INSERT, MODIFY or REMOVE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
+    /// A new item was written (`INSERT`).
     Insert,
+    /// An existing item was changed (`MODIFY`).
     Modify,
+    /// An item was deleted (`REMOVE`), by a caller or by TTL.
     Remove,
 }
 
 impl Operation {
+    /// The `eventName` text, as written to the `cdc_operation` column.
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Insert => "INSERT",
@@ -29,7 +33,9 @@ impl Operation {
 /// A decoded change record. Attribute values borrow from the input bytes.
 #[derive(Debug)]
 pub struct ChangeRecord<'a> {
+    /// What the change did, from `eventName`.
     pub operation: Operation,
+    /// The record's `eventID`; `None` when the record has none.
     pub event_id: Option<Cow<'a, str>>,
     /// The DynamoDB table, from `tableName` or the stream ARN; `None` when the shape has neither.
     pub table: Option<Cow<'a, str>>,
@@ -39,8 +45,13 @@ pub struct ChangeRecord<'a> {
     pub ttl_delete: bool,
     /// DynamoDB Streams sequence number, when the record carries one.
     pub sequence_number: Option<Cow<'a, str>>,
+    /// The item's primary key attributes (`dynamodb.Keys`); always present.
     pub keys: Item<'a>,
+    /// The item after the change (`dynamodb.NewImage`); `None` when the record has none,
+    /// as for REMOVE or a stream that does not carry new images.
     pub new_image: Option<Item<'a>>,
+    /// The item before the change (`dynamodb.OldImage`); `None` when the record has none,
+    /// as for INSERT or a stream that does not carry old images.
     pub old_image: Option<Item<'a>>,
 }
 

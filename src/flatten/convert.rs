@@ -16,19 +16,27 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 /// One value ready for an Arrow builder.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell<'a> {
+    /// A null: a `NULL` attribute, or a value the record does not have.
     Null,
+    /// Text, for `string` and `json` columns.
     Str(Cow<'a, str>),
+    /// A 64-bit integer, for `bigint` columns.
     I64(i64),
+    /// A 32-bit integer, for `int` columns.
     I32(i32),
+    /// A finite floating-point number, for `double` columns.
     F64(f64),
     /// Unscaled decimal value at the column's scale.
     Dec(i128),
+    /// A boolean, for `boolean` columns.
     Bool(bool),
     /// Microseconds since the epoch.
     Ts(i64),
     /// Days since the epoch.
     Date(i32),
+    /// Binary bytes after base64 decoding, for `binary` columns.
     Bin(Vec<u8>),
+    /// The converted elements of a list or set, for `list<...>` columns.
     List(Vec<Cell<'a>>),
 }
 
@@ -337,6 +345,7 @@ pub fn to_json(v: &AttrValue, o: ConvertOptions) -> String {
     out
 }
 
+/// Like [`to_json`], but appends the JSON to `out`.
 pub fn write_json(v: &AttrValue, out: &mut String, o: ConvertOptions) {
     match v {
         AttrValue::S(s) => push_json_str(out, s),

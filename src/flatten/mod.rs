@@ -8,12 +8,15 @@
 //! `cdc_unmapped` JSON column. Nothing is dropped.
 
 pub mod convert;
+mod strings;
 
 use std::borrow::Cow;
 
 use crate::decode::{AttrValue, ChangeRecord, Item, Operation};
 use crate::schema::{ColumnType, Image, Meta, TableSchema};
 pub use convert::{Cell, ConvertOptions};
+use strings::apply_string_limit;
+pub use strings::{StringLimit, StringPolicy};
 
 /// Flattening settings (validated config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,51 +31,10 @@ pub struct FlattenOptions {
     pub keep_old_image: bool,
     /// Scale of inferred decimal(38,s) columns.
     pub decimal_scale: u8,
+    /// How values convert to their columns' types.
     pub convert: ConvertOptions,
-    /// What to do with text longer than [`StringPolicy::max_bytes`].
+    /// What to do with text longer than [`StringLimit::max_bytes`].
     pub strings: StringLimit,
-}
-
-/// What happens to a text value longer than the limit (Redshift VARCHAR stops at 65,535 bytes and
-/// COPY from Parquet cannot truncate, so one long value fails a whole COPY).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StringPolicy {
-    /// Write it whole (Athena has no such limit).
-    #[default]
-    Keep,
-    /// Cut it at the limit (on a character boundary) and name the column in `cdc_truncated`.
-    Truncate,
-    /// Send the whole record to the error output (reason `string_too_long`).
-    Reject,
-}
-
-/// The string limit: a default policy and per-column overrides (by column name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StringLimit {
-    pub max_bytes: usize,
-    pub policy: StringPolicy,
-    /// Per-column policies, looked up by name; shared, immutable after validation.
-    pub columns: &'static [(String, StringPolicy)],
-}
-
-impl Default for StringLimit {
-    fn default() -> Self {
-        StringLimit {
-            max_bytes: 65_535,
-            policy: StringPolicy::Keep,
-            columns: &[],
-        }
-    }
-}
-
-impl StringLimit {
-    fn policy_for(&self, column: &str) -> StringPolicy {
-        self.columns
-            .iter()
-            .find(|(c, _)| c == column)
-            .map_or(self.policy, |(_, p)| *p)
-    }
 }
 
 impl Default for FlattenOptions {
@@ -92,10 +54,15 @@ impl Default for FlattenOptions {
 /// Where a record came from: shard and sequence number, or file, line and offset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Position<'a> {
+    /// Kinesis shard id, when read from a stream; `None` for files.
     pub shard: Option<&'a str>,
+    /// Kinesis sequence number of the stream record, when read from a stream.
     pub sequence_number: Option<&'a str>,
+    /// Input file (local path or object URL), when read from a file.
     pub file: Option<&'a str>,
+    /// 1-based line where the record starts in its input file, when read from a file.
     pub line: Option<u64>,
+    /// Byte offset of the record in its decompressed input file, when read from a file.
     pub offset: Option<u64>,
     /// Kinesis ApproximateArrivalTimestamp, milliseconds since the epoch.
     pub arrival_ms: Option<i64>,
@@ -120,6 +87,7 @@ pub struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
+    /// The cell for column index `col`, or `None` when the row has none (the column is null).
     pub fn get(&self, col: usize) -> Option<&Cell<'a>> {
         self.cells.iter().find(|(c, _)| *c == col).map(|(_, v)| v)
     }
@@ -346,43 +314,6 @@ pub fn flatten<'a>(
     ]);
     apply_string_limit(schema, &mut row, opts.strings);
     row
-}
-
-/// Cuts or flags text over the limit, per the column's policy.
-fn apply_string_limit(schema: &TableSchema, row: &mut Row, limit: StringLimit) {
-    if limit.policy == StringPolicy::Keep && limit.columns.is_empty() {
-        return;
-    }
-    for (col, cell) in row.cells.iter_mut() {
-        let Cell::Str(text) = cell else { continue };
-        if text.len() <= limit.max_bytes {
-            continue;
-        }
-        match limit.policy_for(&schema.columns()[*col].name) {
-            StringPolicy::Keep => {}
-            StringPolicy::Reject => {
-                row.too_long.get_or_insert(*col);
-            }
-            StringPolicy::Truncate => {
-                let mut end = limit.max_bytes;
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                text.to_mut().truncate(end);
-                row.truncated.push(*col);
-            }
-        }
-    }
-    if !row.truncated.is_empty() {
-        let names: Vec<&str> = row
-            .truncated
-            .iter()
-            .map(|c| schema.columns()[*c].name.as_str())
-            .collect();
-        let col = schema.meta_index(Meta::Truncated);
-        row.cells
-            .push((col, Cell::Str(Cow::Owned(names.join(",")))));
-    }
 }
 
 #[cfg(test)]

@@ -11,15 +11,20 @@ use bytes::Bytes;
 /// One shard and its parents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard {
+    /// The shard id (`shardId-000000000000`).
     pub id: String,
+    /// The shard this one was split or merged from; `None` for a shard with no parent.
     pub parent: Option<String>,
+    /// The second parent when this shard came from a merge; `None` otherwise.
     pub adjacent_parent: Option<String>,
 }
 
 /// One Kinesis record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KinesisRecord {
+    /// The record's sequence number within its shard, as the decimal text Kinesis returns.
     pub sequence_number: String,
+    /// The payload: one change record as JSON, or a KPL aggregate of several.
     pub data: Bytes,
     /// ApproximateArrivalTimestamp, milliseconds since the epoch.
     pub arrival_ms: i64,
@@ -28,18 +33,23 @@ pub struct KinesisRecord {
 /// Where a shard iterator starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartAt {
+    /// At the oldest record still retained in the shard.
     TrimHorizon,
     /// Milliseconds since the epoch.
     AtTimestamp(i64),
+    /// Just after the record with this sequence number.
     AfterSequence(String),
 }
 
 /// One GetRecords answer.
 #[derive(Debug, Clone, Default)]
 pub struct RecordBatch {
+    /// The records read, in shard order; may be empty even when more follow.
     pub records: Vec<KinesisRecord>,
     /// `None` when the shard is closed and fully read.
     pub next_iterator: Option<String>,
+    /// How far the read is behind the shard's tip, in milliseconds (0 at the tip);
+    /// `None` when the answer does not say.
     pub millis_behind_latest: Option<i64>,
 }
 
@@ -62,12 +72,15 @@ pub enum ApiError {
 
 /// What the consumer calls.
 pub trait StreamApi: Send + Sync + 'static {
+    /// Every shard of the stream, open and closed, following pagination.
     fn list_shards(&self) -> impl Future<Output = Result<Vec<Shard>, ApiError>> + Send;
+    /// A new shard iterator for `shard`, starting at `start`.
     fn shard_iterator(
         &self,
         shard: &str,
         start: &StartAt,
     ) -> impl Future<Output = Result<String, ApiError>> + Send;
+    /// Up to `limit` records from `iterator`, with the iterator to use next.
     fn get_records(
         &self,
         iterator: &str,
@@ -101,6 +114,7 @@ impl AwsStream {
         self.stream.rsplit('/').next().unwrap_or(&self.stream)
     }
 
+    /// The underlying SDK client, for calls outside [`StreamApi`].
     pub fn client(&self) -> &aws_sdk_kinesis::Client {
         &self.client
     }

@@ -14,13 +14,17 @@ use super::{ApiError, RecordBatch, Shard, StartAt, StreamApi};
 /// Counts of injected faults.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Injected {
+    /// GetRecords calls failed as throttled (ProvisionedThroughputExceeded).
     pub throttled: u64,
+    /// GetRecords calls failed with an expired iterator.
     pub expired: u64,
+    /// GetRecords calls failed with a transient network error.
     pub transient: u64,
     /// Calls failed by the shard outage.
     pub outage: u64,
 }
 
+/// A [`StreamApi`] that passes calls to `inner` but fails some of them, for tests.
 pub struct Faulty<A> {
     inner: A,
     /// Share of get_records calls that fail (0.0 to 1.0).
@@ -37,6 +41,7 @@ pub struct Faulty<A> {
 }
 
 impl<A: StreamApi> Faulty<A> {
+    /// Wraps `inner`, failing a `rate` share (0.0 to 1.0) of GetRecords calls, chosen by `seed`.
     pub fn new(inner: A, rate: f64, seed: u64) -> Self {
         Faulty {
             inner,
@@ -69,6 +74,7 @@ impl<A: StreamApi> Faulty<A> {
         }
     }
 
+    /// How many faults have been injected so far, by kind.
     pub fn injected(&self) -> Injected {
         *self.injected.lock().expect("not poisoned")
     }

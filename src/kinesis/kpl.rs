@@ -7,25 +7,34 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 use prost::Message;
 
+/// The four bytes that open every KPL-aggregated record.
 pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
 const DIGEST_LEN: usize = 16;
 
+/// The KPL's `AggregatedRecord` protobuf: the user records of one Kinesis record.
 #[derive(Clone, PartialEq, Message)]
 pub struct AggregatedRecord {
+    /// Partition keys of the user records, referred to by index.
     #[prost(string, repeated, tag = "1")]
     pub partition_key_table: Vec<String>,
+    /// Explicit hash keys of the user records, referred to by index; often empty.
     #[prost(string, repeated, tag = "2")]
     pub explicit_hash_key_table: Vec<String>,
+    /// The user records, in the order they were aggregated.
     #[prost(message, repeated, tag = "3")]
     pub records: Vec<SubRecord>,
 }
 
+/// One user record inside an [`AggregatedRecord`].
 #[derive(Clone, PartialEq, Message)]
 pub struct SubRecord {
+    /// Index of this record's partition key in `partition_key_table`.
     #[prost(uint64, required, tag = "1")]
     pub partition_key_index: u64,
+    /// Index of this record's explicit hash key in `explicit_hash_key_table`, if it has one.
     #[prost(uint64, optional, tag = "2")]
     pub explicit_hash_key_index: Option<u64>,
+    /// The user record's payload.
     #[prost(bytes = "bytes", required, tag = "3")]
     pub data: Bytes,
 }

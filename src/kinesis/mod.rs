@@ -28,14 +28,23 @@ const LOUD_AFTER: u32 = 5;
 /// What a shard reader sends to the processing side, in order.
 #[derive(Debug)]
 pub enum ShardEvent {
+    /// Records from one GetRecords call; never sent empty.
     Records {
+        /// The shard id the records were read from.
         shard: Arc<str>,
+        /// The records in shard order; when `until_ms` is set, none that arrived after it.
         records: Vec<KinesisRecord>,
     },
     /// The shard is closed and every record of it was sent.
-    Ended { shard: Arc<str> },
+    Ended {
+        /// The id of the closed shard.
+        shard: Arc<str>,
+    },
     /// The shard has nothing more to read for now (at its tip).
-    Idle { shard: Arc<str> },
+    Idle {
+        /// The id of the shard at its tip.
+        shard: Arc<str>,
+    },
 }
 
 /// How a shard reader stopped.
@@ -225,14 +234,18 @@ pub mod fake {
 
     use super::*;
 
+    /// Shards and their records in memory; `get_records` hands out two records per call.
     #[derive(Default)]
     pub struct FakeStream {
+        /// The shards `list_shards` returns, in order.
         pub shards: Vec<Shard>,
         /// Records per shard; a shard listed in `closed` ends after its records.
         pub records: BTreeMap<String, Vec<KinesisRecord>>,
+        /// Shards that end (no next iterator) once their records are read.
         pub closed: Vec<String>,
         /// Faults returned by get_records calls, by call number (1-based); consumed when hit.
         pub faults: Mutex<BTreeMap<u32, ApiError>>,
+        /// `get_records` calls so far.
         pub calls: Mutex<u32>,
     }
 
@@ -276,6 +289,7 @@ pub mod fake {
         }
     }
 
+    /// A record with a zero-padded sequence number `seq` and the text `record {seq}`.
     pub fn record(seq: u64, arrival_ms: i64) -> KinesisRecord {
         KinesisRecord {
             sequence_number: format!("{seq:020}"),

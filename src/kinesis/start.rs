@@ -7,6 +7,7 @@ use crate::checkpoint::{Checkpoint, ShardCheckpoint};
 /// Where to start a shard that has no checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
+    /// The oldest record the stream still retains.
     TrimHorizon,
     /// Records arriving from now on (kept as a time in the checkpoint, so no later run skips).
     Latest,
@@ -42,10 +43,13 @@ pub fn start_position(
 /// One shard's progress, for `ddb-lake status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ShardStatus {
+    /// The shard id.
     pub shard: String,
+    /// The shard's parent and adjacent parent ids; empty for a shard with no parent.
     pub parents: Vec<String>,
     /// The last durable sequence number.
     pub checkpoint: Option<String>,
+    /// True when the shard is closed and every record of it is durable.
     pub finished: bool,
     /// Age of the oldest record not yet durable (0 when caught up); `None` for finished shards.
     pub lag_ms: Option<i64>,

@@ -30,31 +30,53 @@ use crate::store::StoreError;
 /// Flushes in flight between the reading thread and the writer.
 const CHANNEL_DEPTH: usize = 1;
 
+/// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// The inputs could not be expanded into files, or an input file could not be opened.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The output could not be opened, listed, read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A schema file's column is invalid, or a declared column's type differs from the
+    /// remembered one.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// A schema file or folder could not be read, parsed or written.
     #[error("schema file {path}: {problem}")]
-    SchemaFile { path: String, problem: String },
+    SchemaFile {
+        /// The file or folder: a local path, or the URL of a remembered schema in the output.
+        path: String,
+        /// The I/O or TOML error, as text.
+        problem: String,
+    },
+    /// Parquet encoding of a data file failed.
     #[error("encoding {path}: {source}")]
     Encode {
+        /// The data file's object name relative to the output.
         path: String,
+        /// The Parquet writer's error.
         source: parquet::errors::ParquetError,
     },
+    /// An input file could not be read or decompressed part way through.
     #[error("reading {file}: {source}")]
     Read {
+        /// The input file's name (its local path or object URL).
         file: String,
+        /// The I/O error (a gzip error included).
         source: std::io::Error,
     },
+    /// The checkpoint could not be loaded or saved, or another process took it over.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A Kinesis Data Streams call failed in a way retrying cannot fix (a missing stream or
+    /// shard, denied access, a bad request).
     #[error("stream {stream}: {source}")]
     Stream {
+        /// The stream's name or ARN, as given.
         stream: String,
+        /// The failed call's error.
         source: crate::kinesis::ApiError,
     },
     /// A broken invariant of the exactly-once protocol (a bug): the run stops before writing.
@@ -63,6 +85,8 @@ pub enum PipelineError {
     /// A continuous run's final flush outlasted `shutdown_timeout`.
     #[error("the final flush did not finish within the shutdown timeout ({0:?}); the checkpoint was not advanced past unwritten records")]
     ShutdownTimeout(std::time::Duration),
+    /// A thread or task ended abnormally (a panic), or a stage stopped while another still sent
+    /// to it; the text says which.
     #[error("internal: {0}")]
     Internal(String),
 }

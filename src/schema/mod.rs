@@ -6,6 +6,7 @@
 //! changes, and every file carries the full list (FORMATS.md 2). The list is remembered between
 //! runs as a schema file next to the output (see [`crate::pipeline`]).
 
+mod file;
 pub mod naming;
 pub mod types;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use arrow_schema::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
+pub use file::{ColumnSpec, SchemaError, SchemaFile};
 pub use types::{ColumnType, TimeFormat};
 
 /// Which image of a change record an attribute column reads.
@@ -38,13 +40,17 @@ macro_rules! meta_columns {
         pub enum Meta { $(#[doc = $doc] $variant,)* }
 
         impl Meta {
+            /// Every metadata column, in the order a new table holds them (before attributes).
             pub const ALL: &'static [Meta] = &[$(Meta::$variant,)*];
+            /// The column's usual name (`cdc_...`); a schema file may give it another.
             pub fn column_name(self) -> &'static str {
                 match self { $(Meta::$variant => $name,)* }
             }
+            /// The column's type; a schema file declaring the column must give this type.
             pub fn column_type(self) -> ColumnType {
                 match self { $(Meta::$variant => $ty,)* }
             }
+            /// What the column holds: its comment in the table definitions.
             pub fn doc(self) -> &'static str {
                 match self { $(Meta::$variant => $doc,)* }
             }
@@ -75,77 +81,28 @@ meta_columns! {
 /// Where a column's values come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
+    /// A metadata column: a field of the change record or of the place it was read from.
     Meta(Meta),
+    /// An attribute of one of the record's images.
     Attr {
+        /// The image the attribute is read from.
         image: Image,
+        /// The attribute's name, then the nested map keys leading to the value.
         path: Vec<String>,
     },
     /// Text of values that did not fit the type of the column with this index.
     Companion(usize),
 }
 
+/// One column of a lake table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
+    /// The column's name in the Parquet files and the catalogs, unique within the table.
     pub name: String,
+    /// The column's type; a column's type never changes once it exists.
     pub ty: ColumnType,
+    /// Where the column's values come from.
     pub source: Source,
-}
-
-/// One column as a schema file holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ColumnSpec {
-    /// Column name: lowercase `[a-z0-9_]`, starting with a letter, at most 127 bytes.
-    pub name: String,
-    /// string, bigint, int, double, decimal(p,s), boolean, timestamp, date, binary, json, list<T>.
-    #[serde(rename = "type")]
-    pub ty: ColumnType,
-    /// Attribute path: names of the attribute and of the nested map keys leading to the value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<Vec<String>>,
-    /// Which image the path reads: `new` (default) or `old`.
-    #[serde(default, skip_serializing_if = "is_new")]
-    pub image: Image,
-    /// A metadata column instead of an attribute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Meta>,
-    /// A companion column holding values that did not fit the named column's type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub companion_of: Option<String>,
-}
-
-fn is_new(i: &Image) -> bool {
-    *i == Image::New
-}
-
-/// A table's schema file (`schemas/NAME.toml`, and the remembered state next to the output).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SchemaFile {
-    /// The DynamoDB table name this schema applies to.
-    pub table: String,
-    /// The lake table name (its folder, its Athena table); default: the table name sanitized.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Ordered columns. Metadata columns not listed are added in front.
-    pub columns: Vec<ColumnSpec>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SchemaError {
-    #[error("table {table}: column `{name}`: {problem}")]
-    Column {
-        table: String,
-        name: String,
-        problem: String,
-    },
-    #[error("table {table}: column `{name}` is {stored} in the remembered schema but declared {declared}; a column's type never changes (rename the declared column)")]
-    TypeChange {
-        table: String,
-        name: String,
-        stored: ColumnType,
-        declared: ColumnType,
-    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -178,7 +135,14 @@ pub struct TableSchema {
 impl TableSchema {
     /// A new table holding only the metadata columns.
     pub fn new(table: &str, name: Option<&str>) -> Self {
-        let mut s = TableSchema {
+        let mut s = TableSchema::empty(table, name);
+        s.add_missing_meta();
+        s
+    }
+
+    /// No column yet, not even the metadata columns.
+    fn empty(table: &str, name: Option<&str>) -> Self {
+        TableSchema {
             table: table.to_string(),
             name: name.map_or_else(|| lake_table_name(table), str::to_string),
             columns: Vec::new(),
@@ -187,9 +151,7 @@ impl TableSchema {
             companions: Vec::new(),
             meta: FxHashMap::default(),
             arrow: None,
-        };
-        s.add_missing_meta();
-        s
+        }
     }
 
     fn add_missing_meta(&mut self) {
@@ -240,159 +202,27 @@ impl TableSchema {
         node
     }
 
-    /// Builds a schema from a schema file, validating names and sources.
-    pub fn from_file(file: &SchemaFile) -> Result<Self, SchemaError> {
-        let mut s = TableSchema {
-            table: file.table.clone(),
-            name: file
-                .name
-                .clone()
-                .unwrap_or_else(|| lake_table_name(&file.table)),
-            columns: Vec::new(),
-            names: HashMap::new(),
-            nodes: vec![Node::default(), Node::default()],
-            companions: Vec::new(),
-            meta: FxHashMap::default(),
-            arrow: None,
-        };
-        if !file.columns.iter().any(|c| c.meta.is_some()) {
-            s.add_missing_meta();
-        }
-        for spec in &file.columns {
-            s.add_spec(spec)?;
-        }
-        s.add_missing_meta();
-        Ok(s)
-    }
-
-    fn add_spec(&mut self, spec: &ColumnSpec) -> Result<usize, SchemaError> {
-        let table = self.table.clone();
-        let err = |problem: String| SchemaError::Column {
-            table: table.clone(),
-            name: spec.name.clone(),
-            problem,
-        };
-        if naming::valid_name(&spec.name) != spec.name && !is_plain_name(&spec.name) {
-            return Err(err(
-                "names must be lowercase [a-z0-9_], start with a letter and be at most 127 bytes"
-                    .into(),
-            ));
-        }
-        if self.names.contains_key(&spec.name) {
-            return Err(err("declared twice".into()));
-        }
-        let source = match (&spec.meta, &spec.path, &spec.companion_of) {
-            (Some(m), None, None) => {
-                if self.meta.contains_key(m) {
-                    return Err(err(format!("metadata column {m:?} listed twice")));
-                }
-                if spec.ty != m.column_type() {
-                    return Err(err(format!("metadata column must be {}", m.column_type())));
-                }
-                Source::Meta(*m)
-            }
-            (None, Some(path), None) if !path.is_empty() => {
-                let node = self.node_for(spec.image, path);
-                if self.nodes[node].column.is_some() {
-                    return Err(err("another column already reads this path".into()));
-                }
-                Source::Attr {
-                    image: spec.image,
-                    path: path.clone(),
-                }
-            }
-            (None, None, Some(of)) => {
-                let &idx = self
-                    .names
-                    .get(of)
-                    .ok_or_else(|| err(format!("companion of unknown column `{of}`")))?;
-                if self.companions[idx].is_some() {
-                    return Err(err(format!("`{of}` already has a companion column")));
-                }
-                Source::Companion(idx)
-            }
-            _ => {
-                return Err(err(
-                    "needs exactly one of `path` (non-empty), `meta` or `companion_of`".into(),
-                ))
-            }
-        };
-        Ok(self.push(Column {
-            name: spec.name.clone(),
-            ty: spec.ty.clone(),
-            source,
-        }))
-    }
-
-    /// Appends the declared columns this schema lacks; a declared column whose type differs from
-    /// the remembered one is an error.
-    pub fn merge_declared(&mut self, declared: &TableSchema) -> Result<(), SchemaError> {
-        for col in &declared.columns {
-            if let Some(&idx) = self.names.get(&col.name) {
-                let stored = &mut self.columns[idx];
-                if stored.ty.arrow() == col.ty.arrow() {
-                    // Same stored type: the declared reading (e.g. a timestamp format) wins.
-                    stored.ty = col.ty.clone();
-                    self.arrow = None;
-                    continue;
-                }
-                if stored.ty != col.ty {
-                    return Err(SchemaError::TypeChange {
-                        table: self.table.clone(),
-                        name: col.name.clone(),
-                        stored: stored.ty.clone(),
-                        declared: col.ty.clone(),
-                    });
-                }
-                continue;
-            }
-            let spec = declared.spec(col);
-            self.add_spec(&spec)?;
-        }
-        Ok(())
-    }
-
-    fn spec(&self, col: &Column) -> ColumnSpec {
-        let (path, image, meta, companion_of) = match &col.source {
-            Source::Meta(m) => (None, Image::New, Some(*m), None),
-            Source::Attr { image, path } => (Some(path.clone()), *image, None, None),
-            Source::Companion(of) => (None, Image::New, None, Some(self.columns[*of].name.clone())),
-        };
-        ColumnSpec {
-            name: col.name.clone(),
-            ty: col.ty.clone(),
-            path,
-            image,
-            meta,
-            companion_of,
-        }
-    }
-
-    /// This schema as a schema file.
-    pub fn to_file(&self) -> SchemaFile {
-        SchemaFile {
-            table: self.table.clone(),
-            name: Some(self.name.clone()),
-            columns: self.columns.iter().map(|c| self.spec(c)).collect(),
-        }
-    }
-
+    /// All columns, in the order of the Parquet files' fields; new columns are only appended.
     pub fn columns(&self) -> &[Column] {
         &self.columns
     }
 
+    /// Number of columns, metadata columns included.
     pub fn len(&self) -> usize {
         self.columns.len()
     }
 
+    /// Whether there is no column (false for every table built here: it has the metadata columns).
     pub fn is_empty(&self) -> bool {
         self.columns.is_empty()
     }
 
+    /// The index of the column named `name`, or `None` if the table has none by that name.
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.names.get(name).copied()
     }
 
+    /// The index of a metadata column (every table holds each one).
     pub fn meta_index(&self, m: Meta) -> usize {
         self.meta[&m]
     }
@@ -493,16 +323,6 @@ fn unique(base: String, names: &HashMap<String, usize>) -> String {
     naming::unique_name(base, |c| names.contains_key(c))
 }
 
-/// A name that is lowercase `[a-z0-9_]`, starts with a letter and fits 127 bytes (reserved words
-/// are allowed when declared explicitly).
-fn is_plain_name(name: &str) -> bool {
-    name.len() <= naming::MAX_NAME_BYTES
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
 /// The lake table name for a DynamoDB table name (a valid folder and Athena table name).
 pub fn lake_table_name(table: &str) -> String {
     naming::column_name(None, &[table])
@@ -556,71 +376,5 @@ mod tests {
         assert!(s
             .add_attr_column(Image::New, &["b"], ColumnType::String, max)
             .is_none());
-    }
-
-    #[test]
-    fn file_round_trip_and_merge() {
-        let mut s = TableSchema::new("Orders", None);
-        let a = s
-            .add_attr_column(Image::New, &["Doc", "state"], ColumnType::String, 100)
-            .unwrap();
-        s.add_attr_column(Image::Old, &["Doc", "state"], ColumnType::String, 100);
-        s.companion(a, 100);
-        let text = toml::to_string(&s.to_file()).unwrap();
-        let back: SchemaFile = toml::from_str(&text).unwrap();
-        let s2 = TableSchema::from_file(&back).unwrap();
-        assert_eq!(s2.columns(), s.columns());
-
-        let declared: SchemaFile = toml::from_str(
-            r#"table = "Orders"
-            [[columns]]
-            name = "total"
-            type = "decimal(12,2)"
-            path = ["Total"]
-            [[columns]]
-            name = "doc_state"
-            type = "string"
-            path = ["Doc", "state"]
-            "#,
-        )
-        .unwrap();
-        let declared = TableSchema::from_file(&declared).unwrap();
-        let mut merged = s2.clone();
-        merged.merge_declared(&declared).unwrap();
-        assert_eq!(merged.len(), s2.len() + 1);
-        assert_eq!(merged.columns().last().unwrap().name, "total");
-
-        let conflicting: SchemaFile = toml::from_str(
-            r#"table = "Orders"
-            [[columns]]
-            name = "doc_state"
-            type = "bigint"
-            path = ["Doc", "state"]
-            "#,
-        )
-        .unwrap();
-        let conflicting = TableSchema::from_file(&conflicting).unwrap();
-        assert!(matches!(
-            merged.merge_declared(&conflicting),
-            Err(SchemaError::TypeChange { .. })
-        ));
-    }
-
-    #[test]
-    fn rejects_bad_schema_files() {
-        for cols in [
-            r#"name = "Bad-Name"
-               type = "string"
-               path = ["a"]"#,
-            r#"name = "a"
-               type = "string""#,
-            r#"name = "a"
-               type = "string"
-               companion_of = "nope""#,
-        ] {
-            let text = format!("table = \"t\"\n[[columns]]\n{cols}\n");
-            let file: SchemaFile = toml::from_str(&text).unwrap();
-            assert!(TableSchema::from_file(&file).is_err(), "{cols}");
-        }
     }
 }

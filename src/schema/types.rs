@@ -16,8 +16,11 @@ pub enum TimeFormat {
     /// text as ISO 8601.
     #[default]
     Auto,
+    /// Numbers as seconds since the epoch, fractions allowed (`epoch_s`); text does not fit.
     EpochSeconds,
+    /// Numbers as milliseconds since the epoch (`epoch_ms`); text does not fit.
     EpochMillis,
+    /// Numbers as microseconds since the epoch (`epoch_us`); text does not fit.
     EpochMicros,
     /// ISO 8601 / RFC 3339 text only (no offset means UTC).
     Iso,
@@ -50,15 +53,22 @@ impl TimeFormat {
 /// A column's type. Its text form (`decimal(18,2)`, `list<string>`) is what schema files hold.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ColumnType {
+    /// UTF-8 text, from string values or numbers as written (`string`).
     String,
+    /// 64-bit integer, from whole numbers (`bigint`).
     Bigint,
     /// 32-bit integer (metadata columns such as the hour).
     Int,
+    /// 64-bit floating point, from finite numbers (`double`).
     Double,
+    /// Exact decimal, from numbers that fit it without losing a digit (`decimal(p,s)`).
     Decimal {
+        /// Total digits, 1 to 38.
         precision: u8,
+        /// Digits after the decimal point, at most the precision (and at most 37).
         scale: u8,
     },
+    /// True or false, from DynamoDB booleans (`boolean`).
     Boolean,
     /// UTC timestamp in microseconds, read from epoch numbers or ISO 8601 text
     /// (`timestamp`, `timestamp(epoch_ms)`, `timestamp(iso)`...).
@@ -66,9 +76,11 @@ pub enum ColumnType {
     /// A calendar date, from `YYYY-MM-DD` text, ISO timestamps or epoch numbers (`date`,
     /// `date(epoch_s)`...).
     Date(TimeFormat),
+    /// Bytes, from DynamoDB binary values, base64 decoded (`binary`).
     Binary,
     /// Any value as plain JSON text (numbers keep every digit).
     Json,
+    /// A list of the inner type, from lists and sets (`list<T>`; never a list of lists).
     List(Box<ColumnType>),
 }
 

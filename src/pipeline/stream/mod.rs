@@ -40,8 +40,12 @@ pub(super) use processor::Processor;
 pub enum Mode {
     /// Read every shard up to the records that arrived by `until_ms`, then write and exit.
     Scheduled {
+        /// Arrival time cutoff, in milliseconds since the epoch (`--until`, or the time the run
+        /// started): later records are left for the next run.
         until_ms: i64,
     },
+    /// Poll every shard at its tip until a stop is requested, then flush within the shutdown
+    /// timeout.
     Continuous,
 }
 
@@ -52,7 +56,9 @@ pub struct StreamOptions {
     pub stream: String,
     /// Checkpoint object URL.
     pub checkpoint: String,
+    /// Where to start shards that have no checkpoint yet.
     pub start: Start,
+    /// Whether the run catches up and exits or runs until stopped.
     pub mode: Mode,
     /// Wait between polls of a shard at its tip.
     pub idle_poll: Duration,
