@@ -30,9 +30,9 @@ pub struct Cli {
 /// The subcommands of `ddb-lake`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Read change records from files, or from a Kinesis stream up to now, and write the lake.
+    /// Read change records from files, or from a stream (Kinesis or DynamoDB Streams) up to now, and write the lake.
     Export(ExportArgs),
-    /// Read a Kinesis data stream continuously and write the lake until stopped (SIGINT/SIGTERM).
+    /// Read a stream (Kinesis or DynamoDB Streams) continuously and write the lake until stopped (SIGINT/SIGTERM).
     Consume(ConsumeArgs),
     /// Print each shard's checkpoint and how far it is behind the stream's tip.
     Status(StatusArgs),
@@ -125,17 +125,21 @@ pub struct StreamArgs {
     pub start_timestamp: Option<String>,
 }
 
-/// Options of `export`: read files, or a Kinesis stream up to now, into the lake.
+/// Options of `export`: read files, or a stream up to now, into the lake.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("streams").args(["stream", "dynamodb_stream"])))]
 pub struct ExportArgs {
     /// Input files, folders, globs or s3:// URLs (JSON lines, concatenated JSON, Lambda events; gzip or not).
-    #[arg(env = "DDB_LAKE_INPUT", long, short, num_args = 1.., required_unless_present = "stream", conflicts_with = "stream")]
+    #[arg(env = "DDB_LAKE_INPUT", long, short, num_args = 1.., required_unless_present = "streams", conflicts_with = "streams")]
     pub input: Vec<String>,
     /// A Kinesis data stream (name or ARN) to read from its checkpoint up to now, instead of files.
     #[arg(env = "DDB_LAKE_STREAM", long)]
     pub stream: Option<String>,
-    /// With --stream: read records that arrived up to this RFC 3339 time (default: the start of the run).
-    #[arg(env = "DDB_LAKE_UNTIL", long, requires = "stream")]
+    /// A table's DynamoDB stream (the table's name, for its latest stream, or the stream's ARN) to read from its checkpoint up to now, instead of files.
+    #[arg(env = "DDB_LAKE_DYNAMODB_STREAM", long)]
+    pub dynamodb_stream: Option<String>,
+    /// With a stream: read records that arrived up to this RFC 3339 time (default: the start of the run).
+    #[arg(env = "DDB_LAKE_UNTIL", long, requires = "streams")]
     pub until: Option<String>,
     /// Checkpoint and start position, with `--stream`.
     #[command(flatten)]
@@ -147,16 +151,20 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub out: OutputArgs,
     /// Read and encode everything, write nothing, and list what would be written (files only).
-    #[arg(env = "DDB_LAKE_DRY_RUN", long, conflicts_with = "stream")]
+    #[arg(env = "DDB_LAKE_DRY_RUN", long, conflicts_with = "streams")]
     pub dry_run: bool,
 }
 
-/// Options of `consume`: read a Kinesis stream into the lake continuously.
+/// Options of `consume`: read a stream into the lake continuously.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("streams").required(true).args(["stream", "dynamodb_stream"])))]
 pub struct ConsumeArgs {
     /// The Kinesis data stream (name or ARN).
-    #[arg(env = "DDB_LAKE_STREAM", long, required = true)]
-    pub stream: String,
+    #[arg(env = "DDB_LAKE_STREAM", long)]
+    pub stream: Option<String>,
+    /// Or a table's DynamoDB stream: the table's name (its latest stream) or the stream's ARN.
+    #[arg(env = "DDB_LAKE_DYNAMODB_STREAM", long)]
+    pub dynamodb_stream: Option<String>,
     /// Checkpoint and start position.
     #[command(flatten)]
     pub stream_args: StreamArgs,
@@ -245,10 +253,14 @@ impl DdlArgs {
 
 /// Options of `status`: the stream, and where its checkpoint is.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("streams").required(true).args(["stream", "dynamodb_stream"])))]
 pub struct StatusArgs {
     /// The Kinesis data stream (name or ARN).
-    #[arg(env = "DDB_LAKE_STREAM", long, required = true)]
-    pub stream: String,
+    #[arg(env = "DDB_LAKE_STREAM", long)]
+    pub stream: Option<String>,
+    /// Or a table's DynamoDB stream: the table's name (its latest stream) or the stream's ARN.
+    #[arg(env = "DDB_LAKE_DYNAMODB_STREAM", long)]
+    pub dynamodb_stream: Option<String>,
     /// The lake the consumer writes (to find the default checkpoint).
     #[arg(env = "DDB_LAKE_OUTPUT", long, short)]
     pub output: Option<String>,
@@ -426,7 +438,30 @@ impl StreamArgs {
     }
 }
 
+/// The stream a run reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamSource {
+    /// A Kinesis data stream, by name or ARN.
+    Kinesis(String),
+    /// A table's DynamoDB stream: the table's name or the stream's ARN.
+    DynamoDb(String),
+}
+
+/// The source of `--stream` or `--dynamodb-stream` (clap lets at most one through).
+fn stream_source(kinesis: &Option<String>, dynamodb: &Option<String>) -> Option<StreamSource> {
+    match (kinesis, dynamodb) {
+        (Some(k), _) => Some(StreamSource::Kinesis(k.clone())),
+        (None, Some(d)) => Some(StreamSource::DynamoDb(d.clone())),
+        (None, None) => None,
+    }
+}
+
 impl ExportArgs {
+    /// The stream to read, when not files.
+    pub fn stream_source(&self) -> Option<StreamSource> {
+        stream_source(&self.stream, &self.dynamodb_stream)
+    }
+
     /// The config file with these flags applied over it, validated.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let mut c = self.common.config()?;
@@ -437,6 +472,11 @@ impl ExportArgs {
 }
 
 impl ConsumeArgs {
+    /// The stream to read (clap requires one).
+    pub fn stream_source(&self) -> Option<StreamSource> {
+        stream_source(&self.stream, &self.dynamodb_stream)
+    }
+
     /// The config file with these flags applied over it, validated; continuous mode, so
     /// partitions also flush by age (`buffer.max_age`).
     pub fn settings(&self) -> Result<Settings, ConfigError> {
@@ -449,6 +489,13 @@ impl ConsumeArgs {
         let mut s = c.validate()?;
         s.flush.max_age_ms = Some(s.max_age.as_millis() as u64);
         Ok(s)
+    }
+}
+
+impl StatusArgs {
+    /// The stream to report on (clap requires one).
+    pub fn stream_source(&self) -> Option<StreamSource> {
+        stream_source(&self.stream, &self.dynamodb_stream)
     }
 }
 

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod ddl;
 pub mod decode;
+pub mod dynamodb_streams;
 pub mod encode;
 pub mod errors;
 pub mod failpoint;

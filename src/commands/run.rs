@@ -4,9 +4,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ddb_lake::cli::{ConsumeArgs, ExportArgs};
+use ddb_lake::cli::{ConsumeArgs, ExportArgs, StreamSource};
 use ddb_lake::config::Settings;
-use ddb_lake::kinesis::AwsStream;
+use ddb_lake::dynamodb_streams::DynamoDbStream;
+use ddb_lake::kinesis::{AwsStream, StreamApi};
 use ddb_lake::pipeline::stream::{self, Mode, StreamOptions};
 use ddb_lake::pipeline::{self, RunOptions, SystemClock};
 use ddb_lake::report;
@@ -19,10 +20,11 @@ pub(super) fn export(rt: &tokio::runtime::Runtime, args: ExportArgs) -> anyhow::
     let counters = Arc::new(Counters::default());
     let mut urls: Vec<&str> = args.input.iter().map(String::as_str).collect();
     urls.push(&settings.output);
-    rt.block_on(need_aws(&urls, args.stream.is_some()))?;
+    let source = args.stream_source();
+    rt.block_on(need_aws(&urls, source.is_some()))?;
     let summary = rt.block_on(async {
         let progress = report::Progress::start(counters.clone(), !args.out.no_progress);
-        let r = match &args.stream {
+        let r = match &source {
             Some(stream) => {
                 let until_ms = match &args.until {
                     Some(t) => parse_time("--until", t)?,
@@ -67,9 +69,12 @@ pub(super) fn consume(rt: &tokio::runtime::Runtime, args: ConsumeArgs) -> anyhow
             tracing::info!("serving metrics at http://{addr}/metrics");
         }
         let progress = report::Progress::start(counters.clone(), !args.out.no_progress);
+        let source = args
+            .stream_source()
+            .ok_or_else(|| anyhow::anyhow!("give --stream or --dynamodb-stream"))?;
         let r = run_stream(
             &settings,
-            &args.stream,
+            &source,
             Mode::Continuous,
             counters,
             stop_signal(),
@@ -92,17 +97,44 @@ async fn stop_signal() {
     }
 }
 
+/// Connects to the stream of `source` and runs it.
 async fn run_stream(
     settings: &Settings,
-    stream: &str,
+    source: &StreamSource,
     mode: Mode,
     counters: Arc<Counters>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<Summary> {
-    let api = Arc::new(AwsStream::connect(stream).await);
-    let checkpoint = settings.stream.checkpoint.clone().unwrap_or_else(|| {
-        default_checkpoint(&settings.output, &settings.state_prefix, api.name())
-    });
+    match source {
+        StreamSource::Kinesis(stream) => {
+            let api = AwsStream::connect(stream).await;
+            let name = api.name().to_string();
+            run_api(settings, api, stream, &name, mode, counters, shutdown).await
+        }
+        StreamSource::DynamoDb(table_or_arn) => {
+            let api = DynamoDbStream::connect(table_or_arn).await?;
+            let (arn, name) = (api.arn().to_string(), api.name());
+            tracing::info!("reading the DynamoDB stream {arn}");
+            run_api(settings, api, &arn, &name, mode, counters, shutdown).await
+        }
+    }
+}
+
+/// Runs `api` (the stream `stream`, whose default checkpoint is named `name`).
+async fn run_api<A: StreamApi>(
+    settings: &Settings,
+    api: A,
+    stream: &str,
+    name: &str,
+    mode: Mode,
+    counters: Arc<Counters>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<Summary> {
+    let checkpoint = settings
+        .stream
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| default_checkpoint(&settings.output, &settings.state_prefix, name));
     let opts = StreamOptions {
         stream: stream.to_string(),
         checkpoint,
@@ -115,7 +147,7 @@ async fn run_stream(
     };
     Ok(stream::run(
         settings,
-        api,
+        Arc::new(api),
         opts,
         Arc::new(SystemClock::default()),
         counters,

@@ -120,7 +120,9 @@ impl AwsStream {
     }
 }
 
-fn classify<E, R>(e: SdkError<E, R>) -> ApiError
+/// Classifies a failed SDK call of any AWS service (the error codes of Kinesis and of DynamoDB
+/// and DynamoDB Streams) by what the caller should do.
+pub(crate) fn classify<E, R>(e: SdkError<E, R>) -> ApiError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -133,11 +135,13 @@ where
             match code {
                 "ProvisionedThroughputExceededException"
                 | "LimitExceededException"
+                | "RequestLimitExceeded"
                 | "KMSThrottlingException"
                 | "ThrottlingException" => ApiError::Throttled(msg),
                 "ExpiredIteratorException" => ApiError::ExpiredIterator(msg),
                 "InternalFailure"
                 | "InternalFailureException"
+                | "InternalServerError"
                 | "ServiceUnavailable"
                 | "KMSInternalException" => ApiError::Transient(msg),
                 _ => ApiError::Fatal(msg),

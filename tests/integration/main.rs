@@ -11,6 +11,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod ddl;
+mod dynamodb;
 mod export;
 mod faults;
 mod helpers;

@@ -1,0 +1,485 @@
+//! DynamoDB Streams as a shard source: the second implementation of [`StreamApi`], so that a
+//! table's own change feed goes through the same shard readers, lineage, exactly-once
+//! checkpoints, error output and metrics as a Kinesis data stream.
+//!
+//! What differs from Kinesis, and where it is handled here:
+//! - the shard list comes from DescribeStream, 100 shards a page (`ExclusiveStartShardId`); a
+//!   listing that fails part-way keeps the pages it has and the next call goes on from there;
+//! - there is no AT_TIMESTAMP iterator: a shard started at a time (`--start latest` or
+//!   `at_timestamp`) is read from TRIM_HORIZON and the records created before that second are
+//!   skipped, as AT_TIMESTAMP would; the time travels in the iterator text we hand out;
+//! - records arrive as the SDK's types: each one is written back as the DynamoDB Streams JSON
+//!   record (the shape a Lambda trigger receives, with `eventSourceARN`), which the decoder reads
+//!   like any other and which the error output keeps as the record's bytes;
+//! - `ApproximateCreationDateTime` is in seconds; it is also the record's arrival time for
+//!   `--until` and the lag metric;
+//! - 24-hour retention: reading a shard whose oldest unread record is older than
+//!   [`RETENTION_WARNING`] warns and sets a metric; a checkpoint that points into trimmed data
+//!   (TrimmedDataAccessException) stops the run with the shard and the lost range.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use tokio::sync::Mutex;
+
+use crate::kinesis::api::classify;
+use crate::kinesis::{ApiError, KinesisRecord, RecordBatch, Shard, StartAt, StreamApi};
+
+mod record;
+pub use record::record_json;
+use record::to_record;
+
+/// DynamoDB Streams keeps records for 24 hours; past this age of the oldest unread record a
+/// shard read warns (and the lag metric shows it) before records start to be trimmed.
+pub const RETENTION_WARNING: Duration = Duration::from_secs(20 * 3600);
+
+/// Shards per DescribeStream page (the most the API returns).
+const SHARDS_PER_PAGE: i32 = 100;
+
+/// A table's DynamoDB stream, by its ARN.
+pub struct DynamoDbStream {
+    client: aws_sdk_dynamodbstreams::Client,
+    arn: String,
+    table: String,
+    listing: Mutex<Listing>,
+    /// Shards already warned about nearing the retention limit (once per shard and process).
+    warned: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A shard listing in progress: the shards of the pages read so far and where the next page
+/// starts. Kept across a failed call, so that a retry goes on instead of starting over.
+#[derive(Debug, Default)]
+struct Listing {
+    shards: Vec<Shard>,
+    after: Option<String>,
+}
+
+/// One DescribeStream page.
+#[derive(Debug, Default)]
+struct Page {
+    shards: Vec<Shard>,
+    last_evaluated: Option<String>,
+}
+
+/// Whether `source` names a DynamoDB stream by ARN (`arn:aws:dynamodb:...:table/T/stream/L`).
+pub fn is_stream_arn(source: &str) -> bool {
+    source.starts_with("arn:") && source.contains(":dynamodb:") && source.contains("/stream/")
+}
+
+/// The table of a stream ARN.
+fn table_of(arn: &str) -> Option<&str> {
+    let rest = arn.split_once(":table/")?.1;
+    rest.split('/').next().filter(|t| !t.is_empty())
+}
+
+impl DynamoDbStream {
+    /// The stream of `source`: a stream ARN, or a table name whose latest stream DescribeTable
+    /// gives. Clients from the standard AWS configuration (`AWS_ENDPOINT_URL_DYNAMODB`,
+    /// `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`).
+    pub async fn connect(source: &str) -> Result<Self, ApiError> {
+        let config = crate::aws::config().await;
+        let arn = if is_stream_arn(source) {
+            source.to_string()
+        } else {
+            let ddb = aws_sdk_dynamodb::Client::new(config);
+            let resp = ddb
+                .describe_table()
+                .table_name(source)
+                .send()
+                .await
+                .map_err(classify)?;
+            let table = resp.table();
+            let enabled = table
+                .and_then(|t| t.stream_specification())
+                .is_some_and(|s| s.stream_enabled());
+            match table.and_then(|t| t.latest_stream_arn()) {
+                Some(arn) if enabled => arn.to_string(),
+                Some(arn) => {
+                    tracing::warn!(
+                        "table {source}: its stream is turned off; reading what {arn} still retains"
+                    );
+                    arn.to_string()
+                }
+                None => {
+                    return Err(ApiError::Fatal(format!(
+                        "table {source} has no DynamoDB stream: turn one on (aws dynamodb update-table --table-name {source} --stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES), or read its Kinesis data stream with --stream"
+                    )))
+                }
+            }
+        };
+        let table = table_of(&arn)
+            .ok_or_else(|| ApiError::Fatal(format!("not a DynamoDB stream ARN: {arn}")))?
+            .to_string();
+        Ok(DynamoDbStream {
+            client: aws_sdk_dynamodbstreams::Client::new(config),
+            arn,
+            table,
+            listing: Mutex::new(Listing::default()),
+            warned: Default::default(),
+        })
+    }
+
+    /// The stream's ARN, which its checkpoint records.
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    /// A name for the stream's files (its default checkpoint): `dynamodb-{table}`.
+    pub fn name(&self) -> String {
+        format!("dynamodb-{}", self.table)
+    }
+
+    async fn page(&self, after: Option<String>) -> Result<Page, ApiError> {
+        let resp = self
+            .client
+            .describe_stream()
+            .stream_arn(&self.arn)
+            .limit(SHARDS_PER_PAGE)
+            .set_exclusive_start_shard_id(after)
+            .send()
+            .await
+            .map_err(classify)?;
+        let Some(desc) = resp.stream_description() else {
+            return Ok(Page::default());
+        };
+        Ok(Page {
+            shards: desc
+                .shards()
+                .iter()
+                .filter_map(|s| {
+                    Some(Shard {
+                        id: s.shard_id()?.to_string(),
+                        parent: s.parent_shard_id().map(str::to_string),
+                        adjacent_parent: None,
+                    })
+                })
+                .collect(),
+            last_evaluated: desc.last_evaluated_shard_id().map(str::to_string),
+        })
+    }
+
+    /// The oldest record still retained in `shard`, for the message about trimmed changes.
+    async fn oldest_retained(&self, shard: &str) -> Option<String> {
+        let it = self
+            .raw_iterator(shard, ShardIteratorType::TrimHorizon, None)
+            .await
+            .ok()?;
+        let resp = self
+            .client
+            .get_records()
+            .shard_iterator(it)
+            .limit(1)
+            .send()
+            .await
+            .ok()?;
+        let first = resp.records().first()?;
+        first.dynamodb()?.sequence_number().map(str::to_string)
+    }
+
+    async fn raw_iterator(
+        &self,
+        shard: &str,
+        kind: ShardIteratorType,
+        sequence: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let resp = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.arn)
+            .shard_id(shard)
+            .shard_iterator_type(kind)
+            .set_sequence_number(sequence.map(str::to_string))
+            .send()
+            .await
+            .map_err(classify)?;
+        resp.shard_iterator()
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Fatal(format!("no iterator returned for shard {shard}")))
+    }
+}
+
+/// Reads every page, going on from `listing` (what an earlier, failed call had read). On an
+/// error the pages read so far stay in `listing`.
+async fn list_all<F, Fut>(listing: &Mutex<Listing>, mut page: F) -> Result<Vec<Shard>, ApiError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Page, ApiError>>,
+{
+    let mut l = listing.lock().await;
+    loop {
+        let p = page(l.after.clone()).await?;
+        l.shards.extend(p.shards);
+        match p.last_evaluated {
+            Some(id) => l.after = Some(id),
+            None => {
+                l.after = None;
+                return Ok(std::mem::take(&mut l.shards));
+            }
+        }
+    }
+}
+
+/// The iterator text handed to the shard reader: the shard (for messages and metrics), the
+/// time before which records are skipped (a start at a time; empty once passed), and the
+/// service's iterator.
+struct Iter<'a> {
+    shard: &'a str,
+    from_ms: Option<i64>,
+    inner: &'a str,
+}
+
+impl<'a> Iter<'a> {
+    fn format(shard: &str, from_ms: Option<i64>, inner: &str) -> String {
+        let from = from_ms.map(|t| t.to_string()).unwrap_or_default();
+        format!("{shard}\n{from}\n{inner}")
+    }
+
+    fn parse(text: &'a str) -> Result<Self, ApiError> {
+        let bad = || ApiError::Fatal("malformed shard iterator".into());
+        let mut parts = text.splitn(3, '\n');
+        let shard = parts.next().ok_or_else(bad)?;
+        let from = parts.next().ok_or_else(bad)?;
+        let inner = parts.next().ok_or_else(bad)?;
+        let from_ms = if from.is_empty() {
+            None
+        } else {
+            Some(from.parse().map_err(|_| bad())?)
+        };
+        Ok(Iter {
+            shard,
+            from_ms,
+            inner,
+        })
+    }
+}
+
+/// Drops the leading records created before the second of `from_ms` (an AT_TIMESTAMP start);
+/// returns whether a record at or after it was seen, after which nothing more is dropped (so
+/// that records with slightly out-of-order creation times are all kept).
+fn skip_before(records: &mut Vec<KinesisRecord>, from_ms: i64) -> bool {
+    let from_s_ms = from_ms.div_euclid(1000) * 1000;
+    let keep = records
+        .iter()
+        .position(|r| r.arrival_ms >= from_s_ms)
+        .unwrap_or(records.len());
+    records.drain(..keep);
+    !records.is_empty()
+}
+
+impl StreamApi for DynamoDbStream {
+    async fn list_shards(&self) -> Result<Vec<Shard>, ApiError> {
+        list_all(&self.listing, |after| self.page(after)).await
+    }
+
+    async fn shard_iterator(&self, shard: &str, start: &StartAt) -> Result<String, ApiError> {
+        let (kind, sequence, from_ms) = match start {
+            StartAt::TrimHorizon => (ShardIteratorType::TrimHorizon, None, None),
+            StartAt::AtTimestamp(ms) => (ShardIteratorType::TrimHorizon, None, Some(*ms)),
+            StartAt::AfterSequence(s) => (
+                ShardIteratorType::AfterSequenceNumber,
+                Some(s.as_str()),
+                None,
+            ),
+        };
+        match self.raw_iterator(shard, kind, sequence).await {
+            Ok(it) => Ok(Iter::format(shard, from_ms, &it)),
+            Err(ApiError::Fatal(msg)) if msg.starts_with("TrimmedDataAccessException") => {
+                let oldest = self.oldest_retained(shard).await;
+                Err(ApiError::Fatal(trimmed_message(
+                    &self.arn,
+                    shard,
+                    sequence,
+                    oldest.as_deref(),
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_records(&self, iterator: &str, limit: i32) -> Result<RecordBatch, ApiError> {
+        let it = Iter::parse(iterator)?;
+        let resp = match self
+            .client
+            .get_records()
+            .shard_iterator(it.inner)
+            .limit(limit.min(1000))
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(r) => r,
+            Err(ApiError::Fatal(msg)) if msg.starts_with("TrimmedDataAccessException") => {
+                return Err(ApiError::Fatal(trimmed_message(
+                    &self.arn, it.shard, None, None,
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut records = resp
+            .records()
+            .iter()
+            .map(|r| to_record(r, &self.arn, it.shard))
+            .collect::<Result<Vec<_>, _>>()?;
+        let from_ms = match it.from_ms {
+            Some(t) if skip_before(&mut records, t) => None,
+            other => other,
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if let Some(first) = records.first() {
+            let age = now_ms - first.arrival_ms;
+            let first_time = || {
+                self.warned
+                    .lock()
+                    .map(|mut w| w.insert(it.shard.to_string()))
+                    .unwrap_or(true)
+            };
+            if age > RETENTION_WARNING.as_millis() as i64 && first_time() {
+                tracing::warn!(
+                    shard = it.shard,
+                    "the oldest unread change of this shard is {:.1} hours old: DynamoDB Streams trims after 24 hours, and changes not read by then are lost",
+                    age as f64 / 3_600_000.0
+                );
+            }
+        }
+        Ok(RecordBatch {
+            millis_behind_latest: records.last().map(|r| (now_ms - r.arrival_ms).max(0)),
+            records,
+            next_iterator: resp
+                .next_shard_iterator()
+                .map(|n| Iter::format(it.shard, from_ms, n)),
+        })
+    }
+}
+
+/// The message for changes trimmed before they were read.
+fn trimmed_message(arn: &str, shard: &str, after: Option<&str>, oldest: Option<&str>) -> String {
+    let from = after.map_or("the last record read".to_string(), |s| {
+        format!("sequence number {s}")
+    });
+    let to = oldest.map_or("the shard's oldest retained record".to_string(), |s| {
+        format!("sequence number {s}, the oldest still retained")
+    });
+    format!(
+        "changes were lost: stream {arn}, shard {shard}: the records after {from} and before {to} were trimmed (DynamoDB Streams keeps 24 hours) before this lake read them. Load them from a table export (ddb-lake export --input of an export), then run again"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    const ARN: &str =
+        "arn:aws:dynamodb:us-east-1:123456789012:table/Orders/stream/2019-12-16T17:21:37.013";
+
+    #[test]
+    fn arns_and_tables() {
+        assert!(is_stream_arn(ARN));
+        assert!(!is_stream_arn("Orders"));
+        assert!(!is_stream_arn("arn:aws:kinesis:us-east-1:1:stream/x"));
+        assert_eq!(table_of(ARN), Some("Orders"));
+    }
+
+    fn shard(n: usize) -> Shard {
+        Shard {
+            id: format!("shardId-{n:05}"),
+            parent: n.checked_sub(1).map(|p| format!("shardId-{p:05}")),
+            adjacent_parent: None,
+        }
+    }
+
+    /// 350 shards in pages of 100; the third page fails once. The retry goes on from the
+    /// fourth page's start instead of reading the first two again.
+    #[tokio::test]
+    async fn listing_pages_and_keeps_its_progress_after_an_error() {
+        let all: Vec<Shard> = (0..350).map(shard).collect();
+        let listing = Mutex::new(Listing::default());
+        let calls = std::sync::Mutex::new(Vec::<Option<String>>::new());
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let page = |after: Option<String>| {
+            calls.lock().unwrap().push(after.clone());
+            let start = match &after {
+                None => 0,
+                Some(id) => all.iter().position(|s| &s.id == id).unwrap() + 1,
+            };
+            let fail = start == 200 && !failed.swap(true, std::sync::atomic::Ordering::SeqCst);
+            let end = (start + 100).min(all.len());
+            let out = if fail {
+                Err(ApiError::Transient("connection reset".into()))
+            } else {
+                Ok(Page {
+                    shards: all[start..end].to_vec(),
+                    last_evaluated: (end < all.len()).then(|| all[end - 1].id.clone()),
+                })
+            };
+            async move { out }
+        };
+        let e = list_all(&listing, page).await.unwrap_err();
+        assert!(matches!(e, ApiError::Transient(_)));
+        let got = list_all(&listing, page).await.unwrap();
+        assert_eq!(got, all);
+        let calls = calls.lock().unwrap().clone();
+        let starts: Vec<Option<&str>> = calls.iter().map(|c| c.as_deref()).collect();
+        assert_eq!(
+            starts,
+            [
+                None,
+                Some("shardId-00099"),
+                Some("shardId-00199"),
+                Some("shardId-00199"),
+                Some("shardId-00299"),
+            ]
+        );
+        // The next listing starts over (new shards may have appeared anywhere).
+        let again = list_all(&listing, page).await.unwrap();
+        assert_eq!(again.len(), 350);
+    }
+
+    fn rec(seq: u64, arrival_ms: i64) -> KinesisRecord {
+        KinesisRecord {
+            sequence_number: seq.to_string(),
+            data: Bytes::new(),
+            arrival_ms,
+        }
+    }
+
+    #[test]
+    fn a_start_at_a_time_skips_what_came_before_its_second() {
+        let mut rs = vec![rec(1, 9_000), rec(2, 10_000), rec(3, 10_999), rec(4, 9_500)];
+        // Records are second-precise: one created in the start's second is kept.
+        assert!(skip_before(&mut rs, 10_500));
+        let seqs: Vec<&str> = rs.iter().map(|r| r.sequence_number.as_str()).collect();
+        assert_eq!(
+            seqs,
+            ["2", "3", "4"],
+            "after the first kept record nothing is dropped"
+        );
+        let mut early = vec![rec(1, 1_000), rec(2, 2_000)];
+        assert!(!skip_before(&mut early, 10_000));
+        assert!(early.is_empty());
+    }
+
+    #[test]
+    fn iterators_carry_the_shard_and_the_start_time() {
+        let text = Iter::format("shardId-1", Some(42), "arn:x|1|AAAA\nodd");
+        let it = Iter::parse(&text).unwrap();
+        assert_eq!(
+            (it.shard, it.from_ms, it.inner),
+            ("shardId-1", Some(42), "arn:x|1|AAAA\nodd")
+        );
+        let plain = Iter::format("s", None, "i");
+        assert_eq!(Iter::parse(&plain).unwrap().from_ms, None);
+        assert!(Iter::parse("no separators").is_err());
+    }
+
+    #[test]
+    fn trimmed_changes_name_the_shard_and_the_range() {
+        let m = trimmed_message(ARN, "shardId-9", Some("100"), Some("250"));
+        assert!(
+            m.contains("shardId-9") && m.contains("after sequence number 100"),
+            "{m}"
+        );
+        assert!(m.contains("before sequence number 250"), "{m}");
+        assert!(m.contains(ARN), "{m}");
+    }
+}
