@@ -135,9 +135,9 @@ pub struct ExportArgs {
     /// A Kinesis data stream (name or ARN) to read from its checkpoint up to now, instead of files.
     #[arg(env = "DDB_LAKE_STREAM", long)]
     pub stream: Option<String>,
-    /// A table's DynamoDB stream (the table's name, for its latest stream, or the stream's ARN) to read from its checkpoint up to now, instead of files.
-    #[arg(env = "DDB_LAKE_DYNAMODB_STREAM", long)]
-    pub dynamodb_stream: Option<String>,
+    /// Tables' DynamoDB streams (a table's name, for its latest stream, or a stream's ARN; several, each to its own lake table) to read from their checkpoints up to now, instead of files.
+    #[arg(env = "DDB_LAKE_DYNAMODB_STREAM", long, num_args = 1.., value_delimiter = ',')]
+    pub dynamodb_stream: Vec<String>,
     /// With a stream: read records that arrived up to this RFC 3339 time (default: the start of the run).
     #[arg(env = "DDB_LAKE_UNTIL", long, requires = "streams")]
     pub until: Option<String>,
@@ -162,9 +162,9 @@ pub struct ConsumeArgs {
     /// The Kinesis data stream (name or ARN).
     #[arg(env = "DDB_LAKE_STREAM", long)]
     pub stream: Option<String>,
-    /// Or a table's DynamoDB stream: the table's name (its latest stream) or the stream's ARN.
-    #[arg(env = "DDB_LAKE_DYNAMODB_STREAM", long)]
-    pub dynamodb_stream: Option<String>,
+    /// Or tables' DynamoDB streams: a table's name (its latest stream) or a stream's ARN; several, each to its own lake table.
+    #[arg(env = "DDB_LAKE_DYNAMODB_STREAM", long, num_args = 1.., value_delimiter = ',')]
+    pub dynamodb_stream: Vec<String>,
     /// Checkpoint and start position.
     #[command(flatten)]
     pub stream_args: StreamArgs,
@@ -443,16 +443,16 @@ impl StreamArgs {
 pub enum StreamSource {
     /// A Kinesis data stream, by name or ARN.
     Kinesis(String),
-    /// A table's DynamoDB stream: the table's name or the stream's ARN.
-    DynamoDb(String),
+    /// Tables' DynamoDB streams, each a table's name or a stream's ARN; one or more.
+    DynamoDb(Vec<String>),
 }
 
-/// The source of `--stream` or `--dynamodb-stream` (clap lets at most one through).
-fn stream_source(kinesis: &Option<String>, dynamodb: &Option<String>) -> Option<StreamSource> {
+/// The source of `--stream` or `--dynamodb-stream` (clap lets at most one of them through).
+fn stream_source(kinesis: &Option<String>, dynamodb: &[String]) -> Option<StreamSource> {
     match (kinesis, dynamodb) {
         (Some(k), _) => Some(StreamSource::Kinesis(k.clone())),
-        (None, Some(d)) => Some(StreamSource::DynamoDb(d.clone())),
-        (None, None) => None,
+        (None, []) => None,
+        (None, d) => Some(StreamSource::DynamoDb(d.to_vec())),
     }
 }
 
@@ -495,7 +495,7 @@ impl ConsumeArgs {
 impl StatusArgs {
     /// The stream to report on (clap requires one).
     pub fn stream_source(&self) -> Option<StreamSource> {
-        stream_source(&self.stream, &self.dynamodb_stream)
+        stream_source(&self.stream, self.dynamodb_stream.as_slice())
     }
 }
 

@@ -57,6 +57,9 @@ pub struct Summary {
     /// The last checkpoint saved (stream runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<crate::checkpoint::Checkpoint>,
+    /// The last checkpoint saved of each stream, when one run read several at once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<crate::checkpoint::Checkpoint>,
     /// Hour markers written (`table YYYY-MM-DDTHH`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hours_completed: Vec<String>,
@@ -84,6 +87,38 @@ impl Summary {
     /// Error entries over all reasons.
     pub fn errors_total(&self) -> u64 {
         self.errors.values().sum()
+    }
+
+    /// Adds a run that went on at the same time as this one (another stream of the same
+    /// command): counts and sizes summed (peak buffers too: each run has its own), maps merged,
+    /// objects and markers appended, the longer time and the larger process peak, its checkpoint
+    /// kept in `checkpoints`.
+    pub fn merge(&mut self, other: Summary) {
+        fn add(to: &mut BTreeMap<String, u64>, from: BTreeMap<String, u64>) {
+            for (k, v) in from {
+                *to.entry(k).or_default() += v;
+            }
+        }
+        self.input_files += other.input_files;
+        self.records_in += other.records_in;
+        self.bytes_in += other.bytes_in;
+        add(&mut self.rows_out, other.rows_out);
+        add(&mut self.errors, other.errors);
+        add(&mut self.type_mismatches, other.type_mismatches);
+        add(&mut self.truncated_values, other.truncated_values);
+        add(&mut self.unmapped_rows, other.unmapped_rows);
+        add(&mut self.flushes, other.flushes);
+        add(&mut self.late_rows, other.late_rows);
+        self.files_written += other.files_written;
+        self.bytes_written += other.bytes_written;
+        self.objects.extend(other.objects);
+        self.peak_buffered_bytes += other.peak_buffered_bytes;
+        self.peak_rss_bytes = self.peak_rss_bytes.max(other.peak_rss_bytes);
+        self.elapsed_ms = self.elapsed_ms.max(other.elapsed_ms);
+        self.dry_run |= other.dry_run;
+        self.checkpoints.extend(other.checkpoint);
+        self.checkpoints.extend(other.checkpoints);
+        self.hours_completed.extend(other.hours_completed);
     }
 }
 

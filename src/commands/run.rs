@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ddb_lake::cli::{ConsumeArgs, ExportArgs, StreamSource};
-use ddb_lake::config::Settings;
+use ddb_lake::config::{ConfigError, Settings};
 use ddb_lake::dynamodb_streams::DynamoDbStream;
 use ddb_lake::kinesis::{AwsStream, StreamApi};
 use ddb_lake::pipeline::stream::{self, Mode, StreamOptions};
@@ -111,12 +111,91 @@ async fn run_stream(
             let name = api.name().to_string();
             run_api(settings, api, stream, &name, mode, counters, shutdown).await
         }
-        StreamSource::DynamoDb(table_or_arn) => {
-            let api = DynamoDbStream::connect(table_or_arn).await?;
-            let (arn, name) = (api.arn().to_string(), api.name());
-            tracing::info!("reading the DynamoDB stream {arn}");
-            run_api(settings, api, &arn, &name, mode, counters, shutdown).await
+        StreamSource::DynamoDb(sources) => {
+            let mut apis = Vec::new();
+            for source in sources {
+                let api = DynamoDbStream::connect(source).await?;
+                tracing::info!("reading the DynamoDB stream {}", api.arn());
+                if let Some(twice) = apis
+                    .iter()
+                    .find(|a: &&DynamoDbStream| a.table() == api.table())
+                {
+                    return Err(ConfigError::Invalid {
+                        field: "--dynamodb-stream",
+                        problem: format!(
+                            "table {} is named twice ({} and {}): one stream per table",
+                            api.table(),
+                            twice.arn(),
+                            api.arn()
+                        ),
+                    }
+                    .into());
+                }
+                apis.push(api);
+            }
+            if apis.len() > 1 && settings.stream.checkpoint.is_some() {
+                return Err(ConfigError::Invalid {
+                    field: "stream.checkpoint",
+                    problem: "names one checkpoint, and several streams each need their own: leave it out (each stream's is kept next to the output, named after its table)".into(),
+                }
+                .into());
+            }
+            run_all(settings, apis, mode, counters, shutdown).await
         }
+    }
+}
+
+/// Runs several DynamoDB streams at once, each with its own checkpoint and buffers, into one
+/// lake; one summary of them all. A stop request stops them all, and so does a failed one.
+async fn run_all(
+    settings: &Settings,
+    mut apis: Vec<DynamoDbStream>,
+    mode: Mode,
+    counters: Arc<Counters>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<Summary> {
+    if apis.len() == 1 {
+        let api = apis.remove(0);
+        let (arn, name) = (api.arn().to_string(), api.name());
+        return run_api(settings, api, &arn, &name, mode, counters, shutdown).await;
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runs = apis.into_iter().map(|api| {
+        let mut stop = stop_rx.clone();
+        let (stop_tx, counters) = (&stop_tx, counters.clone());
+        async move {
+            let (arn, name) = (api.arn().to_string(), api.name());
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let r = run_api(settings, api, &arn, &name, mode, counters, stopped).await;
+            if let Err(e) = &r {
+                tracing::error!("stream {arn}: {e:#}; stopping the other streams");
+                let _ = stop_tx.send(true);
+            }
+            r.map_err(|e| e.context(format!("stream {arn}")))
+        }
+    });
+    let all = futures::future::join_all(runs);
+    tokio::pin!(all);
+    let results = tokio::select! {
+        results = &mut all => results,
+        _ = shutdown => {
+            let _ = stop_tx.send(true);
+            all.await
+        }
+    };
+    let mut total = Summary::default();
+    let mut failed = None;
+    for r in results {
+        match r {
+            Ok(s) => total.merge(s),
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(total),
     }
 }
 

@@ -19,8 +19,10 @@ pub(super) fn status(rt: &tokio::runtime::Runtime, args: StatusArgs) -> anyhow::
                 let name = api.name().to_string();
                 shard_rows(&args, &api, &stream, &name).await
             }
-            Some(StreamSource::DynamoDb(table_or_arn)) => {
-                let api = DynamoDbStream::connect(&table_or_arn).await?;
+            Some(StreamSource::DynamoDb(sources)) => {
+                // clap lets one through for `status`.
+                let one = sources.first().map(String::as_str).unwrap_or_default();
+                let api = DynamoDbStream::connect(one).await?;
                 let (arn, name) = (api.arn().to_string(), api.name());
                 shard_rows(&args, &api, &arn, &name).await
             }

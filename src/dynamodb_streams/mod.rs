@@ -124,6 +124,11 @@ impl DynamoDbStream {
         &self.arn
     }
 
+    /// The stream's table.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     /// A name for the stream's files (its default checkpoint): `dynamodb-{table}`.
     pub fn name(&self) -> String {
         format!("dynamodb-{}", self.table)
@@ -220,25 +225,33 @@ where
 }
 
 /// The iterator text handed to the shard reader: the shard (for messages and metrics), the
-/// time before which records are skipped (a start at a time; empty once passed), and the
-/// service's iterator.
+/// time before which records are skipped (a start at a time; empty once passed), whether it is
+/// fresh from GetShardIterator, and the service's iterator.
 struct Iter<'a> {
     shard: &'a str,
     from_ms: Option<i64>,
+    fresh: bool,
     inner: &'a str,
 }
 
+/// Empty pages followed at once after a fresh iterator. DynamoDB Streams may answer empty
+/// pages before a part of the shard that holds records (after trimmed records, say); a shard
+/// reader takes an empty page for the tip, where a scheduled run stops.
+const EMPTY_PAGES_FOLLOWED: u32 = 4;
+
 impl<'a> Iter<'a> {
-    fn format(shard: &str, from_ms: Option<i64>, inner: &str) -> String {
+    fn format(shard: &str, from_ms: Option<i64>, fresh: bool, inner: &str) -> String {
         let from = from_ms.map(|t| t.to_string()).unwrap_or_default();
-        format!("{shard}\n{from}\n{inner}")
+        let fresh = if fresh { "fresh" } else { "" };
+        format!("{shard}\n{from}\n{fresh}\n{inner}")
     }
 
     fn parse(text: &'a str) -> Result<Self, ApiError> {
         let bad = || ApiError::Fatal("malformed shard iterator".into());
-        let mut parts = text.splitn(3, '\n');
+        let mut parts = text.splitn(4, '\n');
         let shard = parts.next().ok_or_else(bad)?;
         let from = parts.next().ok_or_else(bad)?;
+        let fresh = parts.next().ok_or_else(bad)? == "fresh";
         let inner = parts.next().ok_or_else(bad)?;
         let from_ms = if from.is_empty() {
             None
@@ -248,8 +261,34 @@ impl<'a> Iter<'a> {
         Ok(Iter {
             shard,
             from_ms,
+            fresh,
             inner,
         })
+    }
+}
+
+/// One GetRecords page: the records and the next iterator.
+type RawPage = (Vec<KinesisRecord>, Option<String>);
+
+/// Fetches the page at `iterator`, following up to `follows` empty pages to the next one.
+async fn page_after_empty<F, Fut>(
+    mut iterator: String,
+    mut follows: u32,
+    mut fetch: F,
+) -> Result<RawPage, ApiError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<RawPage, ApiError>>,
+{
+    loop {
+        let (records, next) = fetch(iterator).await?;
+        match next {
+            Some(n) if records.is_empty() && follows > 0 => {
+                follows -= 1;
+                iterator = n;
+            }
+            next => return Ok((records, next)),
+        }
     }
 }
 
@@ -282,7 +321,7 @@ impl StreamApi for DynamoDbStream {
             ),
         };
         match self.raw_iterator(shard, kind, sequence).await {
-            Ok(it) => Ok(Iter::format(shard, from_ms, &it)),
+            Ok(it) => Ok(Iter::format(shard, from_ms, true, &it)),
             Err(ApiError::Fatal(msg)) if msg.starts_with("TrimmedDataAccessException") => {
                 let oldest = self.oldest_retained(shard).await;
                 Err(ApiError::Fatal(trimmed_message(
@@ -298,33 +337,46 @@ impl StreamApi for DynamoDbStream {
 
     async fn get_records(&self, iterator: &str, limit: i32) -> Result<RecordBatch, ApiError> {
         let it = Iter::parse(iterator)?;
-        let resp = match self
-            .client
-            .get_records()
-            .shard_iterator(it.inner)
-            .limit(limit.min(1000))
-            .send()
-            .await
-            .map_err(classify)
-        {
-            Ok(r) => r,
-            Err(ApiError::Fatal(msg)) if msg.starts_with("TrimmedDataAccessException") => {
-                return Err(ApiError::Fatal(trimmed_message(
-                    &self.arn, it.shard, None, None,
-                )))
-            }
-            Err(e) => return Err(e),
+        let follows = if it.fresh { EMPTY_PAGES_FOLLOWED } else { 0 };
+        let fetch = |inner: String| async move {
+            let resp = match self
+                .client
+                .get_records()
+                .shard_iterator(inner)
+                .limit(limit.min(1000))
+                .send()
+                .await
+                .map_err(classify)
+            {
+                Ok(r) => r,
+                Err(ApiError::Fatal(msg)) if msg.starts_with("TrimmedDataAccessException") => {
+                    return Err(ApiError::Fatal(trimmed_message(
+                        &self.arn, it.shard, None, None,
+                    )))
+                }
+                Err(e) => return Err(e),
+            };
+            let records = resp
+                .records()
+                .iter()
+                .map(|r| to_record(r, &self.arn, it.shard))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((records, resp.next_shard_iterator().map(str::to_string)))
         };
-        let mut records = resp
-            .records()
-            .iter()
-            .map(|r| to_record(r, &self.arn, it.shard))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (mut records, next) = page_after_empty(it.inner.to_string(), follows, fetch).await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        // Records created before a start at a time are skipped; a page skipped whole is not the
+        // tip (the reader asks again at once, and a scheduled run does not stop there).
+        let skipped_to = records.last().map(|r| r.arrival_ms);
         let from_ms = match it.from_ms {
             Some(t) if skip_before(&mut records, t) => None,
             other => other,
         };
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let behind = match (records.last(), skipped_to) {
+            (Some(last), _) => Some((now_ms - last.arrival_ms).max(0)),
+            (None, Some(t)) => Some((now_ms - t).max(1)),
+            (None, None) => None,
+        };
         if let Some(first) = records.first() {
             let age = now_ms - first.arrival_ms;
             let first_time = || {
@@ -342,11 +394,9 @@ impl StreamApi for DynamoDbStream {
             }
         }
         Ok(RecordBatch {
-            millis_behind_latest: records.last().map(|r| (now_ms - r.arrival_ms).max(0)),
+            millis_behind_latest: behind,
             records,
-            next_iterator: resp
-                .next_shard_iterator()
-                .map(|n| Iter::format(it.shard, from_ms, n)),
+            next_iterator: next.map(|n| Iter::format(it.shard, from_ms, false, &n)),
         })
     }
 }
@@ -461,14 +511,15 @@ mod tests {
 
     #[test]
     fn iterators_carry_the_shard_and_the_start_time() {
-        let text = Iter::format("shardId-1", Some(42), "arn:x|1|AAAA\nodd");
+        let text = Iter::format("shardId-1", Some(42), true, "arn:x|1|AAAA\nodd");
         let it = Iter::parse(&text).unwrap();
         assert_eq!(
-            (it.shard, it.from_ms, it.inner),
-            ("shardId-1", Some(42), "arn:x|1|AAAA\nodd")
+            (it.shard, it.from_ms, it.fresh, it.inner),
+            ("shardId-1", Some(42), true, "arn:x|1|AAAA\nodd")
         );
-        let plain = Iter::format("s", None, "i");
-        assert_eq!(Iter::parse(&plain).unwrap().from_ms, None);
+        let text = Iter::format("s", None, false, "i");
+        let plain = Iter::parse(&text).unwrap();
+        assert_eq!((plain.from_ms, plain.fresh), (None, false));
         assert!(Iter::parse("no separators").is_err());
     }
 
@@ -481,5 +532,34 @@ mod tests {
         );
         assert!(m.contains("before sequence number 250"), "{m}");
         assert!(m.contains(ARN), "{m}");
+    }
+
+    /// A fresh iterator in front of three empty pages (after trimmed records, say) still gets
+    /// to the records; a page of a reader already going is taken as it is.
+    #[tokio::test]
+    async fn empty_pages_after_a_fresh_iterator_are_followed() {
+        let pages = std::sync::Mutex::new(vec![
+            (vec![], Some("2".to_string())),
+            (vec![], Some("3".to_string())),
+            (vec![], Some("4".to_string())),
+            (vec![rec(7, 1_000)], Some("5".to_string())),
+        ]);
+        let fetch = |_: String| {
+            let page = pages.lock().unwrap().remove(0);
+            async move { Ok(page) }
+        };
+        let (records, next) = page_after_empty("1".into(), EMPTY_PAGES_FOLLOWED, fetch)
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(next.as_deref(), Some("5"));
+        pages.lock().unwrap().push((vec![], Some("6".to_string())));
+        pages.lock().unwrap().push((vec![rec(8, 2_000)], None));
+        let (records, next) = page_after_empty("5".into(), 0, fetch).await.unwrap();
+        assert!(
+            records.is_empty(),
+            "not fresh: the empty page is the answer"
+        );
+        assert_eq!(next.as_deref(), Some("6"));
     }
 }

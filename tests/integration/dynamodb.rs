@@ -32,19 +32,22 @@ print(ddb.describe_table(TableName=t)['Table']['LatestStreamArn'])
 
 /// Checks the lake under argv[1] for table argv[2] written from a stream of view argv[3]:
 /// argv[4] inserts, argv[5] updates of the first ones, argv[6] deletes of the last ones, every
-/// change once (by event id), values as the view type carries them; DuckDB counts the same.
+/// change once (by event id), values as the view type carries them, all in the table's own
+/// folder; DuckDB counts the same.
 const CHECK: &str = r#"
-import sys, glob, decimal, duckdb
+import os, sys, glob, decimal, duckdb
 import pyarrow.parquet as pq, pyarrow as pa
 lake, table, view, puts, updates, deletes = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 files = sorted(glob.glob(f'{lake}/**/*.parquet', recursive=True))
 t = pa.concat_tables([pq.read_table(f) for f in files], promote_options='default')
-rows = t.to_pylist()
+rows = [r for r in t.to_pylist() if r['cdc_source_table'] == table]
+own = [f for f in files if table in set(pq.read_table(f, columns=['cdc_source_table']).column(0).to_pylist())]
+folders = set(os.path.relpath(f, lake).split(os.sep)[0] for f in own)
+assert len(folders) == 1, folders
 ids = [r['cdc_event_id'] for r in rows]
 assert len(ids) == len(set(ids)) == puts + updates + deletes, (len(ids), len(set(ids)))
 ops = [r['cdc_operation'] for r in rows]
 assert (ops.count('INSERT'), ops.count('MODIFY'), ops.count('REMOVE')) == (puts, updates, deletes), ops
-assert all(r['cdc_source_table'] == table for r in rows), set(r['cdc_source_table'] for r in rows)
 new = view in ('NEW_IMAGE', 'NEW_AND_OLD_IMAGES')
 old = view in ('OLD_IMAGE', 'NEW_AND_OLD_IMAGES')
 for r in rows:
@@ -63,7 +66,7 @@ for r in rows:
         assert amount == (decimal.Decimal(f'{i}.5') if old else None), r
 if view == 'KEYS_ONLY':
     assert 'amount' not in t.column_names, t.column_names
-n = duckdb.execute(f"select count(distinct cdc_event_id) from read_parquet('{lake}/**/*.parquet', union_by_name=true)").fetchone()[0]
+n = duckdb.execute(f"select count(distinct cdc_event_id) from read_parquet('{lake}/**/*.parquet', union_by_name=true) where cdc_source_table = ?", [table]).fetchone()[0]
 assert n == len(rows), n
 print('OK')
 "#;
@@ -227,5 +230,86 @@ fn one_stream_per_run_is_a_usage_rule() {
     assert!(
         help.contains("--dynamodb-stream") && help.contains("[env: DDB_LAKE_DYNAMODB_STREAM="),
         "{help}"
+    );
+}
+
+#[test]
+fn several_tables_in_one_run_each_to_its_own_lake_table() {
+    if skip_without_servers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let (a, b) = (unique("Orders"), unique("Customers"));
+    changes(&a, "NEW_AND_OLD_IMAGES", 0, 12, 3, 2);
+    changes(&b, "NEW_IMAGE", 0, 7, 1, 1);
+    let both = export_json(
+        &[
+            "--dynamodb-stream",
+            &a,
+            "--dynamodb-stream",
+            &b,
+            "-o",
+            s(&lake),
+        ],
+        0,
+    );
+    assert_eq!(both["records_in"], 26, "{both}");
+    assert_eq!(
+        both["checkpoints"].as_array().map(Vec::len),
+        Some(2),
+        "{both}"
+    );
+    check(&lake, &a, "NEW_AND_OLD_IMAGES", 12, 3, 2);
+    check(&lake, &b, "NEW_IMAGE", 7, 1, 1);
+    let checkpoints = std::fs::read_dir(lake.join("_ddb_lake/checkpoints"))
+        .unwrap()
+        .count();
+    assert_eq!(checkpoints, 2, "one checkpoint per stream");
+    let tables = std::fs::read_dir(&lake)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "_ddb_lake")
+        .count();
+    assert_eq!(tables, 2, "a folder per lake table");
+    // Again, from the environment with a comma: nothing new for either.
+    changes(&b, "-", 50, 2, 0, 0);
+    let out = bin()
+        .args(["export", "--json", "--no-progress", "-o", s(&lake)])
+        .env("DDB_LAKE_DYNAMODB_STREAM", format!("{a},{b}"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["records_in"], 2, "{again}");
+    check(&lake, &b, "NEW_IMAGE", 9, 1, 1);
+    // The same table twice, and one checkpoint for several streams, are configuration errors.
+    let twice = run(&["export", "--dynamodb-stream", &a, &a, "-o", s(&lake)]);
+    assert_eq!(
+        twice.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&twice.stderr)
+    );
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("named twice"));
+    let one_cp = run(&[
+        "export",
+        "--dynamodb-stream",
+        &a,
+        &b,
+        "--checkpoint",
+        s(&dir.path().join("cp.json")),
+        "-o",
+        s(&lake),
+    ]);
+    assert_eq!(
+        one_cp.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&one_cp.stderr)
     );
 }
