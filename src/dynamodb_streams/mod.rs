@@ -6,7 +6,7 @@
 //! - the shard list comes from DescribeStream, 100 shards a page (`ExclusiveStartShardId`); a
 //!   listing that fails part-way keeps the pages it has and the next call goes on from there;
 //! - there is no AT_TIMESTAMP iterator: a shard started at a time (`--start latest` or
-//!   `at_timestamp`) is read from TRIM_HORIZON and the records created before that second are
+//!   `at_timestamp`) is read from TRIM_HORIZON and the records created before that minute are
 //!   skipped, as AT_TIMESTAMP would; the time travels in the iterator text we hand out;
 //! - records arrive as the SDK's types: each one is written back as the DynamoDB Streams JSON
 //!   record (the shape a Lambda trigger receives, with `eventSourceARN`), which the decoder reads
@@ -292,14 +292,17 @@ where
     }
 }
 
-/// Drops the leading records created before the second of `from_ms` (an AT_TIMESTAMP start);
+/// Drops the leading records created before the minute of `from_ms` (an AT_TIMESTAMP start);
 /// returns whether a record at or after it was seen, after which nothing more is dropped (so
-/// that records with slightly out-of-order creation times are all kept).
+/// that records with slightly out-of-order creation times are all kept). The minute, not the
+/// second: creation times can be rounded down to the minute (DynamoDB Local's are, and so are
+/// the examples in AWS's documentation), and a record created after the start must never be
+/// dropped; a few from before it are kept instead.
 fn skip_before(records: &mut Vec<KinesisRecord>, from_ms: i64) -> bool {
-    let from_s_ms = from_ms.div_euclid(1000) * 1000;
+    let from_minute_ms = from_ms.div_euclid(60_000) * 60_000;
     let keep = records
         .iter()
-        .position(|r| r.arrival_ms >= from_s_ms)
+        .position(|r| r.arrival_ms >= from_minute_ms)
         .unwrap_or(records.len());
     records.drain(..keep);
     !records.is_empty()
@@ -494,10 +497,16 @@ mod tests {
     }
 
     #[test]
-    fn a_start_at_a_time_skips_what_came_before_its_second() {
-        let mut rs = vec![rec(1, 9_000), rec(2, 10_000), rec(3, 10_999), rec(4, 9_500)];
-        // Records are second-precise: one created in the start's second is kept.
-        assert!(skip_before(&mut rs, 10_500));
+    fn a_start_at_a_time_skips_what_came_before_its_minute() {
+        let mut rs = vec![
+            rec(1, 59_000),
+            rec(2, 60_000),
+            rec(3, 119_999),
+            rec(4, 59_500),
+        ];
+        // Creation times may be rounded down to the minute: one stamped with the start's
+        // minute is kept, even when the start is later in that minute.
+        assert!(skip_before(&mut rs, 90_500));
         let seqs: Vec<&str> = rs.iter().map(|r| r.sequence_number.as_str()).collect();
         assert_eq!(
             seqs,
@@ -505,7 +514,7 @@ mod tests {
             "after the first kept record nothing is dropped"
         );
         let mut early = vec![rec(1, 1_000), rec(2, 2_000)];
-        assert!(!skip_before(&mut early, 10_000));
+        assert!(!skip_before(&mut early, 60_000));
         assert!(early.is_empty());
     }
 

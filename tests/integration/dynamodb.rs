@@ -313,3 +313,45 @@ fn several_tables_in_one_run_each_to_its_own_lake_table() {
         String::from_utf8_lossy(&one_cp.stderr)
     );
 }
+
+/// `--start latest` on DynamoDB Streams (no AT_TIMESTAMP iterator there): every change made
+/// after the start is read, once; changes stamped with the start's minute may be read too.
+#[test]
+fn a_start_at_latest_reads_every_change_after_it() {
+    if skip_without_servers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let table = unique("Latest");
+    changes(&table, "NEW_IMAGE", 0, 5, 0, 0);
+    let export = || {
+        export_json(
+            &[
+                "--dynamodb-stream",
+                &table,
+                "--start",
+                "latest",
+                "-o",
+                s(&lake),
+            ],
+            0,
+        )
+    };
+    let first = export()["records_in"].as_u64().unwrap();
+    assert!(first <= 5, "{first}");
+    changes(&table, "-", 100, 3, 0, 0);
+    let second = export()["records_in"].as_u64().unwrap();
+    assert_eq!(
+        second, 3,
+        "the changes after the start, and only those, in the second run"
+    );
+    let rows = r#"
+import sys, glob, pyarrow.parquet as pq, pyarrow as pa
+t = pa.concat_tables([pq.read_table(f) for f in glob.glob(f'{sys.argv[1]}/**/*.parquet', recursive=True)], promote_options='default')
+ids = t.column('id').to_pylist()
+assert len(ids) == len(set(ids)), ids
+print(len(ids), sum(1 for i in ids if i >= 100))
+"#;
+    assert_eq!(py(rows, &[s(&lake)]), format!("{} 3", first + 3));
+}
