@@ -253,7 +253,10 @@ pub fn flatten<'a>(
     }
     // Keys are always present, even for KEYS_ONLY streams.
     f.item(Image::New, &rec.keys, image);
-    if opts.keep_old_image {
+    // The before-image in `old_` columns: on request, and always for a MODIFY that carries no
+    // other (an OLD_IMAGE stream's), which would otherwise keep nothing but its keys.
+    let only_image = rec.operation == Operation::Modify && rec.new_image.is_none();
+    if opts.keep_old_image || only_image {
         if let Some(old) = &rec.old_image {
             f.item(Image::Old, old, None);
         }
@@ -449,6 +452,43 @@ mod tests {
             Some(Cell::Str("old name".into()))
         );
         assert_eq!(col(&s, &row, "id"), Some(Cell::Str("k1".into())));
+    }
+
+    /// An OLD_IMAGE stream's MODIFY carries only the item before the change: kept in `old_`
+    /// columns even when old images are not asked for, so nothing but the keys is not all.
+    #[test]
+    fn a_modify_with_only_its_old_image_keeps_it_in_old_columns() {
+        let mut s = TableSchema::new("T", None);
+        let text = r#"{"eventName":"MODIFY","tableName":"T","dynamodb":{
+            "ApproximateCreationDateTime":1795000000331,"Keys":{"Id":{"S":"k1"}},
+            "OldImage":{"Id":{"S":"k1"},"Name":{"S":"before"}}}}"#;
+        let r = parse_record(text.as_bytes()).unwrap();
+        let row = flatten(
+            &mut s,
+            &r,
+            &Position::default(),
+            0,
+            FlattenOptions::default(),
+        );
+        assert_eq!(col(&s, &row, "old_name"), Some(Cell::Str("before".into())));
+        assert_eq!(col(&s, &row, "name"), None, "not the item after the change");
+        assert_eq!(col(&s, &row, "id"), Some(Cell::Str("k1".into())));
+        // With both images (NEW_AND_OLD_IMAGES), old columns stay off unless asked for.
+        let both = rec(
+            r#"{"Id":{"S":"k2"},"Name":{"S":"after"}}"#,
+            "MODIFY",
+            Some(r#"{"Id":{"S":"k2"},"Size":{"N":"1"}}"#),
+        );
+        let r = parse_record(both.as_bytes()).unwrap();
+        let row = flatten(
+            &mut s,
+            &r,
+            &Position::default(),
+            0,
+            FlattenOptions::default(),
+        );
+        assert_eq!(col(&s, &row, "name"), Some(Cell::Str("after".into())));
+        assert_eq!(col(&s, &row, "old_size"), None);
     }
 
     #[test]

@@ -60,7 +60,7 @@ for r in rows:
     elif op == 'MODIFY':
         assert amount == (decimal.Decimal('99.25') if new else None), r
         if view == 'OLD_IMAGE':
-            # The before-image, the only one such a stream carries: kept with --keep-old-image.
+            # The before-image, the only one such a stream carries: kept in old_ columns.
             assert r['old_amount'] == decimal.Decimal(f'{i}.5'), r
     else:
         assert amount == (decimal.Decimal(f'{i}.5') if old else None), r
@@ -94,20 +94,10 @@ fn every_stream_view_type_reaches_the_lake_exactly_once_across_runs() {
         return;
     }
     for view in ["NEW_AND_OLD_IMAGES", "NEW_IMAGE", "OLD_IMAGE", "KEYS_ONLY"] {
-        // An OLD_IMAGE stream's updates carry only the before-image: kept in `old_` columns.
-        let keep_old: &[&str] = if view == "OLD_IMAGE" {
-            &["--keep-old-image"]
-        } else {
-            &[]
-        };
         let dir = tempfile::tempdir().unwrap();
         let lake = dir.path().join("lake");
         let table = unique("Items");
-        let export = |source: &str| {
-            let mut args = vec!["--dynamodb-stream", source, "-o", s(&lake)];
-            args.extend_from_slice(keep_old);
-            export_json(&args, 0)
-        };
+        let export = |source: &str| export_json(&["--dynamodb-stream", source, "-o", s(&lake)], 0);
         let arn = changes(&table, view, 0, 20, 6, 4);
         assert!(arn.starts_with("arn:aws:dynamodb:"), "{arn}");
         // By the table's name: its latest stream.
