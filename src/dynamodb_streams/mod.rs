@@ -308,6 +308,28 @@ fn skip_before(records: &mut Vec<KinesisRecord>, from_ms: i64) -> bool {
     !records.is_empty()
 }
 
+/// A page after a start at a time (`from_ms`): the records before it skipped ([`skip_before`]);
+/// returns the start still to apply to the next pages (`None` once passed) and how far behind
+/// the tip the page is. That is `None` (the tip) only for an empty page: a page skipped whole is
+/// behind, so the reader asks again at once and a scheduled run does not stop there.
+fn after_start(
+    records: &mut Vec<KinesisRecord>,
+    from_ms: Option<i64>,
+    now_ms: i64,
+) -> (Option<i64>, Option<i64>) {
+    let last_read = records.last().map(|r| r.arrival_ms);
+    let from_ms = match from_ms {
+        Some(t) if skip_before(records, t) => None,
+        other => other,
+    };
+    let behind = match (records.last(), last_read) {
+        (Some(last), _) => Some((now_ms - last.arrival_ms).max(0)),
+        (None, Some(t)) => Some((now_ms - t).max(1)),
+        (None, None) => None,
+    };
+    (from_ms, behind)
+}
+
 impl StreamApi for DynamoDbStream {
     async fn list_shards(&self) -> Result<Vec<Shard>, ApiError> {
         list_all(&self.listing, |after| self.page(after)).await
@@ -368,18 +390,7 @@ impl StreamApi for DynamoDbStream {
         };
         let (mut records, next) = page_after_empty(it.inner.to_string(), follows, fetch).await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
-        // Records created before a start at a time are skipped; a page skipped whole is not the
-        // tip (the reader asks again at once, and a scheduled run does not stop there).
-        let skipped_to = records.last().map(|r| r.arrival_ms);
-        let from_ms = match it.from_ms {
-            Some(t) if skip_before(&mut records, t) => None,
-            other => other,
-        };
-        let behind = match (records.last(), skipped_to) {
-            (Some(last), _) => Some((now_ms - last.arrival_ms).max(0)),
-            (None, Some(t)) => Some((now_ms - t).max(1)),
-            (None, None) => None,
-        };
+        let (from_ms, behind) = after_start(&mut records, it.from_ms, now_ms);
         if let Some(first) = records.first() {
             let age = now_ms - first.arrival_ms;
             let first_time = || {
@@ -516,6 +527,32 @@ mod tests {
         let mut early = vec![rec(1, 1_000), rec(2, 2_000)];
         assert!(!skip_before(&mut early, 60_000));
         assert!(early.is_empty());
+    }
+
+    /// A page of records all from before a start at a time is not the tip: a scheduled run
+    /// that took it for one would stop before the records after the start.
+    #[test]
+    fn a_page_skipped_whole_is_not_the_tip() {
+        let now = 10 * 60_000;
+        let mut old = vec![rec(1, 1_000), rec(2, 2_000)];
+        let (from, behind) = after_start(&mut old, Some(5 * 60_000), now);
+        assert!(old.is_empty());
+        assert_eq!(
+            from,
+            Some(5 * 60_000),
+            "the start still applies to the next page"
+        );
+        assert_eq!(behind, Some(now - 2_000));
+        let mut empty = Vec::new();
+        assert_eq!(
+            after_start(&mut empty, Some(5 * 60_000), now),
+            (Some(5 * 60_000), None)
+        );
+        let mut mixed = vec![rec(3, 4 * 60_000), rec(4, 6 * 60_000)];
+        let (from, behind) = after_start(&mut mixed, Some(5 * 60_000), now);
+        assert_eq!((mixed.len(), from, behind), (1, None, Some(4 * 60_000)));
+        let mut plain = vec![rec(5, 9 * 60_000)];
+        assert_eq!(after_start(&mut plain, None, now), (None, Some(60_000)));
     }
 
     #[test]

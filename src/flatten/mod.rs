@@ -455,7 +455,7 @@ mod tests {
     }
 
     /// An OLD_IMAGE stream's MODIFY carries only the item before the change: kept in `old_`
-    /// columns even when old images are not asked for, so nothing but the keys is not all.
+    /// columns even when old images are not asked for, instead of a row of keys only.
     #[test]
     fn a_modify_with_only_its_old_image_keeps_it_in_old_columns() {
         let mut s = TableSchema::new("T", None);
