@@ -123,6 +123,9 @@ pub struct StreamArgs {
     /// RFC 3339 time for --start at_timestamp (stream.start_timestamp).
     #[arg(env = "DDB_LAKE_START_TIMESTAMP", long)]
     pub start_timestamp: Option<String>,
+    /// Acknowledge that a checkpointed shard no longer listed (its retention passed before it was read to its end) may have lost changes, and go on (stream.accept_lost_shards).
+    #[arg(long, value_name = "SHARD", num_args = 1.., value_delimiter = ',')]
+    pub accept_lost_shard: Vec<String>,
 }
 
 /// Options of `export`: read files, or a stream up to now, into the lake.
@@ -435,6 +438,9 @@ impl StreamArgs {
         if let Some(v) = &self.start_timestamp {
             c.stream.start_timestamp = Some(v.clone());
         }
+        c.stream
+            .accept_lost_shards
+            .extend(self.accept_lost_shard.iter().cloned());
     }
 }
 

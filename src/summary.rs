@@ -66,6 +66,9 @@ pub struct Summary {
     /// Rows of hours already marked complete, per table (in `-late-` files).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub late_rows: BTreeMap<String, u64>,
+    /// DynamoDB table exports read (`export --input` of an export's folder).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<crate::source::export::ExportSummary>,
 }
 
 /// One data file a run wrote (or, in a dry run, would have written).
@@ -119,6 +122,7 @@ impl Summary {
         self.checkpoints.extend(other.checkpoint);
         self.checkpoints.extend(other.checkpoints);
         self.hours_completed.extend(other.hours_completed);
+        self.exports.extend(other.exports);
     }
 }
 

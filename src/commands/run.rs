@@ -223,6 +223,7 @@ async fn run_api<A: StreamApi>(
         discovery_interval: settings.stream.discovery_interval,
         tick: Duration::from_secs(1).min(settings.max_age),
         shutdown_timeout: settings.stream.shutdown_timeout,
+        accept_lost: settings.stream.accept_lost_shards.clone(),
     };
     Ok(stream::run(
         settings,

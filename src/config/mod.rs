@@ -154,6 +154,9 @@ pub struct StreamConfig {
     pub discovery_interval: String,
     /// Most time from a stop request to the end of the final flush.
     pub shutdown_timeout: String,
+    /// Shards whose loss is acknowledged: checkpointed, not read to their end, and no longer
+    /// listed by the stream (retention passed). Normally given once, on the command line.
+    pub accept_lost_shards: Vec<String>,
 }
 
 impl Default for StreamConfig {
@@ -165,6 +168,7 @@ impl Default for StreamConfig {
             poll_interval: "1s".into(),
             discovery_interval: "30s".into(),
             shutdown_timeout: "60s".into(),
+            accept_lost_shards: Vec::new(),
         }
     }
 }

@@ -123,6 +123,7 @@ impl ConfigFile {
                 &st.discovery_interval,
             )?,
             shutdown_timeout: parse_duration("stream.shutdown_timeout", &st.shutdown_timeout)?,
+            accept_lost_shards: st.accept_lost_shards.clone(),
         };
         let markers = match self.markers.enabled {
             false => None,
@@ -235,6 +236,9 @@ pub struct StreamSettings {
     /// Most time from a stop request (SIGINT/SIGTERM) to the end of the final flush and
     /// checkpoint.
     pub shutdown_timeout: Duration,
+    /// Checkpointed shards, no longer listed before they were read to their end, whose loss the
+    /// user acknowledged: marked finished instead of stopping the run.
+    pub accept_lost_shards: Vec<String>,
 }
 
 /// Validated settings.

@@ -64,6 +64,15 @@ impl<R: BufRead> Framer<R> {
         }
     }
 
+    /// A framer that takes every non-empty line as one record, whatever the first one holds
+    /// (a table export's data files: one item or change per line, JSON or Ion).
+    pub fn lines(reader: R) -> Self {
+        Framer {
+            mode: Mode::Lines,
+            ..Framer::new(reader)
+        }
+    }
+
     /// Skips whitespace; returns the next byte without consuming it, or None at the end.
     fn skip_ws(&mut self) -> io::Result<Option<u8>> {
         loop {

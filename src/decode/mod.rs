@@ -8,10 +8,12 @@
 //! [`Reason`] to the error output.
 
 pub mod attr;
+pub mod export;
 pub mod frame;
 pub mod record;
 
 pub use attr::{AttrValue, Item};
+pub use export::{parse_export_line, ExportFormat, ExportMeta, ExportType};
 pub use frame::{Frame, Framer};
 pub use record::{parse_record, ChangeRecord, Operation};
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::attr::{Item, Str, UNKNOWN_TAG};
 use super::{DecodeError, Reason};
 
-/// INSERT, MODIFY or REMOVE.
+/// INSERT, MODIFY or REMOVE, or SNAPSHOT for an item of a full table export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     /// A new item was written (`INSERT`).
@@ -17,6 +17,9 @@ pub enum Operation {
     Modify,
     /// An item was deleted (`REMOVE`), by a caller or by TTL.
     Remove,
+    /// An item as a full table export holds it at the export time (`SNAPSHOT`): not a change,
+    /// the item's state then.
+    Snapshot,
 }
 
 impl Operation {
@@ -26,6 +29,7 @@ impl Operation {
             Operation::Insert => "INSERT",
             Operation::Modify => "MODIFY",
             Operation::Remove => "REMOVE",
+            Operation::Snapshot => "SNAPSHOT",
         }
     }
 }

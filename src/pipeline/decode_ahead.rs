@@ -2,7 +2,34 @@
 //! order, so that parsing (about half of the reading side's work) runs beside flattening and
 //! buffering.
 
-use crate::decode::{parse_record, ChangeRecord, DecodeError, Frame, Framer};
+use std::sync::Arc;
+
+use crate::decode::{
+    parse_export_line, parse_record, ChangeRecord, DecodeError, ExportMeta, Frame, Framer,
+};
+
+/// How a file's records are framed and parsed.
+#[derive(Debug, Clone)]
+pub(super) enum Parser {
+    /// Change records (JSON lines, concatenated JSON, Lambda events), shape detected.
+    Change,
+    /// A table export's data file: one line per item or change.
+    Export(Arc<ExportMeta>),
+}
+
+impl Parser {
+    fn parse<'a>(&self, bytes: &'a [u8]) -> Result<ChangeRecord<'a>, DecodeError> {
+        match self {
+            Parser::Change => parse_record(bytes),
+            Parser::Export(meta) => parse_export_line(bytes, meta),
+        }
+    }
+
+    /// A frame that holds no record: an Ion version marker on a line of its own.
+    pub(super) fn is_marker(&self, frame: &Frame) -> bool {
+        matches!(self, Parser::Export(_)) && frame.bytes == b"$ion_1_0"
+    }
+}
 
 /// Records parsed from a run of frames, borrowing from the frames' bytes.
 #[derive(yoke::Yokeable)]
@@ -21,17 +48,22 @@ pub(super) const DECODE_AHEAD: usize = 4;
 /// reading side's work) runs beside flattening and buffering. Chunks arrive in input order.
 pub(super) fn decode_ahead(
     reader: Box<dyn std::io::BufRead + Send>,
+    parser: Parser,
     tx: std::sync::mpsc::SyncSender<std::io::Result<ParsedChunk>>,
     used: std::sync::mpsc::Receiver<ParsedChunk>,
 ) {
     let parse = |frames: Vec<Frame>| {
         yoke::Yoke::attach_to_cart(frames, |frames: &[Frame]| {
-            Parsed(frames.iter().map(|f| parse_record(&f.bytes)).collect())
+            Parsed(frames.iter().map(|f| parser.parse(&f.bytes)).collect())
         })
     };
     let mut frames = Vec::with_capacity(CHUNK_FRAMES);
     let mut bytes = 0;
-    for frame in Framer::new(reader) {
+    let framer = match parser {
+        Parser::Change => Framer::new(reader),
+        Parser::Export(_) => Framer::lines(reader),
+    };
+    for frame in framer {
         match frame {
             Ok(frame) => {
                 bytes += frame.bytes.len();

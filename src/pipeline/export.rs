@@ -8,13 +8,15 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use super::decode_ahead::Parser;
 use super::intake::Intake;
 use super::lake::{load_tables, TableState};
 use super::writer::{write_all, WriterStats};
 use super::{Clock, PipelineError, CHANNEL_DEPTH};
 use crate::config::Settings;
+use crate::decode::ExportMeta;
 use crate::reject::Rejects;
-use crate::source;
+use crate::source::{self, export::Export, export::ExportFile, InputFile, SourceError};
 use crate::store;
 use crate::summary::{Counters, Summary};
 
@@ -42,7 +44,7 @@ pub async fn export(
         Some(store::open(&settings.output, &settings.s3)?)
     };
     let tables = load_tables(settings, output.as_ref()).await?;
-    let files = source::resolve(inputs, &settings.s3).await?;
+    let (work, exports) = inputs_of(inputs, &settings.s3).await?;
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let writer = tokio::spawn(write_all(
         rx,
@@ -56,13 +58,30 @@ pub async fn export(
     let handle = tokio::runtime::Handle::current();
     let settings_r = settings.clone();
     let counters_r = counters.clone();
-    let n_files = files.len();
+    let n_files = work.len();
     let reading = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
         let mut r = Intake::new(&settings_r, clock.as_ref(), &counters_r, tables, tx, None);
-        for file in &files {
-            tracing::debug!("reading {}", file.name());
-            let reader = handle.block_on(file.open())?;
-            r.file(file, reader)?;
+        for item in &work {
+            match item {
+                Work::File(file) => {
+                    tracing::debug!("reading {}", file.name());
+                    let reader = handle.block_on(file.open())?;
+                    r.file(file, reader, Parser::Change)?;
+                }
+                Work::Export(meta, f) => {
+                    tracing::debug!("reading {} (export {})", f.file.name(), meta.export_id);
+                    let reader = handle.block_on(source::export::verify_and_open(f))?;
+                    let lines = r.file(&f.file, reader, Parser::Export(meta.clone()))?;
+                    if lines != f.item_count {
+                        return Err(SourceError::ItemCount {
+                            file: f.file.name(),
+                            expected: f.item_count,
+                            actual: lines,
+                        }
+                        .into());
+                    }
+                }
+            }
         }
         r.finish()?;
         Ok(r.into_result())
@@ -86,7 +105,50 @@ pub async fn export(
 
     let mut summary = summarize(read, stats, started, opts.dry_run);
     summary.input_files = n_files;
+    summary.exports = exports.iter().map(Export::summary).collect();
     Ok(summary)
+}
+
+/// One file to read: a file of change records, or a data file of a table export.
+enum Work {
+    File(InputFile),
+    Export(Arc<ExportMeta>, ExportFile),
+}
+
+/// The inputs as files to read, in order: an export's folder as its manifest's data files, any
+/// other input expanded into files.
+async fn inputs_of(
+    inputs: &[String],
+    s3: &store::S3Options,
+) -> Result<(Vec<Work>, Vec<Export>), PipelineError> {
+    let (mut work, mut exports) = (Vec::new(), Vec::new());
+    for input in inputs {
+        match source::export::detect(input, s3).await? {
+            Some(export) => {
+                tracing::info!(
+                    "{input}: DynamoDB export {} of table {} ({} data files)",
+                    export.meta.export_id,
+                    export.meta.table,
+                    export.files.len()
+                );
+                let meta = Arc::new(export.meta.clone());
+                work.extend(
+                    export
+                        .files
+                        .iter()
+                        .map(|f| Work::Export(meta.clone(), f.clone())),
+                );
+                exports.push(export);
+            }
+            None => work.extend(
+                source::resolve(std::slice::from_ref(input), s3)
+                    .await?
+                    .into_iter()
+                    .map(Work::File),
+            ),
+        }
+    }
+    Ok((work, exports))
 }
 
 /// Waits for the reading side and the writer. The writer's error comes first: it explains a

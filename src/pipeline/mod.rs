@@ -79,6 +79,10 @@ pub enum PipelineError {
         /// The failed call's error.
         source: crate::kinesis::ApiError,
     },
+    /// A checkpointed shard is no longer listed, though it was not read to its end: changes after
+    /// its checkpoint, if there were any, were trimmed before they were read.
+    #[error("{0}")]
+    LostShards(String),
     /// A broken invariant of the exactly-once protocol (a bug): the run stops before writing.
     #[error("internal error, stopping before anything more is written: {0}")]
     Invariant(String),
@@ -103,6 +107,7 @@ impl PipelineError {
             PipelineError::Encode { .. }
             | PipelineError::Read { .. }
             | PipelineError::Stream { .. }
+            | PipelineError::LostShards(_)
             | PipelineError::Invariant(_)
             | PipelineError::ShutdownTimeout(_)
             | PipelineError::Internal(_) => false,

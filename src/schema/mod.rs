@@ -59,8 +59,8 @@ macro_rules! meta_columns {
 }
 
 meta_columns! {
-    Operation = "cdc_operation", ColumnType::String, "INSERT, MODIFY or REMOVE.";
-    EventId = "cdc_event_id", ColumnType::String, "The change record's eventID.";
+    Operation = "cdc_operation", ColumnType::String, "INSERT, MODIFY or REMOVE; SNAPSHOT for an item of a full table export.";
+    EventId = "cdc_event_id", ColumnType::String, "The change record's eventID; the export id for rows of a table export.";
     EventTime = "cdc_event_time", ColumnType::Timestamp(TimeFormat::Auto), "Event time (ApproximateCreationDateTime), UTC.";
     EventTimeUs = "cdc_event_time_us", ColumnType::Bigint, "Event time in exact microseconds since the epoch.";
     SourceTable = "cdc_source_table", ColumnType::String, "The DynamoDB table name.";

@@ -413,6 +413,7 @@ fn injected_throttling_expiry_and_failures_are_survived_without_loss() {
             discovery_interval: Duration::from_secs(30),
             tick: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(60),
+            accept_lost: Vec::new(),
         };
         let summary = run(
             &settings,

@@ -19,3 +19,4 @@ mod kinesis;
 mod layout;
 mod s3;
 mod schema;
+mod table_export;

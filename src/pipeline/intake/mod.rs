@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::commit::{Held, Replay, Route};
-use super::decode_ahead::{decode_ahead, DECODE_AHEAD};
+use super::decode_ahead::{decode_ahead, Parser, DECODE_AHEAD};
 use super::export::ReadResult;
 use super::lake::TableState;
 use super::markers::{Marks, HOUR_US};
@@ -454,17 +454,20 @@ impl<'a> Intake<'a> {
         Ok(())
     }
 
+    /// Reads one file's records; returns how many it held.
     pub(super) fn file(
         &mut self,
         file: &InputFile,
         reader: Box<dyn std::io::BufRead + Send>,
-    ) -> Result<(), PipelineError> {
+        parser: Parser,
+    ) -> Result<u64, PipelineError> {
         let name = file.name();
         let (records, bytes) = (self.records, self.bytes);
         std::thread::scope(|scope| -> Result<(), PipelineError> {
             let (tx, rx) = std::sync::mpsc::sync_channel(DECODE_AHEAD);
             let (back_tx, back_rx) = std::sync::mpsc::channel();
-            scope.spawn(move || decode_ahead(reader, tx, back_rx));
+            let p = parser.clone();
+            scope.spawn(move || decode_ahead(reader, p, tx, back_rx));
             // Ends when the decoding thread is done; an early return drops `rx`, which stops it.
             for chunk in rx {
                 let chunk = chunk.map_err(|source| PipelineError::Read {
@@ -472,6 +475,9 @@ impl<'a> Intake<'a> {
                     source,
                 })?;
                 for (frame, parsed) in chunk.backing_cart().iter().zip(&chunk.get().0) {
+                    if parser.is_marker(frame) {
+                        continue;
+                    }
                     let pos = Position {
                         file: Some(&name),
                         line: Some(frame.line),
@@ -488,6 +494,6 @@ impl<'a> Intake<'a> {
         })?;
         crate::metrics::records_in(self.records - records, self.bytes - bytes);
         self.report_batch();
-        Ok(())
+        Ok(self.records - records)
     }
 }

@@ -269,6 +269,7 @@ impl History {
             output,
             cp_store,
             counters.clone(),
+            |_| Ok(()),
         ));
         let Begun {
             tables,

@@ -101,6 +101,7 @@ impl Script {
                 output,
                 cp,
                 Arc::new(Counters::default()),
+                |_| Ok(()),
             ))
             .expect("a run starts");
         let mut p = Processor::new(

@@ -19,16 +19,17 @@ use crate::pipeline::{Clock, PipelineError};
 
 /// Starts shard readers as lineage allows, refreshes the shard list, sends age ticks, and stops
 /// on catch-up (scheduled) or shutdown (continuous).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn coordinate<A: StreamApi>(
     api: Arc<A>,
     opts: &StreamOptions,
+    mut shards: Vec<Shard>,
     checkpoint: &Checkpoint,
     clock: &dyn Clock,
     ev_tx: mpsc::Sender<Event>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), PipelineError> {
     let stream = opts.stream.as_str();
-    let mut shards = shards_of(api.as_ref(), stream).await?;
     let mut done = checkpoint.finished_shards();
     let mut started: HashSet<String> = HashSet::new();
     let mut readers: JoinSet<(String, Result<ReadOutcome, ApiError>)> = JoinSet::new();
@@ -113,8 +114,70 @@ pub(super) async fn coordinate<A: StreamApi>(
     result
 }
 
+/// Checks the checkpoint against the stream's shards as listed now. A checkpointed shard that is
+/// not finished and no longer listed has passed its retention before it was read to its end:
+/// the records after its checkpoint, if there were any, are gone, and no listing can tell
+/// whether there were. Such a shard stops the run (naming it and where its checkpoint stands)
+/// unless its loss is acknowledged in `accepted`; an acknowledged one is marked finished, so
+/// the checkpoint claimed next records the acknowledgement and later runs go on without it.
+pub(super) fn settle_vanished(
+    cp: &mut Checkpoint,
+    listed: &[Shard],
+    accepted: &[String],
+    stream: &str,
+) -> Result<(), PipelineError> {
+    let listed: HashSet<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+    let mut lost = Vec::new();
+    for (id, c) in cp.shards.iter_mut() {
+        if c.finished || listed.contains(id.as_str()) {
+            continue;
+        }
+        if accepted.iter().any(|a| a == id) {
+            tracing::warn!(
+                stream,
+                shard = %id,
+                "shard no longer listed, not read to its end: its loss is acknowledged (--accept-lost-shard), marking it finished"
+            );
+            c.finished = true;
+            continue;
+        }
+        let from = match (&c.sequence_number, c.start_timestamp_ms) {
+            (Some(seq), _) => format!("after sequence number {seq}"),
+            (None, Some(ms)) => format!(
+                "from {} on",
+                chrono::DateTime::from_timestamp_millis(ms)
+                    .map_or(ms.to_string(), |t| t.to_rfc3339())
+            ),
+            (None, None) => "from its start".to_string(),
+        };
+        lost.push(format!("shard {id} ({from})"));
+    }
+    for a in accepted {
+        if !cp.shards.contains_key(a) || listed.contains(a.as_str()) {
+            tracing::warn!(stream, shard = %a, "--accept-lost-shard: the checkpoint has no such shard that is gone; nothing to acknowledge");
+        }
+    }
+    if lost.is_empty() {
+        return Ok(());
+    }
+    Err(PipelineError::LostShards(format!(
+        "changes may have been lost: stream {stream}: {} no longer listed, though this lake had not read {} to the end: the stream's retention passed first, and the records after the checkpoint, if there were any, are gone. Load the missing changes from a table export, then acknowledge with --accept-lost-shard {} and run again",
+        lost.join(", "),
+        if lost.len() == 1 { "it" } else { "them" },
+        cp.shards
+            .iter()
+            .filter(|(id, c)| !c.finished && !listed.contains(id.as_str()))
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    )))
+}
+
 /// Lists the stream's shards (retrying throttles and transient errors).
-async fn shards_of<A: StreamApi>(api: &A, stream: &str) -> Result<Vec<Shard>, PipelineError> {
+pub(super) async fn shards_of<A: StreamApi>(
+    api: &A,
+    stream: &str,
+) -> Result<Vec<Shard>, PipelineError> {
     list_shards(api)
         .await
         .map_err(|source| PipelineError::Stream {

@@ -68,6 +68,9 @@ pub struct StreamOptions {
     pub tick: Duration,
     /// Most time between a stop request and the end of the final flush.
     pub shutdown_timeout: Duration,
+    /// Checkpointed shards no longer listed, not read to their end, whose loss is acknowledged:
+    /// marked finished instead of stopping the run (see [`coordinate::settle_vanished`]).
+    pub accept_lost: Vec<String>,
 }
 
 pub(super) enum Event {
@@ -111,17 +114,19 @@ pub(super) struct Begun {
     pub writer: tokio::task::JoinHandle<Result<WriterStats, PipelineError>>,
 }
 
-/// Loads the tables and the checkpoint, claims the checkpoint (a process still writing to it is
-/// fenced off at its next save) and starts the writer.
+/// Loads the tables and the checkpoint, lets `prepare` check and amend the checkpoint, claims it
+/// (a process still writing to it is fenced off at its next save) and starts the writer.
 pub(super) async fn begin(
     settings: &Settings,
     stream: &str,
     output: store::Location,
     mut cp_store: CheckpointStore,
     counters: Arc<Counters>,
+    prepare: impl FnOnce(&mut Checkpoint) -> Result<(), PipelineError>,
 ) -> Result<Begun, PipelineError> {
     let tables = load_tables(settings, Some(&output)).await?;
     let mut checkpoint = cp_store.load(stream).await?;
+    prepare(&mut checkpoint)?;
     tracing::info!(
         "stream {stream}: checkpoint {} ({} shards known, {} batches to re-create)",
         cp_store.url(),
@@ -165,12 +170,26 @@ pub(super) async fn run_with<A: StreamApi>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Summary, PipelineError> {
     let started_at = Instant::now();
+    // Listed before the checkpoint is claimed: a checkpointed shard that is gone stops the run
+    // before anything is written, or is marked finished in the claimed checkpoint.
+    let shards = coordinate::shards_of(api.as_ref(), &opts.stream).await?;
+    let settle = |cp: &mut Checkpoint| {
+        coordinate::settle_vanished(cp, &shards, &opts.accept_lost, &opts.stream)
+    };
     let Begun {
         tables,
         checkpoint,
         tx,
         writer,
-    } = begin(settings, &opts.stream, output, cp_store, counters.clone()).await?;
+    } = begin(
+        settings,
+        &opts.stream,
+        output,
+        cp_store,
+        counters.clone(),
+        settle,
+    )
+    .await?;
 
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(16);
     let settings_p = settings.clone();
@@ -185,7 +204,16 @@ pub(super) async fn run_with<A: StreamApi>(
         p.finish()
     });
 
-    let coordinated = coordinate(api, &opts, &checkpoint, clock.as_ref(), ev_tx, shutdown).await;
+    let coordinated = coordinate(
+        api,
+        &opts,
+        shards,
+        &checkpoint,
+        clock.as_ref(),
+        ev_tx,
+        shutdown,
+    )
+    .await;
     // The coordinator has dropped the event sender: processing drains and writes everything.
     let finish = join(processing, writer);
     let (read, stats) = match opts.mode {
@@ -238,6 +266,7 @@ mod tests {
             discovery_interval: Duration::from_secs(30),
             tick: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
+            accept_lost: Vec::new(),
         }
     }
 
@@ -497,5 +526,65 @@ mod tests {
             saved.shards["s"].sequence_number.as_deref(),
             Some(format!("{:030}", 2).as_str())
         );
+    }
+
+    /// A checkpointed shard that is gone from the listing before it was read to its end stops
+    /// the run, naming it and its checkpoint, with nothing written; once acknowledged, it is
+    /// marked finished and later runs go on without the flag.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_vanished_shard_stops_the_run_until_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lake, cp) = (dir.path().join("lake"), dir.path().join("cp.json"));
+        let s = settings(&lake);
+        let mut fake = one_shard();
+        fake.records.insert(
+            "s".into(),
+            (1..=3)
+                .map(|i| kinesis_record(i, &format!("a{i}")))
+                .collect(),
+        );
+        assert_eq!(run_fake(&s, Arc::new(fake), &cp).await.records_in, 3);
+
+        // Shard `s` passed its retention; a new shard `n` holds a record.
+        let mut gone = FakeStream {
+            shards: vec![Shard {
+                id: "n".into(),
+                parent: None,
+                adjacent_parent: None,
+            }],
+            ..FakeStream::default()
+        };
+        gone.records
+            .insert("n".into(), vec![kinesis_record(9, "n9")]);
+        let gone = Arc::new(gone);
+        let before = std::fs::read(&cp).unwrap();
+        let run_gone = |accept: Vec<String>| {
+            let mut o = opts(&cp);
+            o.accept_lost = accept;
+            run(
+                &s,
+                gone.clone(),
+                o,
+                Arc::new(SystemClock::default()),
+                Arc::new(Counters::default()),
+                std::future::pending(),
+            )
+        };
+        let err = run_gone(Vec::new()).await.unwrap_err().to_string();
+        let seq = format!("{:030}", 3);
+        assert!(
+            err.contains("shard s (after sequence number") && err.contains(&seq),
+            "{err}"
+        );
+        assert!(err.contains("--accept-lost-shard s"), "{err}");
+        assert_eq!(std::fs::read(&cp).unwrap(), before, "nothing saved");
+
+        // Acknowledged: read on, and `s` is finished in the checkpoint.
+        let summary = run_gone(vec!["s".into()]).await.unwrap();
+        assert_eq!(summary.records_in, 1);
+        let saved: Checkpoint = serde_json::from_slice(&std::fs::read(&cp).unwrap()).unwrap();
+        assert!(saved.shards["s"].finished);
+        // Later runs need no flag.
+        assert_eq!(run_gone(Vec::new()).await.unwrap().records_in, 0);
     }
 }

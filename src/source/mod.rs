@@ -10,6 +10,8 @@ use object_store::ObjectStoreExt;
 
 use crate::store::{self, Location, S3Options, StoreError};
 
+pub mod export;
+
 /// Read buffer for input files.
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -39,6 +41,34 @@ pub enum SourceError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// An export's manifests are missing or malformed, or name a data file outside the export.
+    #[error("export {export}: {problem}")]
+    Export {
+        /// The export's folder, as given.
+        export: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A data file's bytes do not have the MD5 its export's manifest gives.
+    #[error("export data file {file}: its MD5 is {actual}, the manifest says {expected}: the file is damaged or not the one exported; nothing of it was read")]
+    Checksum {
+        /// The data file.
+        file: String,
+        /// The manifest's checksum (base64).
+        expected: String,
+        /// The file's (base64).
+        actual: String,
+    },
+    /// A data file holds another number of lines than its export's manifest counts.
+    #[error("export data file {file}: {actual} lines, the manifest says {expected} items")]
+    ItemCount {
+        /// The data file.
+        file: String,
+        /// The manifest's item count.
+        expected: u64,
+        /// Lines read.
+        actual: u64,
+    },
     /// An input is not a valid location (an unknown scheme, a malformed S3 URL), or opening an
     /// S3 bucket, listing it or reading an object failed.
     #[error(transparent)]
@@ -51,7 +81,11 @@ impl SourceError {
         match self {
             SourceError::Glob { .. } => true,
             SourceError::Store(e) => e.is_configuration(),
-            SourceError::NoMatch { .. } | SourceError::Io { .. } => false,
+            SourceError::NoMatch { .. }
+            | SourceError::Io { .. }
+            | SourceError::Export { .. }
+            | SourceError::Checksum { .. }
+            | SourceError::ItemCount { .. } => false,
         }
     }
 }
@@ -90,26 +124,38 @@ impl InputFile {
     /// Opens the file as a stream of decompressed bytes.
     pub async fn open(&self) -> Result<Box<dyn BufRead + Send>, SourceError> {
         let name = self.name();
-        let io = |source| SourceError::Io {
-            name: name.clone(),
-            source,
-        };
         let raw: Box<dyn Read + Send> = match self {
-            InputFile::Local(p) => Box::new(std::fs::File::open(p).map_err(io)?),
+            InputFile::Local(p) => {
+                Box::new(std::fs::File::open(p).map_err(|source| SourceError::Io {
+                    name: name.clone(),
+                    source,
+                })?)
+            }
             InputFile::Object { location, path } => {
                 Box::new(Cursor::new(location.get_path(path).await?))
             }
         };
-        let mut reader = BufReader::with_capacity(READ_BUFFER, raw);
-        let head = reader.fill_buf().map_err(io)?;
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Ok(Box::new(BufReader::with_capacity(
-                READ_BUFFER,
-                MultiGzDecoder::new(reader),
-            )))
-        } else {
-            Ok(Box::new(reader))
-        }
+        decompress(raw, &name)
+    }
+}
+
+/// A file's bytes, decompressed when they start with gzip's magic bytes.
+fn decompress(
+    raw: Box<dyn Read + Send>,
+    name: &str,
+) -> Result<Box<dyn BufRead + Send>, SourceError> {
+    let mut reader = BufReader::with_capacity(READ_BUFFER, raw);
+    let head = reader.fill_buf().map_err(|source| SourceError::Io {
+        name: name.to_string(),
+        source,
+    })?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            MultiGzDecoder::new(reader),
+        )))
+    } else {
+        Ok(Box::new(reader))
     }
 }
 
