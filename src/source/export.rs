@@ -32,7 +32,7 @@ struct SummaryManifest {
     export_to_time: Option<String>,
     #[serde(default)]
     export_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "outputView")]
     export_view_type: Option<String>,
     output_format: String,
     item_count: Option<u64>,
@@ -191,7 +191,10 @@ pub async fn detect(input: &str, s3: &S3Options) -> Result<Option<Export>, Sourc
         export_time_us,
         export_type,
         format,
-        new_images_only: summary.export_view_type.as_deref() == Some("NEW_IMAGE"),
+        new_images_only: matches!(
+            summary.export_view_type.as_deref(),
+            Some("NEW_IMAGE" | "NEW_IMAGES")
+        ),
     };
     // The files manifest: next to the summary, whatever prefix the export was written under.
     let files_name = summary
@@ -227,19 +230,35 @@ pub async fn detect(input: &str, s3: &S3Options) -> Result<Option<Export>, Sourc
     }))
 }
 
-/// Where a data file the manifest names is: its key's part after `AWSDynamoDB/{id}/` (or
-/// after the export's folder name), under the export's folder as given, so that a copy of the
-/// export elsewhere reads the same. A key that would climb out of the folder is refused.
+/// Where a data file the manifest names is, so that a copy of the export elsewhere reads the
+/// same: a key under `.../{id}/` (a full export's `data/`) is that part under the export's
+/// folder as given; a key under `.../AWSDynamoDB/` but not the export's own folder (the `data/`
+/// folder incremental exports share) is that part under the folder's parent. A key that would
+/// climb out is refused.
 fn data_file(
     folder: &str,
     export_id: &str,
     key: &str,
     s3: &S3Options,
 ) -> Result<InputFile, String> {
-    let marker = format!("{export_id}/");
-    let rel = match key.find(&marker) {
-        Some(i) if key[..i].is_empty() || key[..i].ends_with('/') => &key[i + marker.len()..],
-        _ => {
+    let after = |marker: &str| {
+        key.find(marker)
+            .filter(|&i| i == 0 || key[..i].ends_with('/'))
+            .map(|i| &key[i + marker.len()..])
+    };
+    let (base, rel) = match (after(&format!("{export_id}/")), after("AWSDynamoDB/")) {
+        (Some(rel), _) => (folder.to_string(), rel),
+        (None, Some(rel)) => match folder.rsplit_once('/') {
+            Some((parent, _)) if !parent.is_empty() && parent != "s3:/" => {
+                (parent.to_string(), rel)
+            }
+            _ => {
+                return Err(format!(
+                    "data file `{key}` is outside the export's folder, which has no parent"
+                ))
+            }
+        },
+        (None, None) => {
             return Err(format!(
                 "data file `{key}` is not under the export's folder"
             ))
@@ -252,10 +271,10 @@ fn data_file(
     {
         return Err(format!("data file `{key}` is not a plain path"));
     }
-    Ok(match store::parse_url(folder).map_err(|e| e.to_string())? {
+    Ok(match store::parse_url(&base).map_err(|e| e.to_string())? {
         store::Url::Local(p) => InputFile::Local(PathBuf::from(p).join(rel)),
         store::Url::S3 { .. } => {
-            let rest = &folder["s3://".len()..];
+            let rest = &base["s3://".len()..];
             let bucket = rest.split('/').next().unwrap_or(rest);
             let location = store::open(&format!("s3://{bucket}"), s3).map_err(|e| e.to_string())?;
             let prefix = rest[bucket.len()..].trim_matches('/');

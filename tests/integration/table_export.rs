@@ -87,9 +87,10 @@ fn an_export_on_s3_is_read_from_its_manifest() {
     let bucket = unique("export");
     create_bucket(&bucket);
     let id = folder.file_name().unwrap().to_str().unwrap().to_string();
+    // The whole AWSDynamoDB folder: an incremental export's data is in the shared data/.
     py(
-        "import boto3,os,sys\nfrom pathlib import Path\ns3=boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1')\nfor p in Path(sys.argv[1]).rglob('*'):\n    if p.is_file(): s3.upload_file(str(p), sys.argv[2], 'exports/AWSDynamoDB/'+sys.argv[3]+'/'+str(p.relative_to(sys.argv[1])))",
-        &[s(&folder), &bucket, &id],
+        "import boto3,os,sys\nfrom pathlib import Path\ns3=boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL_S3'], region_name='us-east-1')\nfor p in Path(sys.argv[1]).rglob('*'):\n    if p.is_file(): s3.upload_file(str(p), sys.argv[2], 'exports/AWSDynamoDB/'+str(p.relative_to(sys.argv[1])))",
+        &[s(folder.parent().unwrap()), &bucket],
     );
     let lake = dir.path().join("lake");
     let input = format!("s3://{bucket}/exports/AWSDynamoDB/{id}/");

@@ -4,8 +4,9 @@ usage: write_export.py ROOT TABLE FORMAT TYPE ITEMS FILES SEED
 
 - ROOT/AWSDynamoDB/{export_id}/manifest-summary.json, manifest-files.json (one line per data
   file: itemCount, md5Checksum = base64 of the MD5 of the gzip object, etag, dataFileS3Key with
-  the export prefix `exports`), and data/{name}.json.gz or .ion.gz, plus one empty data file,
-  as AWS writes for an empty partition.
+  the export prefix `exports`), and data/{name}.json.gz or .ion.gz (a full export's under its
+  folder, an incremental one's in the AWSDynamoDB/data/ folder incremental exports share), plus
+  one empty data file, as AWS writes for an empty partition.
 - FORMAT: DYNAMODB_JSON or ION (written with the amazon-ion package); TYPE: FULL_EXPORT or
   INCREMENTAL_EXPORT (ITEMS items inserted, every third then modified, every fifth deleted).
 - A stray data file that the manifest does not name, as another export sharing the data
@@ -24,7 +25,13 @@ items, nfiles, seed = int(items), int(nfiles), int(seed)
 rng = random.Random(seed)
 export_id = f"0179500000{seed:04d}-{rng.randrange(16**8):08x}"
 folder = os.path.join(root, "AWSDynamoDB", export_id)
-os.makedirs(os.path.join(folder, "data"), exist_ok=True)
+# Full exports keep their data under their own folder; incremental ones share
+# AWSDynamoDB/data/ with the other incremental exports of the prefix.
+shared = os.path.join(root, "AWSDynamoDB", "data")
+data_dir = shared if etype == "INCREMENTAL_EXPORT" else os.path.join(folder, "data")
+data_key = "AWSDynamoDB/data" if etype == "INCREMENTAL_EXPORT" else f"AWSDynamoDB/{export_id}/data"
+os.makedirs(folder, exist_ok=True)
+os.makedirs(data_dir, exist_ok=True)
 export_time = "2026-11-20T10:15:30.250Z"
 export_time_us = 1795169730250000  # 2026-11-20T10:15:30.250Z
 
@@ -130,13 +137,13 @@ for k, chunk in enumerate(chunks):
         text = "\n".join(json.dumps(l, ensure_ascii=False) for l in chunk)
     body = gzip.compress((text + "\n").encode() if chunk else b"", mtime=0)
     name = f"{hashlib.sha1(f'{seed}-{k}'.encode()).hexdigest()[:26]}.{ext}"
-    with open(os.path.join(folder, "data", name), "wb") as f:
+    with open(os.path.join(data_dir, name), "wb") as f:
         f.write(body)
     entries.append({"itemCount": len(chunk), "md5Checksum": base64.b64encode(hashlib.md5(body).digest()).decode(),
                     "etag": hashlib.md5(body).hexdigest(),
-                    "dataFileS3Key": f"{prefix}/AWSDynamoDB/{export_id}/data/{name}"})
+                    "dataFileS3Key": f"{prefix}/{data_key}/{name}"})
 # Another export's file in the shared data folder.
-with open(os.path.join(folder, "data", f"zzzzstray.{ext}"), "wb") as f:
+with open(os.path.join(data_dir, f"zzzzstray.{ext}"), "wb") as f:
     f.write(gzip.compress(b"not a line of this export\n", mtime=0))
 
 with open(os.path.join(folder, "manifest-files.json"), "w") as f:
@@ -155,7 +162,7 @@ if etype == "FULL_EXPORT":
     summary["exportTime"] = export_time
 else:
     summary.update(exportFromTime="2026-11-20T09:15:30.250Z", exportToTime=export_time,
-                   exportViewType="NEW_AND_OLD_IMAGES")
+                   outputView="NEW_AND_OLD_IMAGES")
 with open(os.path.join(folder, "manifest-summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
 with open(os.path.join(root, "expected.json"), "w") as f:
