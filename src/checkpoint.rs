@@ -95,6 +95,25 @@ pub struct Checkpoint {
     /// (written once the hour's batches named before a crash are re-created).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub completing: BTreeMap<String, std::collections::BTreeSet<i64>>,
+    /// Set by `ddb-lake bootstrap`: the full export the lake was loaded from, and where the
+    /// stream's reading starts after it (see docs/DESIGN.md, "Handover").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<Handover>,
+}
+
+/// The handover from a table's full export to its stream, as `ddb-lake bootstrap` left it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    /// The export's id (its SNAPSHOT rows' `cdc_event_id`).
+    pub export_id: String,
+    /// The export's table.
+    pub table: String,
+    /// The export time (its SNAPSHOT rows' `cdc_event_time`), milliseconds since the epoch.
+    pub export_time_ms: i64,
+    /// How far before the export time the stream is read, in milliseconds.
+    pub margin_ms: i64,
+    /// Where every shard listed at the handover starts: `export_time_ms - margin_ms`.
+    pub start_ms: i64,
 }
 
 impl Checkpoint {

@@ -34,6 +34,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Read a stream (Kinesis or DynamoDB Streams) continuously and write the lake until stopped (SIGINT/SIGTERM).
     Consume(ConsumeArgs),
+    /// Load a table's full export into the lake (starting one, or one you have) and leave its stream's checkpoint so that `export`/`consume` go on with no change missing.
+    Bootstrap(BootstrapArgs),
     /// Print each shard's checkpoint and how far it is behind the stream's tip.
     Status(StatusArgs),
     /// Print table definitions for Athena or Redshift from the lake's schemas.
@@ -183,6 +185,45 @@ pub struct ConsumeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9898.
     #[arg(env = "DDB_LAKE_METRICS", long)]
     pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// Options of `bootstrap`: a table's full export into the lake, then the handover to its stream.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["table", "from_export"])))]
+pub struct BootstrapArgs {
+    /// The table: an export of it is started (point-in-time recovery must be on) and its latest DynamoDB stream is handed over to.
+    #[arg(env = "DDB_LAKE_TABLE", long)]
+    pub table: Option<String>,
+    /// Or a full export you already have: its folder (s3://bucket/prefix/AWSDynamoDB/ID/ or a local copy) or its manifest-summary.json.
+    #[arg(env = "DDB_LAKE_FROM_EXPORT", long)]
+    pub from_export: Option<String>,
+    /// The bucket the export is written to (default: the output's bucket, under {output}/_ddb_lake/exports/).
+    #[arg(env = "DDB_LAKE_EXPORT_BUCKET", long)]
+    pub export_bucket: Option<String>,
+    /// The key prefix of the export in --export-bucket.
+    #[arg(env = "DDB_LAKE_EXPORT_PREFIX", long, requires = "export_bucket")]
+    pub export_prefix: Option<String>,
+    /// Hand over to this Kinesis data stream (the table's Kinesis destination) instead of the table's DynamoDB stream.
+    #[arg(env = "DDB_LAKE_STREAM", long, conflicts_with = "dynamodb_stream")]
+    pub stream: Option<String>,
+    /// Hand over to this DynamoDB stream (a table name or stream ARN; default: the table's latest stream).
+    #[arg(env = "DDB_LAKE_DYNAMODB_STREAM", long)]
+    pub dynamodb_stream: Option<String>,
+    /// How long before the export time the stream is read from: at least how far the export may be from consistent (its changes around the export time may or may not be in it).
+    #[arg(env = "DDB_LAKE_HANDOVER_MARGIN", long, default_value = "15m")]
+    pub handover_margin: String,
+    /// How often a running export is asked how it stands.
+    #[arg(env = "DDB_LAKE_EXPORT_POLL", long, default_value = "20s")]
+    pub export_poll: String,
+    /// The stream's checkpoint (stream.checkpoint); default: {output}/_ddb_lake/checkpoints/{stream}.json, where `export`/`consume` look.
+    #[arg(env = "DDB_LAKE_CHECKPOINT", long)]
+    pub checkpoint: Option<String>,
+    /// The config file and the options for reading records and mapping them to columns.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where and how the lake is written.
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 /// The subcommands of `ddb-lake ddl`: one per query engine.
@@ -473,6 +514,18 @@ impl ExportArgs {
         let mut c = self.common.config()?;
         self.out.apply(&mut c);
         self.stream_args.apply(&mut c);
+        c.validate()
+    }
+}
+
+impl BootstrapArgs {
+    /// The config file with these flags applied over it, validated.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut c = self.common.config()?;
+        self.out.apply(&mut c);
+        if let Some(v) = &self.checkpoint {
+            c.stream.checkpoint = Some(v.clone());
+        }
         c.validate()
     }
 }

@@ -10,6 +10,7 @@ use ddb_lake::pipeline;
 use ddb_lake::report;
 use ddb_lake::summary::Summary;
 
+mod bootstrap;
 mod ddl;
 mod generate;
 mod run;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Export(args) => run::export(&rt, args),
         Command::Consume(args) => run::consume(&rt, args),
+        Command::Bootstrap(args) => bootstrap::bootstrap(&rt, args),
         Command::Status(args) => status::status(&rt, args),
         Command::Ddl(cmd) => ddl::ddl(&rt, cmd),
         Command::Schema(SchemaCommand::Infer(args)) => schema::infer(&rt, args),
@@ -52,6 +54,8 @@ pub fn failure_code(e: &anyhow::Error) -> u8 {
                 .is_some_and(CredentialsError::is_configuration)
             || c.downcast_ref::<pipeline::PipelineError>()
                 .is_some_and(pipeline::PipelineError::is_configuration)
+            || c.downcast_ref::<ddb_lake::source::SourceError>()
+                .is_some_and(ddb_lake::source::SourceError::is_configuration)
             || c.downcast_ref::<ddb_lake::store::StoreError>()
                 .is_some_and(ddb_lake::store::StoreError::is_configuration)
             || c.downcast_ref::<ddb_lake::checkpoint::CheckpointError>()

@@ -134,6 +134,23 @@ impl DynamoDbStream {
         format!("dynamodb-{}", self.table)
     }
 
+    /// When the stream was created (DescribeStream's `CreationRequestDateTime`), in milliseconds
+    /// since the epoch, where the service says.
+    pub async fn created_ms(&self) -> Result<Option<i64>, ApiError> {
+        let resp = self
+            .client
+            .describe_stream()
+            .stream_arn(&self.arn)
+            .limit(1)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(resp
+            .stream_description()
+            .and_then(|d| d.creation_request_date_time())
+            .and_then(|t| t.to_millis().ok()))
+    }
+
     async fn page(&self, after: Option<String>) -> Result<Page, ApiError> {
         let resp = self
             .client

@@ -109,9 +109,30 @@ impl AwsStream {
         self.stream.starts_with("arn:")
     }
 
+    /// The stream as given (name or ARN).
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
     /// The stream's name (the last part of an ARN), for file names.
     pub fn name(&self) -> &str {
         self.stream.rsplit('/').next().unwrap_or(&self.stream)
+    }
+
+    /// The stream's retention and creation time, in milliseconds (DescribeStreamSummary).
+    pub async fn retention_and_creation(&self) -> Result<(i64, Option<i64>), ApiError> {
+        let call = self.client.describe_stream_summary();
+        let call = if self.is_arn() {
+            call.stream_arn(&self.stream)
+        } else {
+            call.stream_name(&self.stream)
+        };
+        let resp = call.send().await.map_err(classify)?;
+        let d = resp.stream_description_summary();
+        Ok((
+            d.map_or(24, |d| d.retention_period_hours()) as i64 * 3_600_000,
+            d.and_then(|d| d.stream_creation_timestamp().to_millis().ok()),
+        ))
     }
 
     /// The underlying SDK client, for calls outside [`StreamApi`].

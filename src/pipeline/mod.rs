@@ -83,6 +83,10 @@ pub enum PipelineError {
     /// its checkpoint, if there were any, were trimmed before they were read.
     #[error("{0}")]
     LostShards(String),
+    /// A bootstrap cannot hand over from the export to the stream without a gap or a conflict:
+    /// the text says why and what to do.
+    #[error("handover: {0}")]
+    Handover(String),
     /// A broken invariant of the exactly-once protocol (a bug): the run stops before writing.
     #[error("internal error, stopping before anything more is written: {0}")]
     Invariant(String),
@@ -103,7 +107,9 @@ impl PipelineError {
             PipelineError::Source(e) => e.is_configuration(),
             PipelineError::Store(e) => e.is_configuration(),
             PipelineError::Checkpoint(e) => e.is_configuration(),
-            PipelineError::Schema(_) | PipelineError::SchemaFile { .. } => true,
+            PipelineError::Schema(_)
+            | PipelineError::SchemaFile { .. }
+            | PipelineError::Handover(_) => true,
             PipelineError::Encode { .. }
             | PipelineError::Read { .. }
             | PipelineError::Stream { .. }
@@ -118,6 +124,7 @@ impl PipelineError {
 mod commit;
 mod decode_ahead;
 mod export;
+pub mod handover;
 mod intake;
 mod lake;
 mod markers;

@@ -11,6 +11,7 @@ use object_store::ObjectStoreExt;
 use crate::store::{self, Location, S3Options, StoreError};
 
 pub mod export;
+pub mod export_task;
 
 /// Read buffer for input files.
 const READ_BUFFER: usize = 256 * 1024;
@@ -69,6 +70,20 @@ pub enum SourceError {
         /// Lines read.
         actual: u64,
     },
+    /// Point-in-time recovery is off for a table to export (exports need it).
+    #[error("table {table} has point-in-time recovery (PITR) turned off, and DynamoDB exports need it: turn it on (aws dynamodb update-continuous-backups --table-name {table} --point-in-time-recovery-specification PointInTimeRecoveryEnabled=true) and run bootstrap again, or load an export you already have with --from-export")]
+    PitrOff {
+        /// The table.
+        table: String,
+    },
+    /// Starting or following a table's export failed.
+    #[error("table {table}: {problem}")]
+    TableExport {
+        /// The table.
+        table: String,
+        /// The call that failed and why, or how the export failed.
+        problem: String,
+    },
     /// An input is not a valid location (an unknown scheme, a malformed S3 URL), or opening an
     /// S3 bucket, listing it or reading an object failed.
     #[error(transparent)]
@@ -79,11 +94,12 @@ impl SourceError {
     /// A wrong input given by the user (a malformed URL or glob: exit code 3).
     pub fn is_configuration(&self) -> bool {
         match self {
-            SourceError::Glob { .. } => true,
+            SourceError::Glob { .. } | SourceError::PitrOff { .. } => true,
             SourceError::Store(e) => e.is_configuration(),
             SourceError::NoMatch { .. }
             | SourceError::Io { .. }
             | SourceError::Export { .. }
+            | SourceError::TableExport { .. }
             | SourceError::Checksum { .. }
             | SourceError::ItemCount { .. } => false,
         }

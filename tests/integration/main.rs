@@ -14,6 +14,7 @@ mod ddl;
 mod dynamodb;
 mod export;
 mod faults;
+mod handover;
 mod helpers;
 mod kinesis;
 mod layout;
