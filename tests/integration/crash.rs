@@ -140,7 +140,7 @@ impl Shape {
 }
 
 /// Waits for the child to exit, or kills it (SIGKILL) at `deadline`. Returns how it ended.
-fn run_until(mut child: Child, deadline: Instant, stderr: &Path) -> String {
+pub fn run_until(mut child: Child, deadline: Instant, stderr: &Path) -> String {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let err = std::fs::read_to_string(stderr).unwrap_or_default();

@@ -10,6 +10,7 @@
 mod bad_input;
 mod cli;
 mod crash;
+mod crash_streams;
 mod ddl;
 mod dynamodb;
 mod export;
