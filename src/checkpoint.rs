@@ -99,6 +99,10 @@ pub struct Checkpoint {
     /// stream's reading starts after it (see docs/DESIGN.md, "Handover").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handover: Option<Handover>,
+    /// The filter of the run that saved it (`Filter::fingerprint`): batches pending after a
+    /// crash are re-created from the same records only under the same filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 /// The handover from a table's full export to its stream, as `ddb-lake bootstrap` left it.

@@ -76,6 +76,15 @@ pub struct CommonArgs {
     /// Times binary values are base64-decoded (input.binary_decode_depth).
     #[arg(env = "DDB_LAKE_BINARY_DECODE_DEPTH", long)]
     pub binary_decode_depth: Option<u8>,
+    /// Only records of these DynamoDB tables go on to the lake; the others are counted as filtered (filter.tables).
+    #[arg(env = "DDB_LAKE_FILTER_TABLE", long, value_name = "TABLE", num_args = 1.., value_delimiter = ',')]
+    pub filter_table: Vec<String>,
+    /// Only these operations (INSERT, MODIFY, REMOVE, SNAPSHOT) go on to the lake (filter.operations).
+    #[arg(env = "DDB_LAKE_FILTER_OPERATION", long, value_name = "OP", num_args = 1.., value_delimiter = ',')]
+    pub filter_operation: Vec<String>,
+    /// Only records that match this Lambda filter pattern (JSON; several: any) go on to the lake (filter.patterns).
+    #[arg(long, value_name = "JSON")]
+    pub filter_pattern: Vec<String>,
 }
 
 /// Where and how the lake is written.
@@ -424,6 +433,13 @@ impl CommonArgs {
         if let Some(d) = self.binary_decode_depth {
             c.input.binary_decode_depth = d;
         }
+        c.filter.tables.extend(self.filter_table.iter().cloned());
+        c.filter
+            .operations
+            .extend(self.filter_operation.iter().cloned());
+        c.filter
+            .patterns
+            .extend(self.filter_pattern.iter().cloned());
         Ok(c)
     }
 }

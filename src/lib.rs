@@ -26,6 +26,7 @@ pub mod dynamodb_streams;
 pub mod encode;
 pub mod errors;
 pub mod failpoint;
+pub mod filter;
 pub mod flatten;
 pub mod generate;
 pub mod kinesis;

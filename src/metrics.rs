@@ -34,6 +34,11 @@ pub fn errors(reason: &'static str, n: u64) {
     counter!("ddb_lake_errors_total", "reason" => reason).increment(n);
 }
 
+/// Records of `table` the filter kept out (per batch).
+pub fn filtered(table: &str, n: u64) {
+    counter!("ddb_lake_filtered_records_total", "table" => table.to_string()).increment(n);
+}
+
 /// Bytes buffered across all open partitions.
 pub fn buffered(bytes: usize) {
     gauge!("ddb_lake_buffered_bytes").set(bytes as f64);

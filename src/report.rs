@@ -112,6 +112,12 @@ pub fn render(s: &Summary) -> String {
     for (r, n) in &s.errors {
         let _ = writeln!(o, "  {r}: {n}");
     }
+    if !s.filtered.is_empty() {
+        let _ = writeln!(o, "filtered:   {}", s.filtered.values().sum::<u64>());
+        for (t, n) in &s.filtered {
+            let _ = writeln!(o, "  {t}: {n}");
+        }
+    }
     if !s.type_mismatches.is_empty() {
         let _ = writeln!(o, "values kept in companion columns (type did not fit):");
         for (c, n) in &s.type_mismatches {

@@ -29,6 +29,10 @@ pub struct Summary {
     pub bytes_in: u64,
     /// Rows written per lake table.
     pub rows_out: BTreeMap<String, u64>,
+    /// Records the filter kept out (`[filter]`), per DynamoDB table: records in = rows out +
+    /// error entries + filtered.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub filtered: BTreeMap<String, u64>,
     /// Error entries per reason.
     pub errors: BTreeMap<String, u64>,
     /// Values kept in companion columns, per `table.column`.
@@ -107,6 +111,7 @@ impl Summary {
         self.bytes_in += other.bytes_in;
         add(&mut self.rows_out, other.rows_out);
         add(&mut self.errors, other.errors);
+        add(&mut self.filtered, other.filtered);
         add(&mut self.type_mismatches, other.type_mismatches);
         add(&mut self.truncated_values, other.truncated_values);
         add(&mut self.unmapped_rows, other.unmapped_rows);

@@ -91,6 +91,22 @@ pub struct ConfigFile {
     pub redshift: RedshiftConfig,
     /// `[markers]`: hour-complete markers of stream runs.
     pub markers: MarkersConfig,
+    /// `[filter]`: which records go on to the lake.
+    pub filter: FilterConfig,
+}
+
+/// `[filter]`: which records go on to the lake; the others are counted as filtered. Every list
+/// that is set must let a record through.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// DynamoDB table names (empty: every table).
+    pub tables: Vec<String>,
+    /// INSERT, MODIFY, REMOVE, SNAPSHOT (empty: every operation).
+    pub operations: Vec<String>,
+    /// Lambda event source mapping filter patterns (JSON text); a record passes when it
+    /// matches any (empty: no pattern condition).
+    pub patterns: Vec<String>,
 }
 
 /// `[markers]`: hour-complete markers of stream runs.

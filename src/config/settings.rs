@@ -146,7 +146,11 @@ impl ConfigFile {
                 )?)
             }
         };
+        let f = &self.filter;
+        let filter = crate::filter::Filter::new(&f.tables, &f.operations, &f.patterns)
+            .map_err(|e| invalid("filter", e.to_string()))?;
         Ok(Settings {
+            filter,
             markers,
             stream,
             output,
@@ -280,6 +284,8 @@ pub struct Settings {
     pub part_size: usize,
     /// Stream runs: hour-complete markers after this lateness (`None`: no markers).
     pub markers: Option<Duration>,
+    /// Which records go on to the lake (`[filter]`).
+    pub filter: crate::filter::Filter,
 }
 
 /// Parses `128MiB`, `1 GiB`, `64KB` (KB, MB, GB are powers of 1000), or plain bytes.

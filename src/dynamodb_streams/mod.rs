@@ -27,7 +27,7 @@ use crate::kinesis::{ApiError, KinesisRecord, RecordBatch, Shard, StartAt, Strea
 
 mod record;
 pub use record::record_json;
-use record::to_record;
+pub(crate) use record::to_record;
 
 /// DynamoDB Streams keeps records for 24 hours; past this age of the oldest unread record a
 /// shard read warns (and the lag metric shows it) before records start to be trimmed.

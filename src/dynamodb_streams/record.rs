@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::kinesis::{ApiError, KinesisRecord};
 
 /// One SDK record as a [`KinesisRecord`] whose data is the DynamoDB Streams JSON record.
-pub(super) fn to_record(r: &Record, arn: &str, shard: &str) -> Result<KinesisRecord, ApiError> {
+pub(crate) fn to_record(r: &Record, arn: &str, shard: &str) -> Result<KinesisRecord, ApiError> {
     let ddb = r.dynamodb();
     let sequence_number = ddb
         .and_then(|d| d.sequence_number())

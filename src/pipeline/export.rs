@@ -173,6 +173,7 @@ pub(super) struct ReadResult {
     pub(super) rejects: Rejects,
     pub(super) records: u64,
     pub(super) bytes: u64,
+    pub(super) filtered: BTreeMap<String, u64>,
     pub(super) peak: usize,
 }
 
@@ -185,6 +186,7 @@ pub(super) fn summarize(
     let mut summary = Summary {
         records_in: read.records,
         bytes_in: read.bytes,
+        filtered: read.filtered,
         rows_out: stats.rows_out,
         errors: read
             .rejects

@@ -87,6 +87,9 @@ pub enum PipelineError {
     /// the text says why and what to do.
     #[error("handover: {0}")]
     Handover(String),
+    /// The filter changed while batches named under the previous one wait to be re-created.
+    #[error("{0}")]
+    FilterChanged(String),
     /// A broken invariant of the exactly-once protocol (a bug): the run stops before writing.
     #[error("internal error, stopping before anything more is written: {0}")]
     Invariant(String),
@@ -109,7 +112,8 @@ impl PipelineError {
             PipelineError::Checkpoint(e) => e.is_configuration(),
             PipelineError::Schema(_)
             | PipelineError::SchemaFile { .. }
-            | PipelineError::Handover(_) => true,
+            | PipelineError::Handover(_)
+            | PipelineError::FilterChanged(_) => true,
             PipelineError::Encode { .. }
             | PipelineError::Read { .. }
             | PipelineError::Stream { .. }

@@ -41,7 +41,7 @@ pub(super) enum Out {
         create_only: bool,
     },
     /// Saved after every message before it is durable (the writer works in order).
-    Checkpoint(crate::checkpoint::Checkpoint, Save),
+    Checkpoint(Box<crate::checkpoint::Checkpoint>, Save),
     /// A Redshift COPY manifest listing these data files (written before this message).
     Manifest { path: String, objects: Vec<String> },
     /// A table's hour is complete: its manifest (every file in `folder`) and its marker.
@@ -303,7 +303,7 @@ pub(super) async fn write_all(
                         crate::failpoint::hit("after-intent");
                     }
                 }
-                stats.checkpoint = Some(cp);
+                stats.checkpoint = Some(*cp);
             }
         }
     }

@@ -111,7 +111,12 @@ fn a_dynamodb_stream_killed_again_and_again_reaches_the_lake_exactly_once() {
     create_bucket(&bucket);
     let lake = format!("s3://{bucket}/lake");
     let stderr = dir.path().join("stderr.txt");
-    let points = ["after-intent", "after-data", "mid-multipart", "after-manifest"];
+    let points = [
+        "after-intent",
+        "after-data",
+        "mid-multipart",
+        "after-manifest",
+    ];
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut outcomes = std::collections::BTreeMap::<String, u32>::new();
     let mut changes = 0u64;
@@ -155,7 +160,15 @@ fn a_dynamodb_stream_killed_again_and_again_reaches_the_lake_exactly_once() {
     }
     // A last scheduled run catches up.
     let out = bin()
-        .args(["export", "--dynamodb-stream", &table, "-o", &lake, "-c", s(&config)])
+        .args([
+            "export",
+            "--dynamodb-stream",
+            &table,
+            "-o",
+            &lake,
+            "-c",
+            s(&config),
+        ])
         .args(["--json", "--no-progress"])
         .env("DDB_LAKE_TEST_MIN_PART_SIZE", "16384")
         .output()
@@ -165,7 +178,13 @@ fn a_dynamodb_stream_killed_again_and_again_reaches_the_lake_exactly_once() {
     eprintln!("outcomes: {outcomes:?}\nlast run: {}", last["records_in"]);
     let check: serde_json::Value = serde_json::from_str(&py(CHECK, &[&bucket, &table])).unwrap();
     eprintln!("lake check: {check}");
-    for problem in ["missing", "duplicated", "unexpected", "wrong_values", "pending"] {
+    for problem in [
+        "missing",
+        "duplicated",
+        "unexpected",
+        "wrong_values",
+        "pending",
+    ] {
         assert_eq!(check[problem], 0, "{problem}: {check}");
     }
     assert_eq!(check["changes"], changes, "{check}");

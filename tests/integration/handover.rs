@@ -9,7 +9,7 @@ use crate::helpers::*;
 
 /// Changes to the table argv[1] in phase argv[2]; `create` also creates it (a stream of new and
 /// old images). Prints the time after the phase, in milliseconds.
-const CHANGE: &str = r#"
+pub const CHANGE: &str = r#"
 import boto3, os, sys, time
 ddb = boto3.client('dynamodb', endpoint_url=os.environ['AWS_ENDPOINT_URL_DYNAMODB'], region_name='us-east-1')
 t, phase = sys.argv[1], sys.argv[2]

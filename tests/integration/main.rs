@@ -15,6 +15,7 @@ mod ddl;
 mod dynamodb;
 mod export;
 mod faults;
+mod filters;
 mod handover;
 mod helpers;
 mod kinesis;

@@ -51,6 +51,8 @@ pub(super) struct Intake<'a> {
     in_flight: Arc<tokio::sync::Semaphore>,
     records: u64,
     bytes: u64,
+    /// Records the filter kept out, per DynamoDB table.
+    filtered: BTreeMap<String, u64>,
     /// Flushes sent to the writer so far.
     flushes: u64,
     /// Stream runs only.
@@ -58,6 +60,7 @@ pub(super) struct Intake<'a> {
     /// What the metrics have been told so far: error entries per reason, late rows per table.
     reported_errors: BTreeMap<Reason, u64>,
     reported_late: BTreeMap<String, u64>,
+    reported_filtered: BTreeMap<String, u64>,
 }
 
 /// The intake's part that only stream runs have: what the exactly-once protocol adds.
@@ -114,10 +117,12 @@ impl<'a> Intake<'a> {
             in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight_kib(settings))),
             records: 0,
             bytes: 0,
+            filtered: BTreeMap::new(),
             flushes: 0,
             stream,
             reported_errors: BTreeMap::new(),
             reported_late: BTreeMap::new(),
+            reported_filtered: BTreeMap::new(),
         }
     }
 
@@ -138,6 +143,13 @@ impl<'a> Intake<'a> {
                     crate::metrics::late_rows(table, n - *told);
                     *told = n;
                 }
+            }
+        }
+        for (table, &n) in &self.filtered {
+            let told = self.reported_filtered.entry(table.clone()).or_default();
+            if n > *told {
+                crate::metrics::filtered(table, n - *told);
+                *told = n;
             }
         }
         crate::metrics::buffered(self.buffers.buffered_bytes());
@@ -175,6 +187,7 @@ impl<'a> Intake<'a> {
             rejects: self.rejects,
             records: self.records,
             bytes: self.bytes,
+            filtered: self.filtered,
         }
     }
 
@@ -335,6 +348,11 @@ impl<'a> Intake<'a> {
                 return Ok(());
             }
         };
+        if !settings.filter.is_empty() && !settings.filter.passes(rec, table) {
+            // Counted, and nothing else: its shard's checkpoint moves past it like any record's.
+            *self.filtered.entry(table.to_string()).or_default() += 1;
+            return Ok(());
+        }
         let ti = self.table_index(table);
         let time_us = match self.settings.partition_time {
             PartitionTime::Event => rec.event_time_us,

@@ -38,12 +38,15 @@ use crate::kinesis::{lineage, start_position, Shard, ShardEvent, Start, StartAt}
 use crate::store::Location;
 use crate::summary::Counters;
 use check::Report;
-use model::Stream;
+use model::{Flavor, Stream};
 use store::Crashing;
 
 /// The stream's name, and where its checkpoint lives in the lake.
 const STREAM: &str = "sim";
 const CHECKPOINT: &str = "_ddb_lake/checkpoints/sim.json";
+/// The filter some histories run with: blue rows are filtered (counted, not written).
+pub(super) const NOT_BLUE: &str =
+    r#"{"dynamodb": {"NewImage": {"color": {"S": [{"anything-but": "blue"}]}}}}"#;
 /// 2026-11-20T08:00:00Z.
 const START_MS: i64 = 1_795_680_000_000;
 
@@ -188,8 +191,21 @@ impl History {
     fn new(seed: u64, rt: Arc<tokio::runtime::Runtime>) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (settings, layout) = settings(&mut rng);
+        // Drawn apart from the history's own generator, so that a seed's Kinesis history is
+        // the one it was before these draws existed.
+        let mut side = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_f1a7_0d0b_0001);
+        let flavor = if side.random_ratio(1, 3) {
+            Flavor::DynamoDb
+        } else {
+            Flavor::Kinesis
+        };
+        let mut settings = settings;
+        if side.random_ratio(1, 4) {
+            settings.filter =
+                crate::filter::Filter::new(&[], &[], &[NOT_BLUE.into()]).expect("a valid pattern");
+        }
         let shards = rng.random_range(1..=3);
-        let mut stream = Stream::new(&mut rng, shards, START_MS);
+        let mut stream = Stream::new(&mut rng, shards, START_MS, flavor);
         let n = rng.random_range(5..60);
         stream.put(&mut rng, n);
         // Now and then the shards start at a time: records that arrived before it are not read.
@@ -450,8 +466,13 @@ mod tests {
         if let Some(seed) = env("DDB_LAKE_SIM_SEED") {
             let h = play(seed, runtime()).unwrap_or_else(|e| panic!("{e}"));
             eprintln!(
-                "history {seed}: {:?} layout, {} runs, {} crashes, {} durable writes",
-                h.layout, h.runs, h.crashes, h.writes
+                "history {seed}: {:?} stream, {:?} layout, filter {}, {} runs, {} crashes, {} durable writes",
+                h.stream.flavor,
+                h.layout,
+                !h.settings.filter.is_empty(),
+                h.runs,
+                h.crashes,
+                h.writes
             );
             return;
         }
@@ -460,21 +481,24 @@ mod tests {
         let threads = std::thread::available_parallelism().map_or(2, |t| t.get()) as u64;
         let started = std::time::Instant::now();
         let next = AtomicU64::new(first);
-        let totals: Vec<(u64, u64, u64)> = std::thread::scope(|scope| {
+        let totals: Vec<[u64; 5]> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     scope.spawn(|| {
                         let rt = runtime();
-                        let (mut runs, mut crashes, mut writes) = (0, 0, 0);
+                        // runs, crashes, durable writes, DynamoDB histories, filtered ones
+                        let mut t = [0u64; 5];
                         loop {
                             let seed = next.fetch_add(1, Ordering::SeqCst);
                             if seed >= first + n {
-                                return (runs, crashes, writes);
+                                return t;
                             }
                             let h = play(seed, rt.clone()).unwrap_or_else(|e| panic!("{e}"));
-                            runs += h.runs;
-                            crashes += h.crashes;
-                            writes += h.writes;
+                            t[0] += h.runs;
+                            t[1] += h.crashes;
+                            t[2] += h.writes;
+                            t[3] += (h.stream.flavor == Flavor::DynamoDb) as u64;
+                            t[4] += !h.settings.filter.is_empty() as u64;
                             if (seed - first + 1).is_multiple_of(10_000) {
                                 eprintln!(
                                     "{} histories, {:?}",
@@ -491,15 +515,26 @@ mod tests {
                 .map(|w| w.join().expect("no panic"))
                 .collect()
         });
-        let (runs, crashes, writes) = totals
+        let [runs, crashes, writes, ddb, filtered] = totals
             .iter()
-            .fold((0, 0, 0), |a, t| (a.0 + t.0, a.1 + t.1, a.2 + t.2));
+            .fold([0; 5], |a, t| std::array::from_fn(|i| a[i] + t[i]));
         eprintln!(
-            "{n} histories (seeds {first}..{}): {runs} runs, {crashes} crashes, {writes} durable writes, {:?}",
+            "{n} histories (seeds {first}..{}): {runs} runs, {crashes} crashes, {writes} durable writes; {ddb} on a DynamoDB stream, {filtered} with a filter; {:?}",
             first + n,
             started.elapsed()
         );
         assert!(crashes > n, "most histories crash more than once");
+        // Both kinds of stream, and filtered histories, are played (a third and a quarter).
+        if n >= 100 {
+            assert!(
+                ddb > n / 5 && ddb < n / 2,
+                "{ddb} of {n} on a DynamoDB stream"
+            );
+            assert!(
+                filtered > n / 8 && filtered < n / 2,
+                "{filtered} of {n} filtered"
+            );
+        }
     }
 
     /// Histories in CI.

@@ -7,6 +7,22 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::kinesis::{kpl, KinesisRecord, Shard};
 
+/// Which kind of stream a history plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flavor {
+    /// A Kinesis data stream fed by DynamoDB: KPL aggregates, bad records, splits and merges,
+    /// records of two tables, event times that jump back.
+    Kinesis,
+    /// A table's DynamoDB stream: SDK records turned into records by the DynamoDB Streams
+    /// adapter (`to_record`), one table, creation times in whole seconds (event time and
+    /// arrival time alike), shards that roll over or split (never merge).
+    DynamoDb,
+}
+
+/// The stream ARN of the DynamoDB flavour (its table is the records' table).
+const DDB_ARN: &str =
+    "arn:aws:dynamodb:us-east-1:123456789012:table/Orders/stream/2026-11-20T08:00:00.000";
+
 /// Lake tables of the simulation (the DynamoDB table name, the lake name).
 pub(super) const TABLES: [(&str, &str); 2] = [("Orders", "orders"), ("Users", "users")];
 /// Values of the `color` attribute (a column-value template's partition key).
@@ -52,6 +68,7 @@ pub(super) struct SimShard {
 
 /// The stream, as it grows.
 pub(super) struct Stream {
+    pub(super) flavor: Flavor,
     pub(super) shards: Vec<SimShard>,
     pub(super) expected: Vec<Expected>,
     next_seq: u64,
@@ -64,8 +81,9 @@ pub(super) struct Stream {
 }
 
 impl Stream {
-    pub(super) fn new(rng: &mut ChaCha8Rng, shards: usize, start_ms: i64) -> Self {
+    pub(super) fn new(rng: &mut ChaCha8Rng, shards: usize, start_ms: i64, flavor: Flavor) -> Self {
         let mut s = Stream {
+            flavor,
             shards: Vec::new(),
             expected: Vec::new(),
             next_seq: 1,
@@ -137,6 +155,9 @@ impl Stream {
         self.next_seq += rng.random_range(1..5);
         self.arrival_ms += rng.random_range(1..90_000);
         let shard = self.shards[i].shard.id.clone();
+        if self.flavor == Flavor::DynamoDb {
+            return self.put_sdk_record(rng, i, seq);
+        }
         let aggregated = rng.random_ratio(1, 8);
         let parts = if aggregated {
             rng.random_range(2..=4)
@@ -166,6 +187,71 @@ impl Stream {
             data: data.into(),
             arrival_ms: self.arrival_ms,
         });
+    }
+
+    /// The DynamoDB flavour's record: built as the SDK gives it, then turned into the record
+    /// the pipeline reads by the DynamoDB Streams adapter itself.
+    fn put_sdk_record(&mut self, rng: &mut ChaCha8Rng, i: usize, seq: String) {
+        use aws_sdk_dynamodbstreams::primitives::DateTime;
+        use aws_sdk_dynamodbstreams::types::{
+            AttributeValue, OperationType, Record, StreamRecord, StreamViewType,
+        };
+        let n = self.next_event;
+        self.next_event += 1;
+        let secs = self.arrival_ms.div_euclid(1000);
+        let qty = rng.random_range(-1000..1000i64);
+        let color = COLORS[rng.random_range(0..COLORS.len())];
+        let note = (n >= self.notes_from).then(|| format!("note {n}"));
+        let key = || ("id".to_string(), AttributeValue::S(format!("k{n}")));
+        let mut image: std::collections::HashMap<String, AttributeValue> = [
+            key(),
+            ("qty".into(), AttributeValue::N(qty.to_string())),
+            ("color".into(), AttributeValue::S(color.into())),
+        ]
+        .into();
+        if let Some(t) = &note {
+            image.insert("note".into(), AttributeValue::S(t.clone()));
+        }
+        let record = Record::builder()
+            .event_id(format!("e{n}"))
+            .event_name(OperationType::Modify)
+            .event_source("aws:dynamodb")
+            .dynamodb(
+                StreamRecord::builder()
+                    .set_keys(Some([key()].into()))
+                    .set_new_image(Some(image))
+                    .sequence_number(&seq)
+                    .approximate_creation_date_time(DateTime::from_secs(secs))
+                    .stream_view_type(StreamViewType::NewImage)
+                    .build(),
+            )
+            .build();
+        let shard = self.shards[i].shard.id.clone();
+        let record = crate::dynamodb_streams::to_record(&record, DDB_ARN, &shard)
+            .expect("a record with a sequence number");
+        self.expected.push(Expected {
+            shard,
+            seq,
+            sub: None,
+            arrival_ms: record.arrival_ms,
+            outcome: Outcome::Row {
+                table: TABLES[0].1,
+                event_id: format!("e{n}"),
+                key: format!("k{n}"),
+                qty,
+                color,
+                note,
+                event_ms: secs * 1000,
+            },
+        });
+        self.shards[i].records.push(record);
+    }
+
+    /// Closes a shard and opens one child (a DynamoDB stream's rollover).
+    fn roll_over(&mut self, i: usize) {
+        self.shards[i].closed = true;
+        let id = self.shards[i].shard.id.clone();
+        self.add_shard(Some(id), None);
     }
 
     /// One user record: mostly good changes of two tables, with event times that mostly move
@@ -239,6 +325,9 @@ impl Stream {
         let open = self.open_shards();
         match rng.random_range(0..10) {
             0 if open.len() < 6 => self.split(open[rng.random_range(0..open.len())]),
+            1 if self.flavor == Flavor::DynamoDb => {
+                self.roll_over(open[rng.random_range(0..open.len())])
+            }
             1 if open.len() >= 2 => {
                 let a = rng.random_range(0..open.len() - 1);
                 self.merge(open[a], open[a + 1]);

@@ -236,7 +236,8 @@ impl<'a> Processor<'a> {
         if !group.is_empty() || !markers.is_empty() {
             let intent = self.progress(&batches, &carried);
             self.check(&intent)?;
-            self.intake.send(Out::Checkpoint(intent, Save::Intent))?;
+            self.intake
+                .send(Out::Checkpoint(Box::new(intent), Save::Intent))?;
         }
         for h in group {
             self.intake.send(h.out)?;
@@ -293,7 +294,8 @@ impl<'a> Processor<'a> {
         self.check(&done)?;
         self.checkpoint = done.clone();
         self.flushes_at_checkpoint = self.intake.flushes();
-        self.intake.send(Out::Checkpoint(done, Save::Commit))
+        self.intake
+            .send(Out::Checkpoint(Box::new(done), Save::Commit))
     }
 
     /// The invariants a checkpoint must hold before it is saved (docs/DESIGN.md, "What bounds a
