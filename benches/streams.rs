@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodbstreams::primitives::DateTime;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, StreamRecord};
+use base64::Engine as _;
 use ddb_lake::config::ConfigFile;
 use ddb_lake::dynamodb_streams::record_json;
 use ddb_lake::generate::{generate, GenerateOptions, Shape};
@@ -38,7 +39,7 @@ fn attr(v: &Value) -> AttributeValue {
         .as_object()
         .and_then(|o| o.iter().next())
         .expect("a typed value");
-    let strings = || {
+    let strings = || -> Vec<String> {
         x.as_array()
             .expect("a set")
             .iter()
@@ -50,6 +51,23 @@ fn attr(v: &Value) -> AttributeValue {
         "N" => AttributeValue::N(x.as_str().expect("text").into()),
         "BOOL" => AttributeValue::Bool(x.as_bool().expect("a bool")),
         "NULL" => AttributeValue::Null(true),
+        "B" => AttributeValue::B(aws_sdk_dynamodbstreams::primitives::Blob::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(x.as_str().expect("base64"))
+                .expect("base64"),
+        )),
+        "BS" => AttributeValue::Bs(
+            strings()
+                .iter()
+                .map(|b: &String| {
+                    aws_sdk_dynamodbstreams::primitives::Blob::new(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b)
+                            .expect("base64"),
+                    )
+                })
+                .collect(),
+        ),
         "SS" => AttributeValue::Ss(strings()),
         "NS" => AttributeValue::Ns(strings()),
         "L" => AttributeValue::L(x.as_array().expect("a list").iter().map(attr).collect()),

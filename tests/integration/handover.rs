@@ -154,9 +154,25 @@ fn bootstrap_from_an_export_then_the_stream_gives_every_item_and_change_once() {
     assert!(first["records_in"].as_u64().unwrap() >= 13, "{first}");
     let out = check(&lake, &table, &export_ms, exported);
     eprintln!("items, stream rows, changes since the export minute: {out}");
-    // Later changes: only they are read.
+    // Later changes, read by the continuous consumer from the same checkpoint: only they.
+    let before = parquet_rows(&lake);
+    let mut cmd = bin();
+    cmd.args(["consume", "--dynamodb-stream", &table, "-o", s(&lake)])
+        .args(["--max-age", "1s", "--json", "--no-progress"]);
+    let consumer = Running::start(cmd);
     py(CHANGE, &[&table, "later"]);
-    let second = export_json(&["--dynamodb-stream", &table, "-o", s(&lake)], 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while parquet_rows(&lake) < before + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consumer wrote nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100)); // polling the lake, bounded
+    }
+    consumer.terminate();
+    let ended = consumer.wait();
+    assert_eq!(ended.code, Some(0), "{}", ended.stderr);
+    let second: serde_json::Value = serde_json::from_str(&ended.stdout).unwrap();
     assert_eq!(second["records_in"], 2, "{second}");
     check(&lake, &table, &export_ms, exported);
     // A second bootstrap into a lake that reads the stream already is refused.
