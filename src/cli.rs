@@ -134,7 +134,7 @@ pub struct StreamArgs {
     /// RFC 3339 time for --start at_timestamp (stream.start_timestamp).
     #[arg(env = "DDB_LAKE_START_TIMESTAMP", long)]
     pub start_timestamp: Option<String>,
-    /// Acknowledge that a checkpointed shard no longer listed (its retention passed before it was read to its end) may have lost changes, and go on (stream.accept_lost_shards).
+    /// Acknowledge that a shard may have lost changes and go on: a checkpointed shard no longer listed (its retention passed before it was read to its end) is marked finished; a DynamoDB Streams shard whose start was trimmed is read from its oldest retained record (stream.accept_lost_shards).
     #[arg(long, value_name = "SHARD", num_args = 1.., value_delimiter = ',')]
     pub accept_lost_shard: Vec<String>,
 }

@@ -49,6 +49,13 @@ pub fn shard_lag(shard: &str, millis: i64) {
     gauge!("ddb_lake_shard_lag_milliseconds", "shard" => shard.to_string()).set(millis as f64);
 }
 
+/// Age of a shard's oldest record not read yet (DynamoDB Streams: 0 at the tip), against its
+/// 24-hour retention.
+pub fn oldest_unread_age(shard: &str, millis: i64) {
+    gauge!("ddb_lake_oldest_unread_age_seconds", "shard" => shard.to_string())
+        .set(millis as f64 / 1000.0);
+}
+
 /// A checkpoint was saved now (its age is `time() - ddb_lake_checkpoint_saved_timestamp_seconds`).
 pub fn checkpoint_saved() {
     let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;

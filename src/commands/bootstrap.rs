@@ -63,7 +63,7 @@ pub(super) fn bootstrap(
 /// The stream handed over to.
 enum Target {
     Kinesis(AwsStream),
-    DynamoDb(DynamoDbStream),
+    DynamoDb(Box<DynamoDbStream>),
 }
 
 impl Target {
@@ -145,7 +145,7 @@ async fn run(
                     format!("is the stream of table {}, not of {table}", api.table()),
                 ));
             }
-            Target::DynamoDb(api)
+            Target::DynamoDb(Box::new(api))
         }
     };
     let facts = target.facts().await?;
@@ -205,7 +205,7 @@ async fn run(
             handover::hand_over(api, &stream, &mut cp_store, plan, facts, now_ms()).await?
         }
         Target::DynamoDb(api) => {
-            handover::hand_over(api, &stream, &mut cp_store, plan, facts, now_ms()).await?
+            handover::hand_over(&**api, &stream, &mut cp_store, plan, facts, now_ms()).await?
         }
     };
     summary.checkpoint = Some(cp);

@@ -114,7 +114,8 @@ async fn run_stream(
         StreamSource::DynamoDb(sources) => {
             let mut apis = Vec::new();
             for source in sources {
-                let api = DynamoDbStream::connect(source).await?;
+                let mut api = DynamoDbStream::connect(source).await?;
+                api.accept_lost(&settings.stream.accept_lost_shards);
                 tracing::info!("reading the DynamoDB stream {}", api.arn());
                 if let Some(twice) = apis
                     .iter()

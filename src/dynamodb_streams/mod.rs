@@ -13,10 +13,13 @@
 //!   like any other and which the error output keeps as the record's bytes;
 //! - `ApproximateCreationDateTime` is in seconds; it is also the record's arrival time for
 //!   `--until` and the lag metric;
-//! - 24-hour retention: reading a shard whose oldest unread record is older than
-//!   [`RETENTION_WARNING`] warns and sets a metric; a checkpoint that points into trimmed data
-//!   (TrimmedDataAccessException) stops the run with the shard and the lost range.
+//! - 24-hour retention ([`retention`]): the age of each shard's oldest unread record is a metric,
+//!   and past [`RETENTION_WARNING`] a warning; a start the shard no longer holds (a checkpoint
+//!   older than its oldest record, a start at a time over 24 hours ago, a child shard whose first
+//!   records are gone) or a TrimmedDataAccessException while reading stops the run with the
+//!   shard and the lost range, unless acknowledged (`--accept-lost-shard`).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
@@ -26,8 +29,10 @@ use crate::kinesis::api::classify;
 use crate::kinesis::{ApiError, KinesisRecord, RecordBatch, Shard, StartAt, StreamApi};
 
 mod record;
+mod retention;
 pub use record::record_json;
 pub(crate) use record::to_record;
+use retention::{Lost, Need, Oldest};
 
 /// DynamoDB Streams keeps records for 24 hours; past this age of the oldest unread record a
 /// shard read warns (and the lag metric shows it) before records start to be trimmed.
@@ -42,8 +47,14 @@ pub struct DynamoDbStream {
     arn: String,
     table: String,
     listing: Mutex<Listing>,
+    /// The shards whose parent the last complete listing listed too (so the parent was read
+    /// here before them), for the retention checks.
+    parent_listed: std::sync::Mutex<HashSet<String>>,
+    /// Shards whose trimmed changes the user acknowledged (`--accept-lost-shard`): read from
+    /// their oldest retained record instead of stopping.
+    accepted: HashSet<String>,
     /// Shards already warned about nearing the retention limit (once per shard and process).
-    warned: std::sync::Mutex<std::collections::HashSet<String>>,
+    warned: std::sync::Mutex<HashSet<String>>,
 }
 
 /// A shard listing in progress: the shards of the pages read so far and where the next page
@@ -115,8 +126,16 @@ impl DynamoDbStream {
             arn,
             table,
             listing: Mutex::new(Listing::default()),
+            parent_listed: Default::default(),
+            accepted: HashSet::new(),
             warned: Default::default(),
         })
+    }
+
+    /// Shards whose trimmed changes are acknowledged (`--accept-lost-shard`): a start they no
+    /// longer hold goes on from their oldest retained record, with a warning.
+    pub fn accept_lost(&mut self, shards: &[String]) {
+        self.accepted.extend(shards.iter().cloned());
     }
 
     /// The stream's ARN, which its checkpoint records.
@@ -180,22 +199,56 @@ impl DynamoDbStream {
         })
     }
 
-    /// The oldest record still retained in `shard`, for the message about trimmed changes.
-    async fn oldest_retained(&self, shard: &str) -> Option<String> {
+    /// The oldest record still retained in `shard` (`None`: it holds none), following the
+    /// empty pages the service may answer first.
+    async fn oldest_retained(&self, shard: &str) -> Result<Option<Oldest>, ApiError> {
         let it = self
             .raw_iterator(shard, ShardIteratorType::TrimHorizon, None)
-            .await
-            .ok()?;
+            .await?;
+        let fetch = |inner| self.fetch(inner, shard, 1);
+        let (records, _) = page_after_empty(it, EMPTY_PAGES_FOLLOWED, fetch).await?;
+        Ok(records.into_iter().next().map(|r| Oldest {
+            seq: r.sequence_number,
+            created_ms: r.arrival_ms,
+        }))
+    }
+
+    /// One GetRecords page of `shard` at the service's iterator `inner`.
+    async fn fetch(&self, inner: String, shard: &str, limit: i32) -> Result<RawPage, ApiError> {
         let resp = self
             .client
             .get_records()
-            .shard_iterator(it)
-            .limit(1)
+            .shard_iterator(inner)
+            .limit(limit)
             .send()
             .await
-            .ok()?;
-        let first = resp.records().first()?;
-        first.dynamodb()?.sequence_number().map(str::to_string)
+            .map_err(classify)?;
+        let records = resp
+            .records()
+            .iter()
+            .map(|r| to_record(r, &self.arn, shard))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((records, resp.next_shard_iterator().map(str::to_string)))
+    }
+
+    /// A start the shard no longer holds: an error naming the shard and the range, or, for a
+    /// shard whose loss was acknowledged, an iterator at its oldest retained record.
+    async fn lost(&self, shard: &str, lost: Lost) -> Result<String, ApiError> {
+        if !self.accepted.contains(shard) {
+            return Err(ApiError::Fatal(retention::trimmed_message(
+                &self.arn, shard, &lost,
+            )));
+        }
+        tracing::warn!(
+            shard,
+            "the records after {} and before {} were trimmed before this lake read them; acknowledged (--accept-lost-shard): reading on from the oldest retained record",
+            lost.from,
+            lost.to
+        );
+        let it = self
+            .raw_iterator(shard, ShardIteratorType::TrimHorizon, None)
+            .await?;
+        Ok(Iter::format(shard, None, true, None, &it))
     }
 
     async fn raw_iterator(
@@ -243,11 +296,13 @@ where
 
 /// The iterator text handed to the shard reader: the shard (for messages and metrics), the
 /// time before which records are skipped (a start at a time; empty once passed), whether it is
-/// fresh from GetShardIterator, and the service's iterator.
+/// fresh from GetShardIterator, the last sequence number read before it (for the message about
+/// trimmed changes), and the service's iterator.
 struct Iter<'a> {
     shard: &'a str,
     from_ms: Option<i64>,
     fresh: bool,
+    last: Option<&'a str>,
     inner: &'a str,
 }
 
@@ -257,18 +312,26 @@ struct Iter<'a> {
 const EMPTY_PAGES_FOLLOWED: u32 = 4;
 
 impl<'a> Iter<'a> {
-    fn format(shard: &str, from_ms: Option<i64>, fresh: bool, inner: &str) -> String {
+    fn format(
+        shard: &str,
+        from_ms: Option<i64>,
+        fresh: bool,
+        last: Option<&str>,
+        inner: &str,
+    ) -> String {
         let from = from_ms.map(|t| t.to_string()).unwrap_or_default();
         let fresh = if fresh { "fresh" } else { "" };
-        format!("{shard}\n{from}\n{fresh}\n{inner}")
+        let last = last.unwrap_or_default();
+        format!("{shard}\n{from}\n{fresh}\n{last}\n{inner}")
     }
 
     fn parse(text: &'a str) -> Result<Self, ApiError> {
         let bad = || ApiError::Fatal("malformed shard iterator".into());
-        let mut parts = text.splitn(4, '\n');
+        let mut parts = text.splitn(5, '\n');
         let shard = parts.next().ok_or_else(bad)?;
         let from = parts.next().ok_or_else(bad)?;
         let fresh = parts.next().ok_or_else(bad)? == "fresh";
+        let last = Some(parts.next().ok_or_else(bad)?).filter(|l| !l.is_empty());
         let inner = parts.next().ok_or_else(bad)?;
         let from_ms = if from.is_empty() {
             None
@@ -279,6 +342,7 @@ impl<'a> Iter<'a> {
             shard,
             from_ms,
             fresh,
+            last,
             inner,
         })
     }
@@ -349,10 +413,33 @@ fn after_start(
 
 impl StreamApi for DynamoDbStream {
     async fn list_shards(&self) -> Result<Vec<Shard>, ApiError> {
-        list_all(&self.listing, |after| self.page(after)).await
+        let shards = list_all(&self.listing, |after| self.page(after)).await?;
+        let ids: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
+        if let Ok(mut known) = self.parent_listed.lock() {
+            *known = shards
+                .iter()
+                .filter(|s| s.parent.as_deref().is_some_and(|p| ids.contains(p)))
+                .map(|s| s.id.clone())
+                .collect();
+        }
+        Ok(shards)
     }
 
     async fn shard_iterator(&self, shard: &str, start: &StartAt) -> Result<String, ApiError> {
+        let parent_listed = self.parent_listed.lock().is_ok_and(|p| p.contains(shard));
+        let need = match start {
+            StartAt::AfterSequence(s) => Some(Need::After(s)),
+            StartAt::AtTimestamp(t) => Some(Need::Time(*t)),
+            StartAt::TrimHorizon if parent_listed => Some(Need::ShardStart),
+            StartAt::TrimHorizon => None,
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if let Some(need) = need.filter(|&n| retention::worth_checking(n, shard, now_ms)) {
+            let oldest = self.oldest_retained(shard).await?;
+            if let Some(lost) = retention::missing(need, oldest.as_ref()) {
+                return self.lost(shard, lost).await;
+            }
+        }
         let (kind, sequence, from_ms) = match start {
             StartAt::TrimHorizon => (ShardIteratorType::TrimHorizon, None, None),
             StartAt::AtTimestamp(ms) => (ShardIteratorType::TrimHorizon, None, Some(*ms)),
@@ -363,15 +450,20 @@ impl StreamApi for DynamoDbStream {
             ),
         };
         match self.raw_iterator(shard, kind, sequence).await {
-            Ok(it) => Ok(Iter::format(shard, from_ms, true, &it)),
-            Err(ApiError::Fatal(msg)) if msg.starts_with("TrimmedDataAccessException") => {
-                let oldest = self.oldest_retained(shard).await;
-                Err(ApiError::Fatal(trimmed_message(
-                    &self.arn,
-                    shard,
-                    sequence,
-                    oldest.as_deref(),
-                )))
+            Ok(it) => Ok(Iter::format(shard, from_ms, true, sequence, &it)),
+            // Refused: a checkpoint older than the shard's oldest record? (AWS answers
+            // TrimmedDataAccessException, DynamoDB Local a ValidationException.)
+            Err(ApiError::Fatal(msg)) if sequence.is_some() => {
+                let Some(need) = need else {
+                    return Err(ApiError::Fatal(msg));
+                };
+                let Ok(oldest) = self.oldest_retained(shard).await else {
+                    return Err(ApiError::Fatal(msg));
+                };
+                match retention::missing(need, oldest.as_ref()) {
+                    Some(lost) => self.lost(shard, lost).await,
+                    None => Err(ApiError::Fatal(msg)),
+                }
             }
             Err(e) => Err(e),
         }
@@ -380,69 +472,56 @@ impl StreamApi for DynamoDbStream {
     async fn get_records(&self, iterator: &str, limit: i32) -> Result<RecordBatch, ApiError> {
         let it = Iter::parse(iterator)?;
         let follows = if it.fresh { EMPTY_PAGES_FOLLOWED } else { 0 };
-        let fetch = |inner: String| async move {
-            let resp = match self
-                .client
-                .get_records()
-                .shard_iterator(inner)
-                .limit(limit.min(1000))
-                .send()
-                .await
-                .map_err(classify)
-            {
-                Ok(r) => r,
-                Err(ApiError::Fatal(msg)) if msg.starts_with("TrimmedDataAccessException") => {
-                    return Err(ApiError::Fatal(trimmed_message(
-                        &self.arn, it.shard, None, None,
-                    )))
-                }
-                Err(e) => return Err(e),
-            };
-            let records = resp
-                .records()
-                .iter()
-                .map(|r| to_record(r, &self.arn, it.shard))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((records, resp.next_shard_iterator().map(str::to_string)))
+        let fetch = |inner| self.fetch(inner, it.shard, limit.min(1000));
+        let (mut records, next) = match page_after_empty(it.inner.to_string(), follows, fetch).await
+        {
+            Ok(page) => page,
+            Err(ApiError::Fatal(msg)) if msg.starts_with("TrimmedDataAccessException") => {
+                // Trimmed while this reader was behind: name what is missing.
+                let oldest = self.oldest_retained(it.shard).await.ok().flatten();
+                let lost = Lost {
+                    from: it.last.map_or("the records this lake read".into(), |s| {
+                        format!("sequence number {s}")
+                    }),
+                    to: oldest.map_or("the shard's oldest retained record".into(), |o| {
+                        format!("sequence number {}, the oldest still retained", o.seq)
+                    }),
+                };
+                return Err(ApiError::Fatal(retention::trimmed_message(
+                    &self.arn, it.shard, &lost,
+                )));
+            }
+            Err(e) => return Err(e),
         };
-        let (mut records, next) = page_after_empty(it.inner.to_string(), follows, fetch).await?;
+        let last_read = records
+            .last()
+            .map(|r| r.sequence_number.clone())
+            .or(it.last.map(str::to_string));
         let now_ms = chrono::Utc::now().timestamp_millis();
         let (from_ms, behind) = after_start(&mut records, it.from_ms, now_ms);
-        if let Some(first) = records.first() {
-            let age = now_ms - first.arrival_ms;
-            let first_time = || {
-                self.warned
-                    .lock()
-                    .map(|mut w| w.insert(it.shard.to_string()))
-                    .unwrap_or(true)
-            };
-            if age > RETENTION_WARNING.as_millis() as i64 && first_time() {
-                tracing::warn!(
-                    shard = it.shard,
-                    "the oldest unread change of this shard is {:.1} hours old: DynamoDB Streams trims after 24 hours, and changes not read by then are lost",
-                    age as f64 / 3_600_000.0
-                );
+        let oldest_unread_ms = records
+            .first()
+            .map_or(0, |r| (now_ms - r.arrival_ms).max(0));
+        crate::metrics::oldest_unread_age(it.shard, oldest_unread_ms);
+        if let Some(warning) =
+            retention::nearing_message(oldest_unread_ms, RETENTION_WARNING.as_millis() as i64)
+        {
+            let first_time = self
+                .warned
+                .lock()
+                .map(|mut w| w.insert(it.shard.to_string()))
+                .unwrap_or(true);
+            if first_time {
+                tracing::warn!(shard = it.shard, "{warning}");
             }
         }
         Ok(RecordBatch {
             millis_behind_latest: behind,
             records,
-            next_iterator: next.map(|n| Iter::format(it.shard, from_ms, false, &n)),
+            next_iterator: next
+                .map(|n| Iter::format(it.shard, from_ms, false, last_read.as_deref(), &n)),
         })
     }
-}
-
-/// The message for changes trimmed before they were read.
-fn trimmed_message(arn: &str, shard: &str, after: Option<&str>, oldest: Option<&str>) -> String {
-    let from = after.map_or("the last record read".to_string(), |s| {
-        format!("sequence number {s}")
-    });
-    let to = oldest.map_or("the shard's oldest retained record".to_string(), |s| {
-        format!("sequence number {s}, the oldest still retained")
-    });
-    format!(
-        "changes were lost: stream {arn}, shard {shard}: the records after {from} and before {to} were trimmed (DynamoDB Streams keeps 24 hours) before this lake read them. Load them from a table export (ddb-lake export --input of an export), then run again"
-    )
 }
 
 #[cfg(test)]

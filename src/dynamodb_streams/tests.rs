@@ -127,27 +127,19 @@ fn a_page_skipped_whole_is_not_the_tip() {
 
 #[test]
 fn iterators_carry_the_shard_and_the_start_time() {
-    let text = Iter::format("shardId-1", Some(42), true, "arn:x|1|AAAA\nodd");
+    let text = Iter::format("shardId-1", Some(42), true, Some("77"), "arn:x|1|AAAA\nodd");
     let it = Iter::parse(&text).unwrap();
     assert_eq!(
-        (it.shard, it.from_ms, it.fresh, it.inner),
-        ("shardId-1", Some(42), true, "arn:x|1|AAAA\nodd")
+        (it.shard, it.from_ms, it.fresh, it.last, it.inner),
+        ("shardId-1", Some(42), true, Some("77"), "arn:x|1|AAAA\nodd")
     );
-    let text = Iter::format("s", None, false, "i");
+    let text = Iter::format("s", None, false, None, "i");
     let plain = Iter::parse(&text).unwrap();
-    assert_eq!((plain.from_ms, plain.fresh), (None, false));
-    assert!(Iter::parse("no separators").is_err());
-}
-
-#[test]
-fn trimmed_changes_name_the_shard_and_the_range() {
-    let m = trimmed_message(ARN, "shardId-9", Some("100"), Some("250"));
-    assert!(
-        m.contains("shardId-9") && m.contains("after sequence number 100"),
-        "{m}"
+    assert_eq!(
+        (plain.from_ms, plain.fresh, plain.last),
+        (None, false, None)
     );
-    assert!(m.contains("before sequence number 250"), "{m}");
-    assert!(m.contains(ARN), "{m}");
+    assert!(Iter::parse("no separators").is_err());
 }
 
 /// A fresh iterator in front of three empty pages (after trimmed records, say) still gets

@@ -221,6 +221,13 @@ pub async fn detect(input: &str, s3: &S3Options) -> Result<Option<Export>, Sourc
             md5: entry.md5_checksum,
         });
     }
+    let listed: u64 = files.iter().map(|f| f.item_count).sum();
+    if let Some(total) = summary.item_count.filter(|&t| t != listed) {
+        return Err(problem(
+            input,
+            format!("manifest-summary.json says {total} items, and {files_name} lists {listed} in its data files: the manifests do not belong together; nothing was read"),
+        ));
+    }
     Ok(Some(Export {
         input: input.to_string(),
         meta,
@@ -292,7 +299,7 @@ fn data_file(
 }
 
 /// Checks a data file's bytes against the manifest's MD5, before any of its lines is read, and
-/// opens it. An object is fetched once, for both.
+/// opens it. An object is fetched once, for both, into a local file (never whole in memory).
 pub async fn verify_and_open(
     f: &ExportFile,
 ) -> Result<Box<dyn std::io::BufRead + Send>, SourceError> {
@@ -304,7 +311,7 @@ pub async fn verify_and_open(
         name: name.clone(),
         source,
     };
-    let (digest, fetched) = match &f.file {
+    let (digest, spooled) = match &f.file {
         InputFile::Local(p) => {
             let mut file = std::fs::File::open(p).map_err(io)?;
             let mut md5 = Md5::new();
@@ -319,8 +326,9 @@ pub async fn verify_and_open(
             (md5.finalize(), None)
         }
         InputFile::Object { location, path } => {
-            let bytes = location.get_path(path).await?;
-            (Md5::digest(&bytes), Some(bytes))
+            let mut md5 = Md5::new();
+            let file = super::spool(location, path, &name, |chunk| md5.update(chunk)).await?;
+            (md5.finalize(), Some(file))
         }
     };
     let got = base64::engine::general_purpose::STANDARD.encode(digest);
@@ -331,8 +339,8 @@ pub async fn verify_and_open(
             actual: got,
         });
     }
-    match fetched {
-        Some(bytes) => super::decompress(Box::new(std::io::Cursor::new(bytes)), &name),
+    match spooled {
+        Some(file) => super::decompress(Box::new(file), &name),
         None => f.file.open().await,
     }
 }

@@ -1,7 +1,7 @@
 //! Source stage for files: local paths, folders and globs, and `s3://` objects, prefixes and
 //! globs, each opened as a byte stream with gzip detected by its magic bytes.
 
-use std::io::{BufRead, BufReader, Cursor, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path as FsPath, PathBuf};
 
 use flate2::read::MultiGzDecoder;
@@ -148,11 +148,47 @@ impl InputFile {
                 })?)
             }
             InputFile::Object { location, path } => {
-                Box::new(Cursor::new(location.get_path(path).await?))
+                Box::new(spool(location, path, &name, |_| {}).await?)
             }
         };
         decompress(raw, &name)
     }
+}
+
+/// Copies an object into an anonymous local file (the system removes it once closed, so a crash
+/// leaves nothing behind) chunk by chunk, handing every chunk to `each` on the way, and returns
+/// the file at its start: an input object is never held whole in memory, whatever its size.
+pub(crate) async fn spool(
+    location: &Location,
+    path: &Path,
+    name: &str,
+    mut each: impl FnMut(&[u8]),
+) -> Result<std::fs::File, SourceError> {
+    use futures::StreamExt as _;
+    use std::io::{Seek as _, Write as _};
+    let io = |source| SourceError::Io {
+        name: name.to_string(),
+        source,
+    };
+    let store_err = |source| StoreError::Io {
+        op: "reading",
+        url: name.to_string(),
+        source,
+    };
+    let mut file = tempfile::tempfile().map_err(io)?;
+    let mut chunks = location
+        .store
+        .get(path)
+        .await
+        .map_err(store_err)?
+        .into_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(store_err)?;
+        each(&chunk);
+        file.write_all(&chunk).map_err(io)?;
+    }
+    file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+    Ok(file)
 }
 
 /// A file's bytes, decompressed when they start with gzip's magic bytes.

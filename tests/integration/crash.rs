@@ -375,9 +375,13 @@ fn a_second_consumer_on_the_same_checkpoint_fences_the_first_off() {
                     .is_some_and(|s| s.values().any(|v| v["sequence_number"].is_string()))
         })
     });
-    let second = consumer();
+    let mut second = consumer();
     let second_pid = format!("pid {} ", second.id());
     wait_until("the second consumer claimed the checkpoint", || {
+        assert!(
+            !second.exited(),
+            "the second consumer stopped before claiming"
+        );
         s3_checkpoint(&bucket, &name)
             .is_some_and(|cp| cp["owner"].as_str().unwrap_or("").contains(&second_pid))
     });

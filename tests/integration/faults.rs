@@ -5,36 +5,12 @@
 //! timed out is not retried: whether it happened is unknown) is started again, as a scheduler
 //! would. The lake must end exact.
 
-use std::process::{Child, Stdio};
-
 use crate::crash::{assert_exact, crash_input, lake_check};
 use crate::helpers::*;
 
-struct Proxy(Child);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
-}
-
 fn start_proxy(rate: &str, seed: &str) -> (Proxy, String) {
-    use std::io::BufRead as _;
     let upstream = std::env::var("AWS_ENDPOINT_URL_S3").expect("run with scripts/test.sh");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/s3_faults.py");
-    // Port 0: the proxy binds a port of the system's choice and prints it once it listens.
-    let mut child = python_cmd()
-        .args([script, "0", &upstream, rate, seed, "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("its stdout"))
-        .read_line(&mut line)
-        .expect("the proxy says its port");
-    let port: u16 = line.trim().parse().expect("the proxy's port");
-    (Proxy(child), format!("http://127.0.0.1:{port}"))
+    Proxy::start("s3_faults.py", &["0", &upstream, rate, seed, "3"])
 }
 
 fn injected(url: &str) -> serde_json::Value {

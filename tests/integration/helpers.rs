@@ -369,3 +369,35 @@ fn s3_bucket(bucket: &str) -> (tokio::runtime::Runtime, ddb_lake::store::Locatio
         .expect("a runtime");
     (rt, loc)
 }
+
+/// A test-side Python proxy (tests/python/NAME) in front of a local server. Killed when dropped.
+pub struct Proxy(std::process::Child);
+
+impl Proxy {
+    /// Starts `tests/python/{script}` with `args` (its first argument its port: "0" lets the
+    /// system choose); the script prints its port once it listens. Returns it with its URL.
+    pub fn start(script: &str, args: &[&str]) -> (Proxy, String) {
+        use std::io::BufRead as _;
+        let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+        let mut child = python_cmd()
+            .arg(path)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("its stdout"))
+            .read_line(&mut line)
+            .expect("the proxy says its port");
+        let port: u16 = line.trim().parse().expect("the proxy's port");
+        (Proxy(child), format!("http://127.0.0.1:{port}"))
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -13,6 +13,7 @@ mod crash;
 mod crash_streams;
 mod ddl;
 mod dynamodb;
+mod dynamodb_retention;
 mod export;
 mod faults;
 mod filters;

@@ -137,6 +137,14 @@ fn a_checksum_or_count_mismatch_stops_the_run_naming_the_file() {
         );
     assert_ne!(wrong, manifest);
     std::fs::write(folder.join("manifest-files.json"), wrong).unwrap();
+    // The summary's total agrees with the files manifest, so the count of the file is what
+    // is wrong.
+    let summary_path = folder.join("manifest-summary.json");
+    let mut summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    let total = summary["itemCount"].as_u64().unwrap();
+    summary["itemCount"] = (total + 999 - first["itemCount"].as_u64().unwrap()).into();
+    std::fs::write(&summary_path, summary.to_string()).unwrap();
     let out = run(&["export", "--no-progress", "-i", s(&folder), "-o", s(&lake)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -144,4 +152,18 @@ fn a_checksum_or_count_mismatch_stops_the_run_naming_the_file() {
         err.contains(name) && err.contains("the manifest says 999 items"),
         "{err}"
     );
+
+    // The summary's total differs from the files' sum: the manifests do not belong together,
+    // and nothing is read.
+    summary["itemCount"] = (total + 1).into();
+    std::fs::write(&summary_path, summary.to_string()).unwrap();
+    let lake = dir.path().join("lake-2");
+    let out = run(&["export", "--no-progress", "-i", s(&folder), "-o", s(&lake)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("manifest-summary.json says {} items", total + 1)),
+        "{err}"
+    );
+    assert_eq!(parquet_rows(&lake), 0, "nothing read");
 }

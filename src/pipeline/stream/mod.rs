@@ -23,7 +23,7 @@ use super::export::{join, summarize};
 use super::lake::{load_tables, TableState};
 use super::writer::{write_all, Msg, WriterStats};
 use super::{Clock, PipelineError, CHANNEL_DEPTH};
-use crate::checkpoint::{self, Checkpoint, CheckpointStore};
+use crate::checkpoint::{self, Checkpoint, CheckpointError, CheckpointStore};
 use crate::config::Settings;
 use crate::kinesis::{ShardEvent, Start, StreamApi};
 use crate::store;
@@ -114,41 +114,60 @@ pub(super) struct Begun {
     pub writer: tokio::task::JoinHandle<Result<WriterStats, PipelineError>>,
 }
 
+/// Times a start reads the checkpoint again when another process wrote it between the read and
+/// the claim (a consumer taking over from one still saving).
+const CLAIM_ATTEMPTS: u32 = 5;
+
 /// Loads the tables and the checkpoint, lets `prepare` check and amend the checkpoint, claims it
-/// (a process still writing to it is fenced off at its next save) and starts the writer.
+/// (a process still writing to it is fenced off at its next save) and starts the writer. When
+/// another process saved the checkpoint between the read and the claim, all of it is read again
+/// (the other process's progress included) and claimed anew.
 pub(super) async fn begin(
     settings: &Settings,
     stream: &str,
     output: store::Location,
     mut cp_store: CheckpointStore,
     counters: Arc<Counters>,
-    prepare: impl FnOnce(&mut Checkpoint) -> Result<(), PipelineError>,
+    mut prepare: impl FnMut(&mut Checkpoint) -> Result<(), PipelineError>,
 ) -> Result<Begun, PipelineError> {
-    let tables = load_tables(settings, Some(&output)).await?;
-    let mut checkpoint = cp_store.load(stream).await?;
-    prepare(&mut checkpoint)?;
-    let filter = settings.filter.fingerprint();
-    if !checkpoint.pending.is_empty() && checkpoint.filter != filter {
-        return Err(PipelineError::FilterChanged(format!(
-            "stream {stream}: the filter changed since the last run, which left {} batches to re-create from the same records under its filter ({}); run once more with that filter, then change it",
-            checkpoint.pending.len(),
-            checkpoint.filter.as_deref().unwrap_or("none"),
-        )));
-    }
-    checkpoint.filter = filter;
-    tracing::info!(
-        "stream {stream}: checkpoint {} ({} shards known, {} batches to re-create)",
-        cp_store.url(),
-        checkpoint.shards.len(),
-        checkpoint.pending.len()
-    );
-    let previous_owner = checkpoint.owner.replace(checkpoint::owner_token());
-    if let Some(prev) = previous_owner {
+    let mut attempt = 1;
+    let (tables, checkpoint) = loop {
+        let tables = load_tables(settings, Some(&output)).await?;
+        let mut checkpoint = cp_store.load(stream).await?;
+        prepare(&mut checkpoint)?;
+        let filter = settings.filter.fingerprint();
+        if !checkpoint.pending.is_empty() && checkpoint.filter != filter {
+            return Err(PipelineError::FilterChanged(format!(
+                "stream {stream}: the filter changed since the last run, which left {} batches to re-create from the same records under its filter ({}); run once more with that filter, then change it",
+                checkpoint.pending.len(),
+                checkpoint.filter.as_deref().unwrap_or("none"),
+            )));
+        }
+        checkpoint.filter = filter;
         tracing::info!(
-            "stream {stream}: taking the checkpoint over from {prev} (if that process still runs, it stops at its next save)"
+            "stream {stream}: checkpoint {} ({} shards known, {} batches to re-create)",
+            cp_store.url(),
+            checkpoint.shards.len(),
+            checkpoint.pending.len()
         );
-    }
-    cp_store.claim(&checkpoint).await?;
+        let previous_owner = checkpoint.owner.replace(checkpoint::owner_token());
+        if let Some(prev) = &previous_owner {
+            tracing::info!(
+                "stream {stream}: taking the checkpoint over from {prev} (if that process still runs, it stops at its next save)"
+            );
+        }
+        match cp_store.claim(&checkpoint).await {
+            Ok(()) => break (tables, checkpoint),
+            Err(CheckpointError::Conflict { .. }) if attempt < CLAIM_ATTEMPTS => {
+                tracing::info!(
+                    "stream {stream}: {} saved the checkpoint while this run read it; reading it again",
+                    previous_owner.as_deref().unwrap_or("another process")
+                );
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let (tx, out_rx) = mpsc::channel(CHANNEL_DEPTH);
     let writer = tokio::spawn(write_all(
         out_rx,

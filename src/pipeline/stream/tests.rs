@@ -426,3 +426,186 @@ async fn a_changed_filter_with_batches_pending_is_refused() {
     assert!(matches!(err, PipelineError::FilterChanged(_)), "{err}");
     assert!(err.to_string().contains("1 batches"), "{err}");
 }
+
+/// A DynamoDB stream's retained history: its shards roll over about every four hours, so a
+/// listing holds hundreds of closed shards. 4 lineages of 80 shards each (316 closed), every
+/// shard holding two updates of its lineage's item, as SDK records turned into records by the
+/// adapter's own conversion: one run reads every change once, each lineage in order (a child
+/// after its parent), and finishes every closed shard; a second run reads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_rolled_over_shards_are_read_in_lineage_order_exactly_once() {
+    use aws_sdk_dynamodbstreams::primitives::DateTime;
+    use aws_sdk_dynamodbstreams::types::{
+        AttributeValue, OperationType, Record, StreamRecord, StreamViewType,
+    };
+    const ARN: &str = "arn:aws:dynamodb:us-east-1:1:table/Rolled/stream/2026-11-20T00:00:00.000";
+    let (lineages, generations) = (4usize, 80usize);
+    let id =
+        |l: usize, g: usize| format!("shardId-{:020}-{l:08x}", 1_795_000_000_000u64 + g as u64);
+    let mut fake = FakeStream::default();
+    let mut seq = 0u64;
+    for g in 0..generations {
+        for l in 0..lineages {
+            let shard = id(l, g);
+            fake.shards.push(Shard {
+                id: shard.clone(),
+                parent: g.checked_sub(1).map(|p| id(l, p)),
+                adjacent_parent: None,
+            });
+            let records = (0..2)
+                .map(|k| {
+                    seq += 1;
+                    let n = g * 2 + k;
+                    let key = || ("Id".to_string(), AttributeValue::S(format!("item{l}")));
+                    let image = [key(), ("Step".into(), AttributeValue::N(n.to_string()))];
+                    let r = Record::builder()
+                        .event_id(format!("{l}-{n}"))
+                        .event_name(OperationType::Modify)
+                        .dynamodb(
+                            StreamRecord::builder()
+                                .set_keys(Some([key()].into()))
+                                .set_new_image(Some(image.into()))
+                                .sequence_number(format!("{seq:021}"))
+                                .approximate_creation_date_time(DateTime::from_secs(1_795_000_000))
+                                .stream_view_type(StreamViewType::NewImage)
+                                .build(),
+                        )
+                        .build();
+                    crate::dynamodb_streams::to_record(&r, ARN, &shard).unwrap()
+                })
+                .collect();
+            fake.records.insert(shard.clone(), records);
+            if g + 1 < generations {
+                fake.closed.push(shard);
+            }
+        }
+    }
+    assert_eq!(fake.shards.len(), 320);
+    let fake = Arc::new(fake);
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, cp) = (dir.path().join("lake"), dir.path().join("cp.json"));
+    let s = settings(&lake);
+    let run_all = || {
+        let mut o = opts(&cp);
+        o.mode = Mode::Scheduled {
+            until_ms: 2_000_000_000_000,
+        };
+        run(
+            &s,
+            fake.clone(),
+            o,
+            Arc::new(SystemClock::default()),
+            Arc::new(Counters::default()),
+            std::future::pending(),
+        )
+    };
+    let summary = run_all().await.unwrap();
+    let changes = (lineages * generations * 2) as u64;
+    assert_eq!(summary.records_in, changes);
+    assert_eq!(summary.rows_out["rolled"], changes);
+    // Every change once, and each item's steps in order: a child's rows after its parent's.
+    let mut steps: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for o in &summary.objects {
+        let file = std::fs::File::open(lake.join(&o.path)).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+            let (ids, step) = (col("id"), col("step"));
+            let ids = ids
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .unwrap();
+            let step = step
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap();
+            for i in 0..batch.num_rows() {
+                steps
+                    .entry(ids.value(i).to_string())
+                    .or_default()
+                    .push(step.value(i));
+            }
+        }
+    }
+    assert_eq!(steps.len(), lineages);
+    for (item, got) in &steps {
+        let want: Vec<i64> = (0..(generations * 2) as i64).collect();
+        assert_eq!(got, &want, "{item}");
+    }
+    let saved: Checkpoint = serde_json::from_slice(&std::fs::read(&cp).unwrap()).unwrap();
+    let finished = saved.shards.values().filter(|c| c.finished).count();
+    assert_eq!(finished, lineages * (generations - 1));
+    let again = run_all().await.unwrap();
+    assert_eq!((again.records_in, again.files_written), (0, 0));
+}
+
+/// A consumer taking over while the previous one still saves: the previous one writes the
+/// checkpoint between this run's read and its claim. The claim's precondition fails; the run
+/// reads the checkpoint again (the other process's progress with it) and claims that, instead
+/// of stopping with a conflict.
+#[tokio::test]
+async fn a_takeover_reads_again_a_checkpoint_saved_while_it_was_read() {
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStoreExt as _, PutPayload};
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&dir.path().join("lake"));
+    let output = crate::store::open(&s.output, &s.s3).unwrap();
+    let memory = Arc::new(InMemory::new());
+    let location = crate::store::Location {
+        store: memory.clone(),
+        prefix: object_store::path::Path::from(""),
+        url: "memory://".into(),
+        s3: true,
+    };
+    let saved = |seq: &str| {
+        let mut cp = Checkpoint {
+            stream: "s".into(),
+            owner: Some("the previous consumer".into()),
+            ..Checkpoint::default()
+        };
+        cp.shards.insert(
+            "s".into(),
+            crate::checkpoint::ShardCheckpoint {
+                sequence_number: Some(seq.into()),
+                ..Default::default()
+            },
+        );
+        PutPayload::from(serde_json::to_vec(&cp).unwrap())
+    };
+    let path = object_store::path::Path::from("cp.json");
+    memory.put(&path, saved("1")).await.unwrap();
+    let cp_store = CheckpointStore::at(location, "cp.json", true);
+    // The previous consumer saves once more while this run reads (between load and claim).
+    let mut interfered = false;
+    let prepare = |_: &mut Checkpoint| {
+        if !std::mem::replace(&mut interfered, true) {
+            futures::executor::block_on(memory.put(&path, saved("2"))).unwrap();
+        }
+        Ok(())
+    };
+    let begun = begin(
+        &s,
+        "s",
+        output,
+        cp_store,
+        Arc::new(Counters::default()),
+        prepare,
+    )
+    .await
+    .expect("the takeover reads again and claims");
+    assert_eq!(
+        begun.checkpoint.shards["s"].sequence_number.as_deref(),
+        Some("2"),
+        "the other process's last save is where this run goes on"
+    );
+    let stored: Checkpoint =
+        serde_json::from_slice(&memory.get(&path).await.unwrap().bytes().await.unwrap()).unwrap();
+    assert_eq!(stored.owner, begun.checkpoint.owner);
+    assert_ne!(stored.owner.as_deref(), Some("the previous consumer"));
+    drop(begun.tx);
+    begun.writer.await.unwrap().unwrap();
+}
