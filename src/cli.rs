@@ -41,6 +41,8 @@ pub enum Command {
     /// Print table definitions for Athena or Redshift from the lake's schemas.
     #[command(subcommand)]
     Ddl(DdlCommand),
+    /// Write each table as it is at the end of an hour: the latest image of every item (deleted ones left out), as Parquet in a folder of its own, made current atomically; incremental.
+    Snapshot(SnapshotArgs),
     /// Write realistic sample change records for a demo table.
     Generate(GenerateArgs),
     /// Table schema files.
@@ -67,6 +69,10 @@ pub struct CommonArgs {
     /// Table for records that name none (input.default_table).
     #[arg(env = "DDB_LAKE_DEFAULT_TABLE", long)]
     pub default_table: Option<String>,
+    /// The table's key attributes (partition key, then sort key) for a full table export, whose
+    /// items do not say which they are; remembered with the schema (input.key).
+    #[arg(env = "DDB_LAKE_KEY", long, value_name = "ATTR", num_args = 1.., value_delimiter = ',')]
+    pub key: Vec<String>,
     /// Also write OldImage into old_ columns (schema.keep_old_image).
     #[arg(env = "DDB_LAKE_KEEP_OLD_IMAGE", long)]
     pub keep_old_image: bool,
@@ -244,12 +250,9 @@ pub enum DdlCommand {
     Redshift(DdlArgs),
 }
 
-/// Options of `ddl athena` and `ddl redshift`.
+/// A lake that is read, not written: where it is and how its folders are laid out.
 #[derive(Debug, Args)]
-pub struct DdlArgs {
-    /// The config file and the schema options the table definitions follow.
-    #[command(flatten)]
-    pub common: CommonArgs,
+pub struct LakeArgs {
     /// The lake (where the remembered schemas are).
     #[arg(env = "DDB_LAKE_OUTPUT", long, short)]
     pub output: Option<String>,
@@ -259,6 +262,17 @@ pub struct DdlArgs {
     /// Partition template of the lake (output.template), instead of a layout.
     #[arg(env = "DDB_LAKE_TEMPLATE", long, conflicts_with = "layout")]
     pub template: Option<String>,
+}
+
+/// Options of `ddl athena` and `ddl redshift`.
+#[derive(Debug, Args)]
+pub struct DdlArgs {
+    /// The config file and the schema options the table definitions follow.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The lake and its partition layout.
+    #[command(flatten)]
+    pub lake: LakeArgs,
     /// The lake's S3 location as Athena sees it, when --output is a local copy.
     #[arg(env = "DDB_LAKE_LOCATION", long)]
     pub location: Option<String>,
@@ -286,6 +300,10 @@ pub struct DdlArgs {
     /// Athena: make those changes in the catalog instead of printing them.
     #[arg(env = "DDB_LAKE_APPLY", long, value_enum)]
     pub apply: Option<Catalog>,
+    /// The `{table}_latest` view: how far before a full export's time changes may or may not be
+    /// in it (as for `snapshot`).
+    #[arg(env = "DDB_LAKE_HANDOVER_MARGIN", long, default_value = "15m")]
+    pub handover_margin: String,
 }
 
 /// Where `ddl athena --apply` registers tables.
@@ -299,7 +317,52 @@ impl DdlArgs {
     /// The config file with `--output`, `--layout` and `--template` applied over it, validated.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let mut c = self.common.config()?;
-        set_location(&mut c, &self.output, self.layout, &self.template);
+        let l = &self.lake;
+        set_location(&mut c, &l.output, l.layout, &l.template);
+        c.validate()
+    }
+}
+
+/// Options of `snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The config file and the schema options (`--key` for a table whose key the lake does not
+    /// know yet).
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The lake and its partition layout.
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Only this table (its lake or DynamoDB name); all tables when absent.
+    #[arg(env = "DDB_LAKE_TABLE", long)]
+    pub table: Option<String>,
+    /// The hour the snapshot is exact as of the end of (2026-11-01T10, UTC); default: the
+    /// latest hour marked complete, else the hour before the current one.
+    #[arg(env = "DDB_LAKE_AS_OF", long)]
+    pub as_of: Option<String>,
+    /// How far before a full export's time changes may or may not be in it (bootstrap's
+    /// --handover-margin): a change within it wins over the exported item.
+    #[arg(env = "DDB_LAKE_HANDOVER_MARGIN", long, default_value = "15m")]
+    pub handover_margin: String,
+    /// Memory for the buckets merged at once, e.g. 64MiB (buffer.memory_budget): a table
+    /// larger than this is merged in more, smaller buckets.
+    #[arg(env = "DDB_LAKE_MEMORY_BUDGET", long)]
+    pub memory_budget: Option<String>,
+    /// Print JSON.
+    #[arg(env = "DDB_LAKE_JSON", long)]
+    pub json: bool,
+}
+
+impl SnapshotArgs {
+    /// The config file with `--output`, `--layout`, `--template` and `--memory-budget` applied
+    /// over it, validated.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let mut c = self.common.config()?;
+        let l = &self.lake;
+        set_location(&mut c, &l.output, l.layout, &l.template);
+        if let Some(v) = &self.memory_budget {
+            c.buffer.memory_budget = v.clone();
+        }
         c.validate()
     }
 }
@@ -423,6 +486,9 @@ impl CommonArgs {
         }
         if let Some(t) = &self.default_table {
             c.input.default_table = Some(t.clone());
+        }
+        if !self.key.is_empty() {
+            c.input.key = self.key.clone();
         }
         if self.keep_old_image {
             c.schema.keep_old_image = true;

@@ -112,17 +112,7 @@ pub fn athena_table(
 ) -> AthenaTable {
     let start = chrono::DateTime::from_timestamp(start_hour * 3600, 0).unwrap_or_default();
     let root = format!("{}/{}", location.trim_end_matches('/'), schema.name);
-    let columns = schema
-        .columns()
-        .iter()
-        .map(|c| {
-            (
-                c.name.clone(),
-                athena_type(&c.ty),
-                origin(schema, &c.source),
-            )
-        })
-        .collect();
+    let columns = athena_columns(schema);
     let strs = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
     let (partition_keys, template_url, mut properties): (
         Vec<String>,
@@ -190,6 +180,21 @@ pub fn athena_table(
         location: format!("{root}/"),
         properties,
     }
+}
+
+/// A table's columns for Athena: name, type, comment (the attribute path).
+fn athena_columns(schema: &TableSchema) -> Vec<(String, String, String)> {
+    schema
+        .columns()
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                athena_type(&c.ty),
+                origin(schema, &c.source),
+            )
+        })
+        .collect()
 }
 
 fn column_list(o: &mut String, columns: &[(String, String, String)]) {
@@ -304,27 +309,10 @@ pub fn partitions_of(
 /// month, day and hour parts the template has (a missing part counts as its first value).
 /// `None` when no file's folder names a time.
 pub fn earliest_hour(template: &Template, table: &str, files: &[String]) -> Option<i64> {
-    let keys = template.keys();
     files
         .iter()
-        .filter_map(|f| {
-            let dir = f.rsplit_once('/')?.0;
-            let values = template.match_path(table, dir)?;
-            let part = |name: &str, default: u32| -> Option<u32> {
-                match keys.iter().position(|k| k == name) {
-                    Some(i) => values.get(i)?.parse().ok(),
-                    None => Some(default),
-                }
-            };
-            keys.iter().position(|k| k == "year")?;
-            let day = chrono::NaiveDate::from_ymd_opt(
-                part("year", 0)? as i32,
-                part("month", 1)?,
-                part("day", 1)?,
-            )?;
-            let t = day.and_hms_opt(part("hour", 0)?, 0, 0)?.and_utc();
-            Some(t.timestamp().div_euclid(3600))
-        })
+        .filter_map(|f| template.span(table, f.rsplit_once('/')?.0))
+        .map(|(start, _)| start)
         .min()
 }
 
@@ -388,6 +376,79 @@ pub fn redshift_copy(
             quote(iam_role)
         );
     }
+    o
+}
+
+/// The columns' names of a table, in order.
+fn names(schema: &TableSchema) -> Vec<String> {
+    schema.columns().iter().map(|c| c.name.clone()).collect()
+}
+
+/// Athena's `{table}_current`: the table's current snapshot (`data`, its folder's URL), the
+/// change log's columns without partitions; `CREATE` once, then `SET LOCATION` moves it to each
+/// new snapshot in one statement.
+pub fn athena_current(schema: &TableSchema, database: &str, data: &str) -> String {
+    let columns = athena_columns(schema);
+    let name = format!("{}_current", schema.name);
+    let location = format!("{}/", data.trim_end_matches('/'));
+    let mut o = format!(
+        "CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{name}` (
+"
+    );
+    column_list(&mut o, &columns);
+    let _ = writeln!(
+        o,
+        ")
+STORED AS PARQUET
+LOCATION '{}';",
+        quote(&location)
+    );
+    let _ = writeln!(
+        o,
+        "ALTER TABLE `{database}`.`{name}` SET LOCATION '{}';",
+        quote(&location)
+    );
+    o
+}
+
+/// A view of the latest state of every item over the change log (`{table}_latest`), for
+/// Athena or Redshift: the same rows a snapshot holds (docs/DESIGN.md, "Snapshots"). `None`
+/// when the table's key is not known yet.
+pub fn latest_view(
+    schema: &TableSchema,
+    dialect: crate::snapshot::Dialect,
+    database: &str,
+    margin_us: i64,
+) -> Option<String> {
+    let key = crate::snapshot::key_columns(schema).ok()?;
+    let from = format!("\"{database}\".\"{}\"", schema.name);
+    let select = crate::snapshot::latest_select(dialect, &from, &names(schema), &key, margin_us);
+    Some(format!(
+        "CREATE OR REPLACE VIEW \"{database}\".\"{}_latest\" AS\n{select};\n",
+        schema.name
+    ))
+}
+
+/// Redshift's `{table}_current`: created once with the change log's columns, then replaced by
+/// each snapshot in one transaction (readers see the old rows or the new ones, never a mix).
+pub fn redshift_current(
+    schema: &TableSchema,
+    redshift_schema: &str,
+    copy_manifest: &str,
+    iam_role: &str,
+) -> String {
+    let name = format!("{}_current", schema.name);
+    let mut o = redshift_create(schema, redshift_schema).replacen(
+        &format!("\"{redshift_schema}\".\"{}\"", schema.name),
+        &format!("\"{redshift_schema}\".\"{name}\""),
+        1,
+    );
+    let _ = writeln!(
+        o,
+        "BEGIN;\nDELETE FROM \"{redshift_schema}\".\"{name}\";\nCOPY \"{redshift_schema}\".\"{name}\" FROM '{}' IAM_ROLE '{}' FORMAT AS PARQUET MANIFEST;\nEND;",
+        quote(copy_manifest),
+        quote(iam_role)
+    );
     o
 }
 

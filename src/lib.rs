@@ -38,6 +38,7 @@ pub mod reject;
 pub mod report;
 pub mod schema;
 pub mod seq;
+pub mod snapshot;
 pub mod source;
 pub mod store;
 pub mod summary;

@@ -201,6 +201,35 @@ impl Template {
         rest.trim_end_matches('/').is_empty().then_some(values)
     }
 
+    /// The hours a partition folder of `table` covers, `[start, end)` in hours since the epoch,
+    /// from the time parts the template has (a missing part spans all its values: a daily
+    /// folder covers 24 hours); `None` when the folder is not one, or names no year.
+    pub fn span(&self, table: &str, folder: &str) -> Option<(i64, i64)> {
+        use chrono::{Months, NaiveDate};
+        let keys = self.keys();
+        let values = self.match_path(table, folder)?;
+        let part = |name: &str| -> Option<Option<u32>> {
+            match keys.iter().position(|k| k == name) {
+                Some(i) => values.get(i)?.parse().ok().map(Some),
+                None => Some(None),
+            }
+        };
+        let year = part("year")?? as i32;
+        let (month, day, hour) = (part("month")?, part("day")?, part("hour")?);
+        let first = NaiveDate::from_ymd_opt(year, month.unwrap_or(1), day.unwrap_or(1))?;
+        let start = first.and_hms_opt(hour.unwrap_or(0), 0, 0)?.and_utc();
+        let end = match (month, day, hour) {
+            (_, _, Some(_)) => start + chrono::Duration::hours(1),
+            (_, Some(_), None) => start + chrono::Duration::days(1),
+            (Some(_), None, None) => start.checked_add_months(Months::new(1))?,
+            (None, None, None) => start.checked_add_months(Months::new(12))?,
+        };
+        Some((
+            start.timestamp().div_euclid(3600),
+            end.timestamp().div_euclid(3600),
+        ))
+    }
+
     /// The partition path of a table's hour, for templates without column values.
     pub fn render_time(&self, table: &str, time_us: i64) -> String {
         self.render_with(table, time_us, |_| sanitize(None))

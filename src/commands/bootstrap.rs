@@ -181,6 +181,17 @@ async fn run(
     let export_time_ms = export.meta.export_time_us / 1000;
     // A too-old export is refused before it is loaded.
     handover::start_of(export_time_ms, margin_ms, facts, now_ms())?;
+    // The export's items do not say which attributes are the key: DynamoDB does.
+    let mut settings = settings.clone();
+    if settings.key.is_empty() {
+        match ExportTask::connect().await.table(&table).await {
+            Ok(info) => settings.key = info.keys,
+            Err(e) => tracing::warn!(
+                "{e}: the table's key attributes come from the lake's remembered schema or --key"
+            ),
+        }
+    }
+    let settings = &settings;
     let counters = Arc::new(Counters::default());
     let progress = report::Progress::start(counters.clone(), !args.out.no_progress);
     let loaded = pipeline::export(

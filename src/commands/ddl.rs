@@ -30,8 +30,27 @@ pub(super) fn ddl(rt: &tokio::runtime::Runtime, cmd: DdlCommand) -> anyhow::Resu
         .location
         .clone()
         .unwrap_or_else(|| settings.output.clone());
+    let margin_us = ddb_lake::config::parse_duration("--handover-margin", &args.handover_margin)?
+        .as_micros() as i64;
     if athena {
-        return rt.block_on(athena_ddl(args, &settings, &tables, &location));
+        rt.block_on(athena_ddl(args, &settings, &tables, &location))?;
+        if args.changes || args.apply.is_some() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        for t in &tables {
+            let dialect = ddb_lake::snapshot::Dialect::Athena;
+            if let Some(view) = ddb_lake::ddl::latest_view(t, dialect, &args.database, margin_us) {
+                print!("{view}");
+            }
+            if let Some(p) = rt.block_on(current_snapshot(&settings, &t.name))? {
+                let data = format!("{}/{}", location.trim_end_matches('/'), p.data);
+                print!(
+                    "{}",
+                    ddb_lake::ddl::athena_current(t, &args.database, &data)
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     if args.changes || args.apply.is_some() {
         anyhow::bail!("--changes and --apply are for `ddl athena` (the Glue catalog)");
@@ -43,6 +62,17 @@ pub(super) fn ddl(rt: &tokio::runtime::Runtime, cmd: DdlCommand) -> anyhow::Resu
             "{}",
             ddb_lake::ddl::redshift_copy(t, &args.database, &manifests, &args.iam_role)
         );
+        let dialect = ddb_lake::snapshot::Dialect::Redshift;
+        if let Some(view) = ddb_lake::ddl::latest_view(t, dialect, &args.database, margin_us) {
+            print!("{view}");
+        }
+        if let Some(p) = rt.block_on(current_snapshot(&settings, &t.name))? {
+            let manifest = format!("{}/{}", location.trim_end_matches('/'), p.copy_manifest);
+            print!(
+                "{}",
+                ddb_lake::ddl::redshift_current(t, &args.database, &manifest, &args.iam_role)
+            );
+        }
     }
     if let Some(db) = &args.spectrum_database {
         print!(
@@ -51,6 +81,17 @@ pub(super) fn ddl(rt: &tokio::runtime::Runtime, cmd: DdlCommand) -> anyhow::Resu
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pointer to a table's current snapshot, if it has one.
+async fn current_snapshot(
+    settings: &Settings,
+    table: &str,
+) -> anyhow::Result<Option<ddb_lake::snapshot::Pointer>> {
+    let lake = ddb_lake::store::open(&settings.output, &settings.s3)?;
+    Ok(ddb_lake::snapshot::current(&lake, settings, table)
+        .await?
+        .map(|(p, _)| p))
 }
 
 /// `ddl athena`: the statements, or only the catalog's missing parts, or those applied to Glue.

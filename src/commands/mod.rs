@@ -15,6 +15,7 @@ mod ddl;
 mod generate;
 mod run;
 mod schema;
+mod snapshot;
 mod status;
 
 /// The run failed: I/O, a service, a write that failed after retries.
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bootstrap(args) => bootstrap::bootstrap(&rt, args),
         Command::Status(args) => status::status(&rt, args),
         Command::Ddl(cmd) => ddl::ddl(&rt, cmd),
+        Command::Snapshot(args) => snapshot::snapshot(&rt, args),
         Command::Schema(SchemaCommand::Infer(args)) => schema::infer(&rt, args),
         Command::Generate(args) => generate::generate(args),
     }
@@ -60,6 +62,8 @@ pub fn failure_code(e: &anyhow::Error) -> u8 {
                 .is_some_and(ddb_lake::store::StoreError::is_configuration)
             || c.downcast_ref::<ddb_lake::checkpoint::CheckpointError>()
                 .is_some_and(ddb_lake::checkpoint::CheckpointError::is_configuration)
+            || c.downcast_ref::<ddb_lake::snapshot::SnapshotError>()
+                .is_some_and(ddb_lake::snapshot::SnapshotError::is_configuration)
     });
     if config {
         EXIT_CONFIG

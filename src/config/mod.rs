@@ -195,6 +195,9 @@ impl Default for StreamConfig {
 pub struct InputConfig {
     /// Table for records that name none (DynamoDB Streams records without an ARN).
     pub default_table: Option<String>,
+    /// A full table export's key attributes (its items do not say which they are); empty: the
+    /// ones the lake remembers for the table, if any.
+    pub key: Vec<String>,
     /// Times binary values are base64-decoded (2 for sources that encode twice).
     pub binary_decode_depth: u8,
 }
@@ -203,6 +206,7 @@ impl Default for InputConfig {
     fn default() -> Self {
         InputConfig {
             default_table: None,
+            key: Vec::new(),
             binary_decode_depth: 1,
         }
     }

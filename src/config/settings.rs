@@ -159,6 +159,7 @@ impl ConfigFile {
             error_prefix: self.output.error_prefix.trim_end_matches('/').into(),
             state_prefix: self.output.state_prefix.trim_end_matches('/').into(),
             default_table: self.input.default_table.clone(),
+            key: self.input.key.clone(),
             schema_dir: s.dir.clone(),
             flatten: FlattenOptions {
                 max_depth: s.flatten_depth,
@@ -264,6 +265,8 @@ pub struct Settings {
     pub state_prefix: String,
     /// Table for records that name none; `None`: such records go to the error output.
     pub default_table: Option<String>,
+    /// A full table export's key attributes; empty: the ones the lake remembers.
+    pub key: Vec<String>,
     /// Folder of declared schema files (`*.toml`); `None`: only remembered and inferred columns.
     pub schema_dir: Option<PathBuf>,
     /// How DynamoDB items become columns: depth, column budget, inference, old images, decimals,

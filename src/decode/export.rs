@@ -55,6 +55,9 @@ pub struct ExportMeta {
     pub format: ExportFormat,
     /// An incremental export of new images only (`NEW_IMAGE`): a new image alone is a MODIFY.
     pub new_images_only: bool,
+    /// The table's key attributes, when known: a full export's items do not say which they
+    /// are, and each row's `Keys` are taken from its item by these names.
+    pub keys: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -152,10 +155,18 @@ fn assemble<'a>(p: Parts<'a>, meta: &ExportMeta) -> Result<ChangeRecord<'a>, Dec
             let item = p
                 .item
                 .ok_or_else(|| invalid("a full export's line without `Item`".into()))?;
+            let keys = meta.keys.as_ref().map_or_else(Item::default, |names| {
+                Item(
+                    names
+                        .iter()
+                        .filter_map(|n| Some((Cow::Owned(n.clone()), item.get(n)?.clone())))
+                        .collect(),
+                )
+            });
             Ok(record(
                 Operation::Snapshot,
                 meta.export_time_us,
-                Item::default(),
+                keys,
                 Some(item),
                 None,
             ))

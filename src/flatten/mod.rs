@@ -237,6 +237,10 @@ pub fn flatten<'a>(
     partition_time_us: i64,
     opts: FlattenOptions,
 ) -> Row<'a> {
+    if schema.keys().is_none() && !rec.keys.0.is_empty() {
+        let names: Vec<&str> = rec.keys.0.iter().map(|(k, _)| k.as_ref()).collect();
+        schema.learn_keys(&names);
+    }
     let mut f = Flattener {
         schema,
         opts,

@@ -14,6 +14,7 @@ use super::lake::{load_tables, TableState};
 use super::writer::{write_all, WriterStats};
 use super::{Clock, PipelineError, CHANNEL_DEPTH};
 use crate::config::Settings;
+use crate::decode::export::ExportType;
 use crate::decode::ExportMeta;
 use crate::reject::Rejects;
 use crate::source::{self, export::Export, export::ExportFile, InputFile, SourceError};
@@ -44,7 +45,14 @@ pub async fn export(
         Some(store::open(&settings.output, &settings.s3)?)
     };
     let tables = load_tables(settings, output.as_ref()).await?;
-    let (work, exports) = inputs_of(inputs, &settings.s3).await?;
+    let keys_of = |table: &str| {
+        if !settings.key.is_empty() {
+            return Some(settings.key.clone());
+        }
+        let t = tables.iter().find(|t| t.schema.table == table)?;
+        t.schema.keys().map(<[String]>::to_vec)
+    };
+    let (work, exports) = inputs_of(inputs, &settings.s3, keys_of).await?;
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let writer = tokio::spawn(write_all(
         rx,
@@ -120,6 +128,7 @@ enum Work {
 async fn inputs_of(
     inputs: &[String],
     s3: &store::S3Options,
+    keys_of: impl Fn(&str) -> Option<Vec<String>>,
 ) -> Result<(Vec<Work>, Vec<Export>), PipelineError> {
     let (mut work, mut exports) = (Vec::new(), Vec::new());
     for input in inputs {
@@ -131,7 +140,17 @@ async fn inputs_of(
                     export.meta.table,
                     export.files.len()
                 );
-                let meta = Arc::new(export.meta.clone());
+                let mut meta = export.meta.clone();
+                if meta.export_type == ExportType::Full {
+                    meta.keys = keys_of(&meta.table);
+                    if meta.keys.is_none() {
+                        tracing::warn!(
+                            "{input}: the key attributes of table {} are not known (a full export's items do not say which they are): `snapshot` will need them; give them with --key",
+                            meta.table
+                        );
+                    }
+                }
+                let meta = Arc::new(meta);
                 work.extend(
                     export
                         .files

@@ -11,8 +11,8 @@ use crate::store::{self, Location};
 
 pub(super) struct TableState {
     pub(super) schema: TableSchema,
-    /// Column count at the last save of the remembered schema.
-    pub(super) saved_len: usize,
+    /// The schema's generation at its last save (none yet: `u64::MAX`).
+    pub(super) saved_generation: u64,
     pub(super) mismatches: BTreeMap<usize, u64>,
     pub(super) truncated: BTreeMap<usize, u64>,
     pub(super) unmapped: u64,
@@ -68,7 +68,7 @@ pub(super) async fn load_tables(
     Ok(tables
         .into_values()
         .map(|schema| TableState {
-            saved_len: 0,
+            saved_generation: u64::MAX,
             schema,
             mismatches: BTreeMap::new(),
             truncated: BTreeMap::new(),

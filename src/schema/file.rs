@@ -41,6 +41,9 @@ pub struct SchemaFile {
     /// The lake table name (its folder, its Athena table); default: the table name sanitized.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The DynamoDB table's key attributes (partition key, then sort key), once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<String>>,
     /// Ordered columns. Metadata columns not listed are added in front.
     pub columns: Vec<ColumnSpec>,
 }
@@ -57,6 +60,16 @@ pub enum SchemaError {
         name: String,
         /// What is wrong with the column.
         problem: String,
+    },
+    /// Declared key attributes differ from the remembered ones.
+    #[error("table {table}: the key is {stored:?} in the remembered schema but declared {declared:?}; a table's key never changes")]
+    KeyChange {
+        /// The DynamoDB table name the schema applies to.
+        table: String,
+        /// The remembered key attributes.
+        stored: Vec<String>,
+        /// The declared ones.
+        declared: Vec<String>,
     },
     /// A declared column has a different type than the remembered column of the same name.
     #[error("table {table}: column `{name}` is {stored} in the remembered schema but declared {declared}; a column's type never changes (rename the declared column)")]
@@ -84,6 +97,9 @@ impl TableSchema {
             s.add_spec(spec)?;
         }
         s.add_missing_meta();
+        if let Some(keys) = &file.keys {
+            s.learn_keys(keys);
+        }
         Ok(s)
     }
 
@@ -149,6 +165,19 @@ impl TableSchema {
     /// Appends the declared columns this schema lacks; a declared column whose type differs from
     /// the remembered one is an error.
     pub fn merge_declared(&mut self, declared: &TableSchema) -> Result<(), SchemaError> {
+        match (self.keys(), declared.keys()) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(SchemaError::KeyChange {
+                    table: self.table.clone(),
+                    stored: a.to_vec(),
+                    declared: b.to_vec(),
+                })
+            }
+            (None, Some(b)) => {
+                self.learn_keys(b);
+            }
+            _ => {}
+        }
         for col in &declared.columns {
             if let Some(&idx) = self.names.get(&col.name) {
                 let stored = &mut self.columns[idx];
@@ -195,6 +224,7 @@ impl TableSchema {
         SchemaFile {
             table: self.table.clone(),
             name: Some(self.name.clone()),
+            keys: self.keys.clone(),
             columns: self.columns.iter().map(|c| self.spec(c)).collect(),
         }
     }
@@ -226,6 +256,21 @@ mod tests {
         let back: SchemaFile = toml::from_str(&text).unwrap();
         let s2 = TableSchema::from_file(&back).unwrap();
         assert_eq!(s2.columns(), s.columns());
+        assert_eq!(s2.keys(), None);
+        let mut keyed = s.clone();
+        assert!(keyed.learn_keys(&["Pk", "Sk"]));
+        assert!(!keyed.learn_keys(&["Other"]), "a table's key never changes");
+        let text = toml::to_string(&keyed.to_file()).unwrap();
+        assert!(text.contains(r#"keys = ["Pk", "Sk"]"#), "{text}");
+        let back = TableSchema::from_file(&toml::from_str(&text).unwrap()).unwrap();
+        assert_eq!(back.keys(), Some(&["Pk".to_string(), "Sk".to_string()][..]));
+        let mut other = back.clone();
+        let mut declared = TableSchema::new("Orders", None);
+        declared.learn_keys(&["Id"]);
+        assert!(matches!(
+            other.merge_declared(&declared),
+            Err(SchemaError::KeyChange { .. })
+        ));
 
         let declared: SchemaFile = toml::from_str(
             r#"table = "Orders"

@@ -130,6 +130,11 @@ pub struct TableSchema {
     companions: Vec<Option<usize>>,
     meta: FxHashMap<Meta, usize>,
     arrow: Option<SchemaRef>,
+    /// The DynamoDB table's key attributes (partition key, then sort key), once known: learned
+    /// from a record's `Keys`, or declared.
+    keys: Option<Vec<String>>,
+    /// Incremented by every change worth remembering (a column, the keys).
+    generation: u64,
 }
 
 impl TableSchema {
@@ -151,6 +156,8 @@ impl TableSchema {
             companions: Vec::new(),
             meta: FxHashMap::default(),
             arrow: None,
+            keys: None,
+            generation: 0,
         }
     }
 
@@ -183,7 +190,29 @@ impl TableSchema {
         self.columns.push(col);
         self.companions.push(None);
         self.arrow = None;
+        self.generation += 1;
         idx
+    }
+
+    /// The DynamoDB table's key attribute names, once known.
+    pub fn keys(&self) -> Option<&[String]> {
+        self.keys.as_deref()
+    }
+
+    /// Remembers the table's key attribute names if none are known yet; returns whether they
+    /// were learned now. A table's key never changes: names given later are ignored.
+    pub fn learn_keys<S: AsRef<str>>(&mut self, names: &[S]) -> bool {
+        if self.keys.is_some() || names.is_empty() {
+            return false;
+        }
+        self.keys = Some(names.iter().map(|n| n.as_ref().to_string()).collect());
+        self.generation += 1;
+        true
+    }
+
+    /// A number that changes whenever the schema gains something its file would record.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     fn node_for(&mut self, image: Image, path: &[String]) -> usize {

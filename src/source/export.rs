@@ -195,6 +195,7 @@ pub async fn detect(input: &str, s3: &S3Options) -> Result<Option<Export>, Sourc
             summary.export_view_type.as_deref(),
             Some("NEW_IMAGE" | "NEW_IMAGES")
         ),
+        keys: None,
     };
     // The files manifest: next to the summary, whatever prefix the export was written under.
     let files_name = summary

@@ -18,6 +18,8 @@ pub struct TableInfo {
     pub arn: String,
     /// The table's latest DynamoDB stream, when it has one and it is on.
     pub stream_arn: Option<String>,
+    /// The table's key attributes: the partition key, then the sort key if any.
+    pub keys: Vec<String>,
 }
 
 /// Where an export stands.
@@ -95,6 +97,12 @@ impl ExportTask {
                 .and_then(|t| t.latest_stream_arn())
                 .filter(|_| enabled)
                 .map(str::to_string),
+            keys: {
+                let mut k: Vec<_> = t.map(|t| t.key_schema().to_vec()).unwrap_or_default();
+                // HASH before RANGE.
+                k.sort_by_key(|e| e.key_type().as_str() != "HASH");
+                k.iter().map(|e| e.attribute_name().to_string()).collect()
+            },
         })
     }
 

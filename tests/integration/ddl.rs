@@ -29,9 +29,18 @@ fn athena_ddl_parses_and_matches_the_files_for_every_layout() {
     ] {
         let lake = dir.path().join(layout);
         export_json(&["-i", sample, "-o", s(&lake), "--layout", layout], 0);
-        let ddl = athena_ddl(&lake, layout, &["--database", "cdc"]);
+        let all = athena_ddl(&lake, layout, &["--database", "cdc"]);
+        // The table, then the latest-state view (Trino SQL, not Hive DDL).
+        let (ddl, view) = all.split_once("CREATE OR REPLACE VIEW").expect("a view");
+        let view = format!("CREATE OR REPLACE VIEW{view}");
+        let parsed = Parser::parse_sql(&sqlparser::dialect::GenericDialect {}, &view)
+            .unwrap_or_else(|e| panic!("{e}\n{view}"));
+        assert!(
+            matches!(parsed[..], [Statement::CreateView { .. }]),
+            "{view}"
+        );
         let statements =
-            Parser::parse_sql(&HiveDialect {}, &ddl).unwrap_or_else(|e| panic!("{e}\n{ddl}"));
+            Parser::parse_sql(&HiveDialect {}, ddl).unwrap_or_else(|e| panic!("{e}\n{ddl}"));
         assert_eq!(statements.len(), 1);
         let Statement::CreateTable(ct) = &statements[0] else {
             panic!("not a CREATE TABLE: {ddl}")

@@ -23,4 +23,5 @@ mod kinesis;
 mod layout;
 mod s3;
 mod schema;
+mod snapshot;
 mod table_export;

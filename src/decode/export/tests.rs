@@ -9,6 +9,7 @@ fn meta(export_type: ExportType, format: ExportFormat) -> ExportMeta {
         export_type,
         format,
         new_images_only: false,
+        keys: None,
     }
 }
 
@@ -22,9 +23,17 @@ fn a_full_json_line_is_a_snapshot_at_the_export_time() {
     assert_eq!(r.event_time_us, m.export_time_us);
     assert_eq!(r.event_id.as_deref(), Some("01700000000000-abcd1234"));
     assert_eq!(r.table.as_deref(), Some("Orders"));
+    assert!(r.keys.0.is_empty(), "the key attributes are not known");
     let item = r.new_image.unwrap();
     assert_eq!(item.get("Name"), Some(&A::S("a\"b".into())));
     assert_eq!(item.get("Tags"), Some(&A::Ss(vec!["x".into(), "y".into()])));
+    // Known key attributes are the row's Keys, taken from its item.
+    let keyed = ExportMeta {
+        keys: Some(vec!["Id".into()]),
+        ..m.clone()
+    };
+    let r = parse_export_line(line, &keyed).unwrap();
+    assert_eq!(r.keys.0, vec![("Id".into(), A::N("7".into()))]);
 }
 
 #[test]

@@ -63,10 +63,10 @@ impl Intake<'_> {
     /// Sends the table's remembered schema to the writer if it has columns not yet saved.
     pub(super) fn save_schema_if_grown(&mut self, table: usize) -> Result<(), PipelineError> {
         let t = &mut self.tables[table];
-        if t.schema.len() == t.saved_len {
+        if t.schema.generation() == t.saved_generation {
             return Ok(());
         }
-        t.saved_len = t.schema.len();
+        t.saved_generation = t.schema.generation();
         let text = toml::to_string(&t.schema.to_file()).expect("schemas serialize");
         let path = format!(
             "{}/schemas/{}.toml",

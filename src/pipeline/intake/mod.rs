@@ -202,7 +202,7 @@ impl<'a> Intake<'a> {
         schema.name = crate::schema::naming::unique_name(base, taken);
         self.tables.push(TableState {
             schema,
-            saved_len: 0,
+            saved_generation: u64::MAX,
             mismatches: BTreeMap::new(),
             truncated: BTreeMap::new(),
             unmapped: 0,

@@ -1,0 +1,295 @@
+//! `snapshot`: the latest image of every item, checked against an independent computation in
+//! Python from the generated history itself (tests/python/snapshot_history.py): hour by hour
+//! (each snapshot merged from the one before), from scratch, with buckets split by a smaller
+//! memory budget, after a crash before the pointer; and the `{table}_latest` view's SQL run in
+//! DuckDB over the change log gives the same rows.
+
+use std::path::{Path, PathBuf};
+
+use crate::helpers::*;
+
+/// The first hour of the generated histories, in hours since the epoch.
+const START_HOUR: i64 = 1_795_000_000 / 3600;
+
+fn hour_arg(h: i64) -> String {
+    chrono::DateTime::from_timestamp((START_HOUR + h) * 3600, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H")
+        .to_string()
+}
+
+/// Writes a history of `items` items over `hours` hours and exports it into `dir/lake`;
+/// returns the lake and the last hour with changes.
+fn lake_of(dir: &Path, seed: u32, items: u32, hours: u32) -> (PathBuf, i64) {
+    let args = [
+        s(dir),
+        &seed.to_string(),
+        &items.to_string(),
+        &hours.to_string(),
+    ];
+    let mut all = vec!["write"];
+    all.extend(args);
+    py_script("snapshot_history.py", &all);
+    let lake = dir.join("lake");
+    run_ok(
+        &[
+            "export",
+            "-i",
+            s(&dir.join("in")),
+            "-o",
+            s(&lake),
+            "--no-progress",
+        ],
+        0,
+    );
+    let last = std::fs::read_dir(dir.join("in")).unwrap().count() as i64 - 1;
+    (lake, last)
+}
+
+fn snapshot(lake: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["snapshot", "-o", s(lake), "--json"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&run_ok(&args, 0)).expect("a JSON summary")
+}
+
+/// The current snapshot's data folder of `table`.
+fn current(lake: &Path, table: &str) -> PathBuf {
+    let p = lake.join(format!("_ddb_lake/snapshots/{table}/CURRENT.json"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    lake.join(v["data"].as_str().unwrap())
+}
+
+/// Checks both tables' current snapshots against the history up to `hour`.
+fn check(dir: &Path, lake: &Path, hour: i64) {
+    for (table, lake_table) in [("Accounts", "accounts"), ("Blobs", "blobs")] {
+        let truth = dir.join("truth.json");
+        let data = current(lake, lake_table);
+        let h = hour.to_string();
+        py_script(
+            "snapshot_history.py",
+            &["check", s(&data), s(&truth), table, &h],
+        );
+    }
+}
+
+/// The rows of two snapshot folders, equal (pyarrow, sorted by every column's text).
+const SAME_ROWS: &str = r#"
+import sys, glob, pyarrow.parquet as pq, pyarrow as pa
+def rows(d):
+    fs = sorted(glob.glob(d + '/*.parquet'))
+    t = pa.concat_tables([pq.read_table(f) for f in fs], promote_options='default')
+    return sorted(repr(sorted(r.items())) for r in t.to_pylist())
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+assert a == b, (len(a), len(b))
+print(len(a))
+"#;
+
+#[test]
+fn snapshots_hold_the_latest_change_of_every_item_hour_by_hour() {
+    if skip_without_servers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, last) = lake_of(dir.path(), 7, 600, 6);
+    assert!(last >= 2, "a history over several hours");
+    let mut ids = Vec::new();
+    for h in 0..=last {
+        let done = snapshot(&lake, &["--as-of", &hour_arg(h)]);
+        check(dir.path(), &lake, h);
+        ids.push(done[0]["snapshot"].as_str().unwrap().to_string());
+        if h > 0 {
+            assert!(
+                done[0]["new_files"].as_u64().unwrap() <= 1,
+                "{done}: only the new hour is read"
+            );
+        }
+    }
+    // Only the current snapshot and the one before it are kept (a local lake keeps the empty
+    // folders of the others).
+    let kept: Vec<String> = std::fs::read_dir(lake.join("accounts_current"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::read_dir(p).unwrap().next().is_some())
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert!(ids.len() >= 3 && kept.len() == 2, "{kept:?} of {ids:?}");
+    assert!(
+        kept.iter().all(|k| ids[ids.len() - 2..].contains(k)),
+        "{kept:?}"
+    );
+    // Nothing new: the pointer moves on, the snapshot stays.
+    let again = snapshot(&lake, &["--as-of", &hour_arg(last + 1)]);
+    assert_eq!(again[0]["written"], false, "{again}");
+    assert_eq!(
+        again[0]["snapshot"].as_str(),
+        ids.last().map(String::as_str)
+    );
+    // Earlier hours are refused: a snapshot only moves forward.
+    let back = run(&["snapshot", "-o", s(&lake), "--as-of", &hour_arg(0)]);
+    assert_eq!(
+        back.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&back.stderr)
+    );
+
+    // From scratch, on a copy of the change log: the same rows as hour by hour.
+    let scratch = dir.path().join("scratch");
+    for part in ["accounts", "blobs", "_ddb_lake/schemas"] {
+        copy_dir(&lake.join(part), &scratch.join(part));
+    }
+    snapshot(&scratch, &["--as-of", &hour_arg(last)]);
+    for t in ["accounts", "blobs"] {
+        let n = py(
+            SAME_ROWS,
+            &[s(&current(&lake, t)), s(&current(&scratch, t))],
+        );
+        assert!(n.parse::<u64>().unwrap() > 50, "{t}: {n} items");
+    }
+}
+
+/// More data than the memory budget holds: the buckets grow (the previous snapshot's split in
+/// two by the next run) and the result is the same.
+#[test]
+fn a_small_memory_budget_splits_the_buckets_and_changes_nothing() {
+    if skip_without_servers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, last) = lake_of(dir.path(), 11, 2000, 4);
+    let first = snapshot(&lake, &["--as-of", &hour_arg(0)]);
+    assert_eq!(first[0]["buckets"], 1, "{first}");
+    let small = snapshot(
+        &lake,
+        &["--as-of", &hour_arg(last), "--memory-budget", "64KiB"],
+    );
+    let buckets = small[0]["buckets"].as_u64().unwrap();
+    assert!(buckets >= 4, "{small}");
+    check(dir.path(), &lake, last);
+    let files = std::fs::read_dir(current(&lake, "accounts"))
+        .unwrap()
+        .count() as u64;
+    assert!(
+        files > 1 && files <= buckets,
+        "{files} files, {buckets} buckets"
+    );
+}
+
+/// Killed after its files and manifest, before the pointer: the previous snapshot is still
+/// current, and the next run writes the same snapshot again and makes it current.
+#[test]
+fn a_snapshot_killed_before_its_pointer_leaves_the_previous_one_current() {
+    if skip_without_servers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, last) = lake_of(dir.path(), 3, 300, 3);
+    let first = snapshot(&lake, &["--as-of", &hour_arg(0)]);
+    let before = current(&lake, "accounts");
+    let killed = bin()
+        .env("DDB_LAKE_FAILPOINT", "before-snapshot-pointer:1")
+        .args([
+            "snapshot",
+            "-o",
+            s(&lake),
+            "--table",
+            "accounts",
+            "--as-of",
+            &hour_arg(last),
+        ])
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "the failpoint aborted it");
+    assert_eq!(
+        current(&lake, "accounts"),
+        before,
+        "the previous snapshot is current"
+    );
+    check_hour(dir.path(), &lake, "Accounts", "accounts", 0);
+    let done = snapshot(&lake, &["--table", "accounts", "--as-of", &hour_arg(last)]);
+    assert_ne!(done[0]["snapshot"], first[0]["snapshot"]);
+    check_hour(dir.path(), &lake, "Accounts", "accounts", last);
+}
+
+fn check_hour(dir: &Path, lake: &Path, table: &str, lake_table: &str, hour: i64) {
+    let data = current(lake, lake_table);
+    let truth = dir.join("truth.json");
+    py_script(
+        "snapshot_history.py",
+        &["check", s(&data), s(&truth), table, &hour.to_string()],
+    );
+}
+
+/// The `{table}_latest` view that `ddl athena` prints, run in DuckDB over the change log,
+/// gives exactly the current snapshot's rows; `ddl` also points `{table}_current` at it, and
+/// the Redshift statements load its COPY manifest in one transaction.
+#[test]
+fn the_latest_view_in_duckdb_equals_the_snapshot() {
+    if skip_without_servers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, last) = lake_of(dir.path(), 5, 500, 3);
+    snapshot(&lake, &["--as-of", &hour_arg(last)]);
+    let ddl = run_ok(&["ddl", "athena", "-o", s(&lake), "--database", "cdc"], 0);
+    for t in ["accounts", "blobs"] {
+        assert!(
+            ddl.contains(&format!("CREATE OR REPLACE VIEW \"cdc\".\"{t}_latest\"")),
+            "{ddl}"
+        );
+        let data = format!("{}/", current(&lake, t).display());
+        assert!(
+            ddl.contains(&format!(
+                "ALTER TABLE `cdc`.`{t}_current` SET LOCATION '{data}'"
+            )),
+            "{ddl}"
+        );
+    }
+    let views = dir.path().join("views.sql");
+    std::fs::write(&views, &ddl).unwrap();
+    let compare = r#"
+import sys, re, duckdb
+lake, views = sys.argv[1], open(sys.argv[2]).read()
+c = duckdb.connect()
+c.execute("create schema cdc")
+for t in ['accounts', 'blobs']:
+    c.execute(f"create view cdc.{t} as select * from read_parquet('{lake}/{t}/**/*.parquet', union_by_name=true)")
+    view = re.search(r'CREATE OR REPLACE VIEW "cdc"."' + t + r'_latest" AS\n.*?;\n', views, re.S).group(0)
+    c.execute(view)
+    cur = open(f'{lake}/_ddb_lake/snapshots/{t}/CURRENT.json').read()
+    data = re.search(r'"data": "([^"]+)"', cur).group(1)
+    snap = f"read_parquet('{lake}/{data}/*.parquet')"
+    n = c.execute(f"select count(*) from cdc.{t}_latest").fetchone()[0]
+    m = c.execute(f"select count(*) from {snap}").fetchone()[0]
+    a = c.execute(f"select count(*) from (select * from cdc.{t}_latest except all select * from {snap})").fetchone()[0]
+    b = c.execute(f"select count(*) from (select * from {snap} except all select * from cdc.{t}_latest)").fetchone()[0]
+    assert n == m and a == 0 and b == 0, (t, n, m, a, b)
+    print(t, n)
+"#;
+    let out = py(compare, &[s(&lake), s(&views)]);
+    assert!(out.contains("accounts") && out.contains("blobs"), "{out}");
+    let rs = run_ok(
+        &["ddl", "redshift", "-o", s(&lake), "--database", "public"],
+        0,
+    );
+    assert!(
+        rs.contains("CREATE OR REPLACE VIEW \"public\".\"accounts_latest\""),
+        "{rs}"
+    );
+    assert!(rs.contains("regexp_substr"), "{rs}");
+    assert!(rs.contains("BEGIN;\nDELETE FROM \"public\".\"accounts_current\";\nCOPY \"public\".\"accounts_current\" FROM '"), "{rs}");
+    assert!(rs.contains("copy-manifest.json"), "{rs}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
