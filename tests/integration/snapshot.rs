@@ -293,3 +293,74 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The same history through a Kinesis stream (kinesis-mock) whose shards split and merge while
+/// the changes go in, each item's changes to one shard at a time (its key as the partition
+/// key), the phases cut where an item's changes share a millisecond: there only the stream's
+/// order (a child shard after its parent) says which is the later. The snapshot holds exactly
+/// what the history says.
+#[test]
+fn a_stream_that_splits_and_merges_gives_each_item_its_latest_change() {
+    if skip_without_servers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    py_script("snapshot_history.py", &["write", s(d), "13", "240", "3"]);
+    // One file in the order the changes were made, and three cut points between the last two
+    // changes of an item, made in one millisecond.
+    let cuts = r#"
+import sys, glob, json
+d = sys.argv[1]
+lines = [l for f in sorted(glob.glob(d + '/in/*.jsonl')) for l in open(f).read().splitlines()]
+open(d + '/all.jsonl', 'w').write('\n'.join(lines) + '\n')
+t = json.load(open(d + '/truth.json'))
+last = {c['key']: i for i, c in enumerate(t)}
+# An item's last two changes in one millisecond: its state is the second only by stream order.
+ties = [i for i in range(1, len(t)) if t[i]['key'] == t[i - 1]['key'] and t[i]['time_ms'] == t[i - 1]['time_ms'] and last[t[i]['key']] == i]
+n = len(t)
+cuts = [min(ties, key=lambda i: abs(i - n * k // 4)) for k in (1, 2, 3)]
+assert len(set(cuts)) == 3, cuts
+print(len(t), *cuts)
+"#;
+    let out = py(cuts, &[s(d)]);
+    let v: Vec<usize> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let (n, cuts) = (v[0], &v[1..]);
+    let stream = unique("snapshot-shards");
+    let kt = |args: &[&str]| py_script("kinesis_tool.py", args);
+    kt(&["create", &stream, "1"]);
+    let all = d.join("all.jsonl");
+    let put = |lo: usize, hi: usize| {
+        kt(&[
+            "put-keyed",
+            &stream,
+            s(&all),
+            &lo.to_string(),
+            &hi.to_string(),
+        ]);
+    };
+    put(0, cuts[0]);
+    kt(&["split", &stream, "shardId-000000000000"]);
+    put(cuts[0], cuts[1]);
+    kt(&["split", &stream, "shardId-000000000001"]);
+    put(cuts[1], cuts[2]);
+    kt(&["merge", &stream]);
+    put(cuts[2], n);
+    let shards: serde_json::Value = serde_json::from_str(&kt(&["shards", &stream])).unwrap();
+    assert!(shards.as_array().unwrap().len() >= 6, "{shards}");
+    let lake = d.join("lake");
+    run_ok(
+        &[
+            "export",
+            "--stream",
+            &stream,
+            "-o",
+            s(&lake),
+            "--no-progress",
+        ],
+        0,
+    );
+    let last = std::fs::read_dir(d.join("in")).unwrap().count() as i64 - 1;
+    snapshot(&lake, &["--as-of", &hour_arg(last)]);
+    check(d, &lake, last);
+}

@@ -6,6 +6,10 @@ usage:
                                                            put lines of a JSON-lines file as records;
                                                            with KPL_EVERY=N, every N-th record is a
                                                            KPL aggregate of the next 3 lines
+  kinesis_tool.py put-keyed STREAM FILE FIRST_LINE LAST_LINE
+                                                           put change records with the item's key as
+                                                           the partition key (an item's changes go to
+                                                           one shard at a time, as DynamoDB's do)
   kinesis_tool.py split STREAM SHARD_ID                    split a shard in the middle of its range
   kinesis_tool.py merge STREAM                             merge the first two adjacent open shards
   kinesis_tool.py shards STREAM                            print shards as JSON
@@ -58,6 +62,15 @@ elif cmd == "put":
         r = k.put_records(StreamName=name, Records=records[start:start + 500])
         if r["FailedRecordCount"]:
             raise SystemExit(f"records not accepted: {r}")
+    print(hi - lo)
+elif cmd == "put-keyed":
+    lines = open(sys.argv[3], "rb").read().splitlines()
+    lo, hi = int(sys.argv[4]), int(sys.argv[5])
+    records = [{"Data": line, "PartitionKey": json.dumps(json.loads(line)["dynamodb"]["Keys"], sort_keys=True)}
+               for line in lines[lo:hi]]
+    # One at a time: PutRecords does not promise the order of the records it is given.
+    for r in records:
+        k.put_record(StreamName=name, Data=r["Data"], PartitionKey=r["PartitionKey"])
     print(hi - lo)
 elif cmd == "split":
     shard = next(s for s in open_shards(name) if s["ShardId"] == sys.argv[3])
