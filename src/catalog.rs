@@ -256,6 +256,68 @@ impl Glue {
         }
     }
 
+    /// The location of a table (`None`: no such table), to tell whether `{table}_current`
+    /// points at the current snapshot.
+    pub async fn location(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<Option<String>, CatalogError> {
+        match self
+            .client
+            .get_table()
+            .database_name(database)
+            .name(table)
+            .send()
+            .await
+        {
+            Ok(r) => Ok(Some(
+                r.table()
+                    .and_then(|t| t.storage_descriptor())
+                    .and_then(|sd| sd.location())
+                    .unwrap_or_default()
+                    .to_string(),
+            )),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(glue_err("GetTable", &format!("{database}.{table}"), e)),
+        }
+    }
+
+    /// Points a table without partitions (`{table}_current`) at `t.location` with `t.columns`:
+    /// creates it, or replaces its definition in one UpdateTable, so that a query sees the
+    /// previous snapshot or the new one, never a mix.
+    pub async fn put_unpartitioned(
+        &self,
+        database: &str,
+        t: &AthenaTable,
+    ) -> Result<(), CatalogError> {
+        let name = format!("{database}.{}", t.name);
+        let input = table_input(t).map_err(|e| glue_err("TableInput", &name, e))?;
+        if self.location(database, &t.name).await?.is_none() {
+            self.client
+                .create_table()
+                .database_name(database)
+                .table_input(input)
+                .send()
+                .await
+                .map_err(|e| glue_err("CreateTable", &name, e))?;
+        } else {
+            self.client
+                .update_table()
+                .database_name(database)
+                .table_input(input)
+                .send()
+                .await
+                .map_err(|e| glue_err("UpdateTable", &name, e))?;
+        }
+        Ok(())
+    }
+
     /// Makes the change: creates or updates the table, registers the partitions.
     pub async fn apply(&self, database: &str, change: &TableChange) -> Result<(), CatalogError> {
         let t = &change.table;

@@ -35,6 +35,7 @@ pub(super) fn ddl(rt: &tokio::runtime::Runtime, cmd: DdlCommand) -> anyhow::Resu
     if athena {
         rt.block_on(athena_ddl(args, &settings, &tables, &location))?;
         if args.changes || args.apply.is_some() {
+            rt.block_on(current_in_glue(args, &settings, &tables, &location))?;
             return Ok(ExitCode::SUCCESS);
         }
         for t in &tables {
@@ -81,6 +82,40 @@ pub(super) fn ddl(rt: &tokio::runtime::Runtime, cmd: DdlCommand) -> anyhow::Resu
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `{table}_current` in the Glue catalog: with `--apply glue` created or moved to the current
+/// snapshot in one UpdateTable; with `--changes` the statement that would do it, if needed.
+/// (The `{table}_latest` views are SQL to run in Athena: `ddl athena` prints them.)
+async fn current_in_glue(
+    args: &DdlArgs,
+    settings: &Settings,
+    tables: &[ddb_lake::schema::TableSchema],
+    location: &str,
+) -> anyhow::Result<()> {
+    let glue = ddb_lake::catalog::Glue::connect().await;
+    let db = &args.database;
+    for t in tables {
+        let Some(p) = current_snapshot(settings, &t.name).await? else {
+            continue;
+        };
+        let data = format!("{}/{}", location.trim_end_matches('/'), p.data);
+        let table = ddb_lake::ddl::athena_current_table(t, &data);
+        let now = glue.location(db, &table.name).await?;
+        if now.as_deref() == Some(table.location.as_str()) && args.apply.is_none() {
+            continue;
+        }
+        if args.apply.is_some() {
+            glue.put_unpartitioned(db, &table).await?;
+            println!(
+                "{db}.{} is snapshot {} ({})",
+                table.name, p.snapshot, table.location
+            );
+        } else {
+            print!("{}", ddb_lake::ddl::athena_current(t, db, &data));
+        }
+    }
+    Ok(())
 }
 
 /// The pointer to a table's current snapshot, if it has one.

@@ -238,7 +238,9 @@ pub fn flatten<'a>(
     opts: FlattenOptions,
 ) -> Row<'a> {
     if schema.keys().is_none() && !rec.keys.0.is_empty() {
-        let names: Vec<&str> = rec.keys.0.iter().map(|(k, _)| k.as_ref()).collect();
+        // In name order: a record's `Keys` come in no fixed order.
+        let mut names: Vec<&str> = rec.keys.0.iter().map(|(k, _)| k.as_ref()).collect();
+        names.sort_unstable();
         schema.learn_keys(&names);
     }
     let mut f = Flattener {

@@ -50,41 +50,52 @@ pub(super) async fn read_parquet(
     Ok(())
 }
 
-/// The buckets' spill files: each row written to its item's bucket, in Arrow IPC.
+/// The buckets' spill files: each row goes to its item's bucket. A bucket's rows are held in
+/// memory until the rows held for all buckets pass a limit, then the largest buckets are written
+/// out, each as an Arrow IPC file of its own (so no file stays open, however many buckets).
 pub(super) struct Spill {
     dir: tempfile::TempDir,
     schema: SchemaRef,
-    writers: Vec<Option<arrow_ipc::writer::FileWriter<File>>>,
-    /// Bytes of Arrow data written per bucket.
+    pending: Vec<Vec<RecordBatch>>,
+    pending_bytes: Vec<u64>,
+    held: u64,
+    limit: u64,
+    files: Vec<Vec<PathBuf>>,
+    /// Bytes of Arrow data spilled per bucket.
     pub(super) bytes: Vec<u64>,
     /// Rows without a key value seen while spilling.
     pub(super) keyless: u64,
 }
 
 impl Spill {
-    /// Spill files for `buckets` buckets (a power of two), in a new temporary folder.
-    pub(super) fn new(schema: SchemaRef, buckets: usize) -> Result<Self, SnapshotError> {
+    /// Spill files for `buckets` buckets (a power of two), in a new temporary folder, holding up
+    /// to `limit` bytes of rows in memory.
+    pub(super) fn new(
+        schema: SchemaRef,
+        buckets: usize,
+        limit: u64,
+    ) -> Result<Self, SnapshotError> {
         Ok(Spill {
             dir: tempfile::tempdir().map_err(SnapshotError::Spill)?,
             schema,
-            writers: (0..buckets).map(|_| None).collect(),
+            pending: vec![Vec::new(); buckets],
+            pending_bytes: vec![0; buckets],
+            held: 0,
+            limit: limit.max(1),
+            files: vec![Vec::new(); buckets],
             bytes: vec![0; buckets],
             keyless: 0,
         })
     }
 
-    fn path(&self, bucket: usize) -> PathBuf {
-        self.dir.path().join(format!("bucket-{bucket:05}.arrow"))
-    }
-
-    /// Writes each row of `batch` to its item's bucket. Rows without a key value are counted
-    /// and go nowhere: they name no item.
+    /// Puts each row of `batch` in its item's bucket. Rows without a key value are counted and
+    /// go nowhere: they name no item.
     pub(super) fn add(
         &mut self,
         batch: &RecordBatch,
         key: &KeyColumns,
     ) -> Result<(), SnapshotError> {
-        let n = self.writers.len();
+        let n = self.pending.len();
         let mut per: Vec<Vec<u32>> = vec![Vec::new(); n];
         for (row, k) in key.keys(batch).into_iter().enumerate() {
             match k {
@@ -97,34 +108,59 @@ impl Spill {
                 continue;
             }
             let part = take_rows(batch, &rows)?;
-            self.bytes[b] += part.get_array_memory_size() as u64;
-            if self.writers[b].is_none() {
-                let file = File::create(self.path(b)).map_err(SnapshotError::Spill)?;
-                self.writers[b] = Some(
-                    arrow_ipc::writer::FileWriter::try_new(file, &self.schema)
-                        .map_err(|e| arrow_err("a spill file", e))?,
-                );
-            }
-            let w = self.writers[b].as_mut().expect("created above");
-            w.write(&part).map_err(|e| arrow_err("a spill file", e))?;
+            let size = part.get_array_memory_size() as u64;
+            self.bytes[b] += size;
+            self.pending_bytes[b] += size;
+            self.held += size;
+            self.pending[b].push(part);
+        }
+        while self.held > self.limit {
+            let largest = (0..n)
+                .max_by_key(|&b| self.pending_bytes[b])
+                .expect("buckets");
+            self.write(largest)?;
         }
         Ok(())
     }
 
-    /// Closes every spill file; then each bucket's rows can be read back.
+    /// Writes a bucket's held rows to a new spill file.
+    fn write(&mut self, bucket: usize) -> Result<(), SnapshotError> {
+        let batches = std::mem::take(&mut self.pending[bucket]);
+        self.held -= std::mem::take(&mut self.pending_bytes[bucket]);
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.path().join(format!(
+            "bucket-{bucket:05}-{:05}.arrow",
+            self.files[bucket].len()
+        ));
+        let file = std::io::BufWriter::new(File::create(&path).map_err(SnapshotError::Spill)?);
+        let mut w = arrow_ipc::writer::FileWriter::try_new(file, &self.schema)
+            .map_err(|e| arrow_err("a spill file", e))?;
+        let one = arrow_select::concat::concat_batches(&self.schema, &batches)
+            .map_err(|e| arrow_err("a spill file", e))?;
+        drop(batches);
+        w.write(&one).map_err(|e| arrow_err("a spill file", e))?;
+        w.finish().map_err(|e| arrow_err("a spill file", e))?;
+        self.files[bucket].push(path);
+        Ok(())
+    }
+
+    /// Writes every bucket's held rows; then each bucket's rows can be read back.
     pub(super) fn finish(&mut self) -> Result<(), SnapshotError> {
-        for w in self.writers.iter_mut().flatten() {
-            w.finish().map_err(|e| arrow_err("a spill file", e))?;
+        for b in 0..self.pending.len() {
+            self.write(b)?;
         }
         Ok(())
     }
 
     /// A bucket's spilled rows.
     pub(super) fn read(&self, bucket: usize) -> Result<Vec<RecordBatch>, SnapshotError> {
-        if self.writers[bucket].is_none() {
-            return Ok(Vec::new());
+        let mut out = Vec::new();
+        for path in &self.files[bucket] {
+            out.extend(read_ipc(path)?);
         }
-        read_ipc(&self.path(bucket))
+        Ok(out)
     }
 }
 

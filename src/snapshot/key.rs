@@ -3,7 +3,9 @@
 //! sort the way the values do, and a stable hash of them that picks the item's bucket.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, Int32Type, Int64Type};
+use arrow_array::types::{
+    Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
+};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 
@@ -42,6 +44,12 @@ impl KeyColumns {
                     .iter()
                     .find(|c| matches!(c.source, Source::Companion(of) if of == i))
                     .map(|c| c.name.clone());
+                if !encodable(&cols[i].ty.arrow()) {
+                    return Err(format!(
+                        "table {}: key attribute {name} is in column {} of type {}, which cannot key an item",
+                        schema.table, cols[i].name, cols[i].ty
+                    ));
+                }
                 Ok((cols[i].name.clone(), companion))
             })
             .collect::<Result<_, String>>()?;
@@ -87,6 +95,23 @@ impl KeyColumns {
     }
 }
 
+/// Whether values of `t` can be part of a key (every type a key attribute's column can have:
+/// DynamoDB keys are strings, numbers and binary, and a schema file may read a string as a time).
+fn encodable(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Utf8
+            | DataType::Binary
+            | DataType::Int64
+            | DataType::Int32
+            | DataType::Decimal128(_, _)
+            | DataType::Float64
+            | DataType::Date32
+            | DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _)
+            | DataType::Boolean
+    )
+}
+
 /// Appends value `row` of `a` in an order-preserving form: integers and decimals big-endian
 /// with the sign bit flipped; text and bytes with 0x00 escaped as 0x00 0xFF and ended by
 /// 0x00 0x00, so that a prefix sorts first.
@@ -115,6 +140,21 @@ fn encode(a: &ArrayRef, row: usize, out: &mut Vec<u8>) -> Option<()> {
             let v = a.as_primitive::<Decimal128Type>().value(row);
             out.extend_from_slice(&((v as u128) ^ (1 << 127)).to_be_bytes());
         }
+        DataType::Float64 => {
+            // IEEE 754's total order: negatives with every bit flipped, the rest with the sign.
+            let b = a.as_primitive::<Float64Type>().value(row).to_bits();
+            let ordered = if b >> 63 == 1 { !b } else { b ^ (1 << 63) };
+            out.extend_from_slice(&ordered.to_be_bytes());
+        }
+        DataType::Date32 => {
+            let v = a.as_primitive::<Date32Type>().value(row);
+            out.extend_from_slice(&((v as u32) ^ (1 << 31)).to_be_bytes());
+        }
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => {
+            let v = a.as_primitive::<TimestampMicrosecondType>().value(row);
+            out.extend_from_slice(&((v as u64) ^ (1 << 63)).to_be_bytes());
+        }
+        DataType::Boolean => out.push(u8::from(a.as_boolean().value(row))),
         _ => return None,
     }
     Some(())
@@ -197,5 +237,26 @@ mod tests {
             0xe71f_a219_0541_574b,
             "FNV-1a as published"
         );
+    }
+
+    #[test]
+    fn numbers_and_times_sort_as_values_and_other_types_are_refused() {
+        let f: ArrayRef = Arc::new(arrow_array::Float64Array::from(vec![-2.5, -0.5, 0.0, 3.0]));
+        let enc = |a: &ArrayRef, i| {
+            let mut v = Vec::new();
+            encode(a, i, &mut v).unwrap();
+            v
+        };
+        assert!(enc(&f, 0) < enc(&f, 1) && enc(&f, 1) < enc(&f, 2) && enc(&f, 2) < enc(&f, 3));
+        let d: ArrayRef = Arc::new(arrow_array::Date32Array::from(vec![-3, 5]));
+        assert!(enc(&d, 0) < enc(&d, 1));
+        let mut s = TableSchema::new("T", None);
+        s.add_attr_column(Image::New, &["Doc"], ColumnType::Json, 100)
+            .unwrap();
+        let list = ColumnType::List(Box::new(ColumnType::String));
+        s.add_attr_column(Image::New, &["Tags"], list, 100).unwrap();
+        s.learn_keys(&["Tags"]);
+        let err = KeyColumns::of(&s, None).unwrap_err();
+        assert!(err.contains("cannot key an item"), "{err}");
     }
 }

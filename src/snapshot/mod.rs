@@ -23,6 +23,8 @@ pub mod order;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use std::collections::BTreeSet;
+
 use arrow_schema::SchemaRef;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -167,6 +169,13 @@ pub async fn run(
     opts: &SnapshotOptions,
 ) -> Result<Vec<TableSnapshot>, SnapshotError> {
     let lake = crate::store::open(&settings.output, &settings.s3)?;
+    if !settings.template.fixes_hour() {
+        return Err(SnapshotError::Invalid(format!(
+            "snapshots are as of the end of an hour, and the partition template `{}` has folders that do not name one hour: use an hourly layout (hourly, hive, hive_dt, or a template with {{YYYY}}, {{MM}}, {{DD}} and {{HH}})",
+            settings.template.as_str()
+        )));
+    }
+    let names: BTreeSet<String> = tables.iter().map(|t| t.name.clone()).collect();
     let chosen: Vec<TableSchema> = tables
         .into_iter()
         .filter(|t| {
@@ -181,14 +190,19 @@ pub async fn run(
             None => format!("the lake at {} has no tables yet", settings.output),
         }));
     }
-    if !opts.key.is_empty() && opts.table.is_none() {
-        return Err(SnapshotError::Invalid(
-            "--key names one table's key attributes: give --table too".into(),
-        ));
-    }
     let mut out = Vec::new();
     for schema in chosen {
-        out.push(table(&lake, settings, schema, opts).await?);
+        // A table whose key is not known yet is skipped when all tables are snapshotted (the
+        // others go on); asked for by name, it is an error.
+        if opts.table.is_none() && key::KeyColumns::of(&schema, None).is_err() {
+            tracing::warn!(
+                "table {}: skipped: its key attributes are not known yet (snapshot it with --table {} --key ATTR[,ATTR])",
+                schema.name,
+                schema.name
+            );
+            continue;
+        }
+        out.push(table(&lake, settings, &names, schema, opts).await?);
     }
     Ok(out)
 }
@@ -204,28 +218,48 @@ struct Plan {
 async fn table(
     lake: &Location,
     settings: &Settings,
+    tables: &BTreeSet<String>,
     mut schema: TableSchema,
     opts: &SnapshotOptions,
 ) -> Result<TableSnapshot, SnapshotError> {
     let name = schema.name.clone();
-    let key_override = (!opts.key.is_empty()).then_some(opts.key.as_slice());
+    if tables.contains(&format!("{name}_current")) {
+        return Err(SnapshotError::Invalid(format!(
+            "table {name}: the lake has a table named {name}_current, whose folder is where {name}'s snapshots would go"
+        )));
+    }
+    // `--key` is for the one table asked for.
+    let key_override =
+        (!opts.key.is_empty() && opts.table.is_some()).then_some(opts.key.as_slice());
     let key = key::KeyColumns::of(&schema, key_override).map_err(SnapshotError::Key)?;
     let arrow = schema.arrow_schema();
     let dir = state_dir(settings, &name);
-    let previous = current(lake, settings, &name).await?;
+    let current_snapshot = current(lake, settings, &name).await?;
     let as_of = match opts.as_of {
         Some(h) => h,
         None => default_as_of(lake, settings, &name, opts.now_hour).await?,
     };
-    if let Some((_, m)) = &previous {
-        if m.as_of_hour > as_of {
+    if let Some((p, m)) = &current_snapshot {
+        let current_hour = p.as_of_hour.max(m.as_of_hour);
+        if current_hour > as_of {
             return Err(SnapshotError::Invalid(format!(
                 "table {name}: the current snapshot is as of {}, later than {}: snapshots only move forward",
-                hour_text(m.as_of_hour),
+                hour_text(current_hour),
                 hour_text(as_of)
             )));
         }
     }
+    // A snapshot made with another key or margin is not merged with: its winners would not be
+    // this order's. The table is snapshotted from scratch.
+    let previous = current_snapshot.filter(|(_, m)| {
+        let same = m.key == key.parts() && m.margin_us == opts.margin_us;
+        if !same {
+            tracing::info!(
+                "table {name}: the current snapshot was made with another key or handover margin: making one from scratch"
+            );
+        }
+        same
+    });
     // The change-log files of the hours up to `as_of` not taken in yet.
     let listed = lake.list(&format!("{name}/")).await?;
     let mut new_files: Vec<(String, u64)> = listed
@@ -233,11 +267,13 @@ async fn table(
         .map(|(p, size)| (lake.relative(&p), size))
         .filter(|(rel, _)| rel.ends_with(".parquet"))
         .filter(|(rel, _)| {
+            // Only files in the table's hour folders (not those of another table whose folder
+            // starts alike), of the hours up to `as_of`.
             let folder = rel.rsplit_once('/').map_or("", |(d, _)| d);
             settings
                 .template
                 .span(&name, folder)
-                .is_none_or(|(_, end)| end <= as_of + 1)
+                .is_some_and(|(_, end)| end <= as_of + 1)
         })
         .filter(|(rel, _)| {
             previous
@@ -251,6 +287,7 @@ async fn table(
         // Nothing new: the current snapshot is exact as of the later hour too.
         let moved = Pointer {
             as_of: hour_text(as_of),
+            as_of_hour: as_of,
             ..pointer.clone()
         };
         put(
@@ -300,7 +337,7 @@ async fn table(
         new_files.len()
     );
     // Spill: the new rows, and the previous snapshot's when its buckets are split.
-    let mut spill = files::Spill::new(plan.schema.clone(), buckets)?;
+    let mut spill = files::Spill::new(plan.schema.clone(), buckets, opts.memory_budget as u64 / 2)?;
     let mut rows_read = 0u64;
     for (rel, _) in &new_files {
         files::read_parquet(lake, rel, &plan.schema, |b| {
@@ -322,6 +359,8 @@ async fn table(
         id: id.clone(),
         as_of_hour: as_of,
         previous: prev_manifest.map(|m| m.id.clone()),
+        key: plan.key.parts().to_vec(),
+        margin_us: opts.margin_us,
         buckets,
         keyless: prev_manifest.map_or(0, |m| m.keyless) + spill.keyless,
         included: prev_manifest
@@ -334,8 +373,33 @@ async fn table(
         .extend(new_files.iter().map(|(f, _)| f.clone()));
     let spill = Arc::new(spill);
     let plan = Arc::new(plan);
-    let threads = opts.threads.max(1);
-    for wave in (0..buckets).collect::<Vec<_>>().chunks(threads) {
+    // Buckets merged at once: up to one per core, as many as their inputs fit a third of the
+    // budget (a bucket larger than that is merged alone).
+    let estimate = |b: usize| {
+        spill.bytes[b]
+            + same_buckets.map_or(0, |m| {
+                m.data
+                    .iter()
+                    .chain(&m.tombstones)
+                    .filter(|e| e.0 == b)
+                    .map(|e| e.3 * EXPANSION)
+                    .sum()
+            })
+    };
+    let mut waves: Vec<Vec<usize>> = Vec::new();
+    let (mut wave, mut held) = (Vec::new(), 0u64);
+    for b in 0..buckets {
+        let e = estimate(b);
+        let full = wave.len() >= opts.threads.max(1) || held + e > opts.memory_budget as u64 / 3;
+        if !wave.is_empty() && full {
+            waves.push(std::mem::take(&mut wave));
+            held = 0;
+        }
+        wave.push(b);
+        held += e;
+    }
+    waves.push(wave);
+    for wave in &waves {
         let mut merges = Vec::new();
         for &b in wave {
             // The previous snapshot's rows of this bucket (same buckets: the same items).
@@ -405,6 +469,7 @@ async fn table(
     let pointer = Pointer {
         snapshot: id.clone(),
         as_of: hour_text(as_of),
+        as_of_hour: as_of,
         data: data_folder(&id),
         manifest: manifest_rel,
         copy_manifest,

@@ -15,6 +15,9 @@ pub enum Dialect {
     DuckDb,
 }
 
+/// The time of a row without one: earlier than any, with room below it for the margin.
+pub(super) const NO_TIME: i64 = -(1 << 62);
+
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -37,12 +40,13 @@ pub fn latest_select(
         Dialect::Athena | Dialect::DuckDb => "regexp_extract(\"cdc_shard_id\", '[0-9]+')",
     };
     let snapshot = "\"cdc_operation\" = 'SNAPSHOT'";
-    let time = "coalesce(\"cdc_event_time_us\", -9223372036854775807)";
+    let time = format!("coalesce(\"cdc_event_time_us\", {NO_TIME})");
     let order = [
         format!("CASE WHEN {snapshot} THEN {time} - {margin_us} ELSE {time} END DESC"),
         format!("CASE WHEN {snapshot} THEN 0 ELSE 1 END DESC"),
+        // The shard's number by value (as text padded to one width: any number of digits).
         format!(
-            "CASE WHEN \"cdc_shard_id\" IS NULL THEN -1 ELSE coalesce(CAST(nullif({digits}, '') AS DECIMAL(38, 0)), 0) END DESC"
+            "CASE WHEN \"cdc_shard_id\" IS NULL THEN '' ELSE lpad(coalesce(nullif(regexp_replace({digits}, '^0+', ''), ''), '0'), 40, '0') END DESC"
         ),
         "coalesce(\"cdc_shard_id\", '') DESC".to_string(),
         "lpad(coalesce(\"cdc_sequence_number\", ''), 160, '0') DESC".to_string(),

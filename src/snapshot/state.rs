@@ -19,6 +19,8 @@ pub struct Pointer {
     pub snapshot: String,
     /// The hour it is exact as of the end of (RFC 3339).
     pub as_of: String,
+    /// The same hour, in hours since the epoch.
+    pub as_of_hour: i64,
     /// Its data folder, relative to the lake (the Athena location of `{table}_current`).
     pub data: String,
     /// Its manifest, relative to the lake.
@@ -38,6 +40,10 @@ pub struct Manifest {
     pub as_of_hour: i64,
     /// The snapshot it was merged from.
     pub previous: Option<String>,
+    /// The key columns it was made with (each key attribute's column and its companion).
+    pub key: Vec<(String, Option<String>)>,
+    /// The handover margin it was made with, in microseconds.
+    pub margin_us: i64,
     /// Buckets (a power of two): an item's bucket is the low bits of its key's hash.
     pub buckets: usize,
     /// Live items' files, relative to the lake, per bucket that has any: (bucket, file, rows, bytes).

@@ -96,7 +96,7 @@ fn redshift_ddl_lists_the_same_columns_in_order() {
 
 /// The Glue table as boto3 reads it from the local server: columns, partition keys, parameters,
 /// and the registered partitions' values.
-fn glue_table(database: &str, table: &str) -> serde_json::Value {
+pub(crate) fn glue_table(database: &str, table: &str) -> serde_json::Value {
     let out = py(
         r#"
 import boto3, json, os, sys

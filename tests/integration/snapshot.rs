@@ -364,3 +364,175 @@ print(len(t), *cuts)
     snapshot(&lake, &["--as-of", &hour_arg(last)]);
     check(d, &lake, last);
 }
+
+/// `ddl athena --apply glue` points `{table}_current` at the current snapshot, creating it the
+/// first time and moving it (columns and location in one UpdateTable) after the next snapshot.
+#[test]
+fn glue_moves_the_current_table_to_each_new_snapshot() {
+    if skip_without_servers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, last) = lake_of(dir.path(), 9, 200, 3);
+    let db = unique("snapdb").to_lowercase().replace('-', "_");
+    let apply = || {
+        run_ok(
+            &[
+                "ddl",
+                "athena",
+                "-o",
+                s(&lake),
+                "--location",
+                "s3://bucket/lake",
+            ]
+            .into_iter()
+            .chain(["--database", &db, "--apply", "glue"])
+            .collect::<Vec<_>>(),
+            0,
+        )
+    };
+    let located = |lake_table: &str| {
+        let data = current(&lake, lake_table);
+        let rel = data.strip_prefix(&lake).unwrap().display().to_string();
+        format!("s3://bucket/lake/{rel}/")
+    };
+    snapshot(&lake, &["--as-of", &hour_arg(0)]);
+    let out = apply();
+    assert!(
+        out.contains(&format!("{db}.accounts_current is snapshot")),
+        "{out}"
+    );
+    let t = crate::ddl::glue_table(&db, "accounts_current");
+    assert_eq!(t["location"], located("accounts"), "{t}");
+    assert!(
+        t["keys"].as_array().unwrap().is_empty(),
+        "no partitions: {t}"
+    );
+    snapshot(&lake, &["--as-of", &hour_arg(last)]);
+    apply();
+    let moved = crate::ddl::glue_table(&db, "accounts_current");
+    assert_eq!(moved["location"], located("accounts"), "{moved}");
+    assert_ne!(moved["location"], t["location"]);
+}
+
+/// A full export's items (at the export time T) against changes read from the stream: a change
+/// made before the handover margin (15 minutes) is already in the export, and the exported item
+/// stays; one within the margin, or after T, is the item's state; a delete after T removes it.
+#[test]
+fn exported_items_give_way_to_changes_within_the_margin_and_after() {
+    if skip_without_servers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let folder = py_script(
+        "write_export.py",
+        &[
+            s(d),
+            "Orders",
+            "DYNAMODB_JSON",
+            "FULL_EXPORT",
+            "20",
+            "2",
+            "1",
+        ],
+    );
+    let lake = d.join("lake");
+    // A full export's items do not say which attributes are the key.
+    run_ok(
+        &[
+            "export",
+            "-i",
+            folder.trim(),
+            "-o",
+            s(&lake),
+            "--key",
+            "Id",
+            "--no-progress",
+        ],
+        0,
+    );
+    let t_ms: i64 = 1_795_169_730_250; // the export time, 2026-11-20T10:15:30.250Z
+    let change = |id: u32, op: &str, at_ms: i64| {
+        let image = format!(r#"{{"Id":{{"N":"{id}"}},"Note":{{"S":"{op} at {at_ms}"}}}}"#);
+        let images = if op == "REMOVE" {
+            format!(r#""OldImage":{image}"#)
+        } else {
+            format!(r#""NewImage":{image}"#)
+        };
+        format!(
+            r#"{{"eventID":"c{id}","eventName":"{op}","tableName":"Orders","dynamodb":{{"ApproximateCreationDateTime":{at_ms},"Keys":{{"Id":{{"N":"{id}"}}}},{images}}}}}"#
+        )
+    };
+    let minute = 60_000;
+    let lines = [
+        change(1, "MODIFY", t_ms - 20 * minute), // before the margin: in the export already
+        change(2, "MODIFY", t_ms - 5 * minute),  // within it: may or may not be; it wins
+        change(3, "REMOVE", t_ms + minute),
+        change(4, "MODIFY", t_ms + 120 * minute),
+        change(99, "INSERT", t_ms + minute),
+    ];
+    let changes = d.join("changes.jsonl");
+    std::fs::write(&changes, lines.join("\n") + "\n").unwrap();
+    run_ok(
+        &["export", "-i", s(&changes), "-o", s(&lake), "--no-progress"],
+        0,
+    );
+    snapshot(&lake, &["--as-of", "2026-11-20T12"]);
+    let check = r#"
+import sys, glob, pyarrow.parquet as pq, pyarrow as pa
+t = pa.concat_tables([pq.read_table(f) for f in glob.glob(sys.argv[1] + '/*.parquet')], promote_options='default')
+rows = {r['id']: r for r in t.to_pylist()}
+assert len(rows) == 20 and 3 not in rows and 99 in rows, sorted(rows)
+ops = {i: rows[i]['cdc_operation'] for i in (1, 2, 4, 5, 99)}
+assert ops == {1: 'SNAPSHOT', 2: 'MODIFY', 4: 'MODIFY', 5: 'SNAPSHOT', 99: 'INSERT'}, ops
+print('OK')
+"#;
+    assert_eq!(py(check, &[s(&current(&lake, "orders"))]), "OK");
+}
+
+/// A lake table named `{table}_current` holds the folder `{table}`'s snapshots would go to: the
+/// snapshot of `{table}` is refused, and nothing of the other table is touched.
+#[test]
+fn a_table_named_like_a_snapshot_folder_is_not_overwritten() {
+    if skip_without_servers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("two.jsonl");
+    let line = |table: &str| {
+        format!(
+            r#"{{"eventID":"e","eventName":"INSERT","tableName":"{table}","dynamodb":{{"ApproximateCreationDateTime":1795000000000,"Keys":{{"Id":{{"S":"a"}}}},"NewImage":{{"Id":{{"S":"a"}}}}}}}}"#
+        )
+    };
+    std::fs::write(
+        &input,
+        format!("{}\n{}\n", line("Items"), line("Items_Current")),
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    run_ok(
+        &["export", "-i", s(&input), "-o", s(&lake), "--no-progress"],
+        0,
+    );
+    let before = tree(&lake.join("items_current"));
+    let out = run(&[
+        "snapshot",
+        "-o",
+        s(&lake),
+        "--table",
+        "items",
+        "--as-of",
+        "2026-11-18T12",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("a table named items_current"), "{err}");
+    assert_eq!(tree(&lake.join("items_current")), before);
+    // The other table's own snapshot reads only its own hour folders.
+    let done = snapshot(
+        &lake,
+        &["--table", "items_current", "--as-of", "2026-11-18T12"],
+    );
+    assert_eq!(done[0]["rows"], 1, "{done}");
+}

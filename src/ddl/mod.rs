@@ -8,6 +8,9 @@ use std::fmt::Write;
 use crate::partition::{Layout, Template};
 use crate::schema::{ColumnType, Source, TableSchema};
 
+mod current;
+pub use current::{athena_current, athena_current_table, latest_view, redshift_current};
+
 /// First hour that partition projection enumerates (DynamoDB streams are younger).
 /// The first hour partition projection covers when the lake has no files yet and no start is
 /// configured: 2020-01-01T00:00Z, in hours since the epoch.
@@ -72,7 +75,7 @@ fn origin(schema: &TableSchema, source: &Source) -> String {
     }
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     s.replace('\'', "''")
 }
 
@@ -183,7 +186,7 @@ pub fn athena_table(
 }
 
 /// A table's columns for Athena: name, type, comment (the attribute path).
-fn athena_columns(schema: &TableSchema) -> Vec<(String, String, String)> {
+pub(crate) fn athena_columns(schema: &TableSchema) -> Vec<(String, String, String)> {
     schema
         .columns()
         .iter()
@@ -197,7 +200,7 @@ fn athena_columns(schema: &TableSchema) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn column_list(o: &mut String, columns: &[(String, String, String)]) {
+pub(crate) fn column_list(o: &mut String, columns: &[(String, String, String)]) {
     let n = columns.len();
     for (i, (name, ty, comment)) in columns.iter().enumerate() {
         let _ = writeln!(
@@ -376,79 +379,6 @@ pub fn redshift_copy(
             quote(iam_role)
         );
     }
-    o
-}
-
-/// The columns' names of a table, in order.
-fn names(schema: &TableSchema) -> Vec<String> {
-    schema.columns().iter().map(|c| c.name.clone()).collect()
-}
-
-/// Athena's `{table}_current`: the table's current snapshot (`data`, its folder's URL), the
-/// change log's columns without partitions; `CREATE` once, then `SET LOCATION` moves it to each
-/// new snapshot in one statement.
-pub fn athena_current(schema: &TableSchema, database: &str, data: &str) -> String {
-    let columns = athena_columns(schema);
-    let name = format!("{}_current", schema.name);
-    let location = format!("{}/", data.trim_end_matches('/'));
-    let mut o = format!(
-        "CREATE EXTERNAL TABLE IF NOT EXISTS `{database}`.`{name}` (
-"
-    );
-    column_list(&mut o, &columns);
-    let _ = writeln!(
-        o,
-        ")
-STORED AS PARQUET
-LOCATION '{}';",
-        quote(&location)
-    );
-    let _ = writeln!(
-        o,
-        "ALTER TABLE `{database}`.`{name}` SET LOCATION '{}';",
-        quote(&location)
-    );
-    o
-}
-
-/// A view of the latest state of every item over the change log (`{table}_latest`), for
-/// Athena or Redshift: the same rows a snapshot holds (docs/DESIGN.md, "Snapshots"). `None`
-/// when the table's key is not known yet.
-pub fn latest_view(
-    schema: &TableSchema,
-    dialect: crate::snapshot::Dialect,
-    database: &str,
-    margin_us: i64,
-) -> Option<String> {
-    let key = crate::snapshot::key_columns(schema).ok()?;
-    let from = format!("\"{database}\".\"{}\"", schema.name);
-    let select = crate::snapshot::latest_select(dialect, &from, &names(schema), &key, margin_us);
-    Some(format!(
-        "CREATE OR REPLACE VIEW \"{database}\".\"{}_latest\" AS\n{select};\n",
-        schema.name
-    ))
-}
-
-/// Redshift's `{table}_current`: created once with the change log's columns, then replaced by
-/// each snapshot in one transaction (readers see the old rows or the new ones, never a mix).
-pub fn redshift_current(
-    schema: &TableSchema,
-    redshift_schema: &str,
-    copy_manifest: &str,
-    iam_role: &str,
-) -> String {
-    let name = format!("{}_current", schema.name);
-    let mut o = redshift_create(schema, redshift_schema).replacen(
-        &format!("\"{redshift_schema}\".\"{}\"", schema.name),
-        &format!("\"{redshift_schema}\".\"{name}\""),
-        1,
-    );
-    let _ = writeln!(
-        o,
-        "BEGIN;\nDELETE FROM \"{redshift_schema}\".\"{name}\";\nCOPY \"{redshift_schema}\".\"{name}\" FROM '{}' IAM_ROLE '{}' FORMAT AS PARQUET MANIFEST;\nEND;",
-        quote(copy_manifest),
-        quote(iam_role)
-    );
     o
 }
 
