@@ -296,9 +296,20 @@ impl Glue {
         database: &str,
         t: &AthenaTable,
     ) -> Result<(), CatalogError> {
+        let create = self.location(database, &t.name).await?.is_none();
+        self.put_table(database, t, create).await
+    }
+
+    /// Creates the table `t`, or replaces its definition in one UpdateTable.
+    async fn put_table(
+        &self,
+        database: &str,
+        t: &AthenaTable,
+        create: bool,
+    ) -> Result<(), CatalogError> {
         let name = format!("{database}.{}", t.name);
         let input = table_input(t).map_err(|e| glue_err("TableInput", &name, e))?;
-        if self.location(database, &t.name).await?.is_none() {
+        if create {
             self.client
                 .create_table()
                 .database_name(database)
@@ -322,23 +333,9 @@ impl Glue {
     pub async fn apply(&self, database: &str, change: &TableChange) -> Result<(), CatalogError> {
         let t = &change.table;
         let name = format!("{database}.{}", t.name);
-        let input = table_input(t).map_err(|e| glue_err("TableInput", &name, e))?;
-        if change.create {
-            self.client
-                .create_table()
-                .database_name(database)
-                .table_input(input)
-                .send()
-                .await
-                .map_err(|e| glue_err("CreateTable", &name, e))?;
-        } else if change.known_columns < t.columns.len() || !change.properties.is_empty() {
-            self.client
-                .update_table()
-                .database_name(database)
-                .table_input(input)
-                .send()
-                .await
-                .map_err(|e| glue_err("UpdateTable", &name, e))?;
+        if change.create || change.known_columns < t.columns.len() || !change.properties.is_empty()
+        {
+            self.put_table(database, t, change.create).await?;
         }
         for chunk in change.partitions.chunks(PARTITIONS_PER_CALL) {
             let inputs: Vec<PartitionInput> = chunk
