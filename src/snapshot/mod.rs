@@ -169,6 +169,16 @@ pub async fn run(
     opts: &SnapshotOptions,
 ) -> Result<Vec<TableSnapshot>, SnapshotError> {
     let lake = crate::store::open(&settings.output, &settings.s3)?;
+    run_in(&lake, settings, tables, opts).await
+}
+
+/// [`run`] on a lake opened by the caller.
+pub async fn run_in(
+    lake: &Location,
+    settings: &Settings,
+    tables: Vec<TableSchema>,
+    opts: &SnapshotOptions,
+) -> Result<Vec<TableSnapshot>, SnapshotError> {
     if !settings.template.fixes_hour() {
         return Err(SnapshotError::Invalid(format!(
             "snapshots are as of the end of an hour, and the partition template `{}` has folders that do not name one hour: use an hourly layout (hourly, hive, hive_dt, or a template with {{YYYY}}, {{MM}}, {{DD}} and {{HH}})",
@@ -202,7 +212,7 @@ pub async fn run(
             );
             continue;
         }
-        out.push(table(&lake, settings, &names, schema, opts).await?);
+        out.push(table(lake, settings, &names, schema, opts).await?);
     }
     Ok(out)
 }
@@ -297,6 +307,12 @@ async fn table(
             serde_json::to_vec_pretty(&moved).expect("serializes"),
         )
         .await?;
+        // Older snapshots a crashed run left behind after its pointer are deleted now.
+        let keep: Vec<&str> = [Some(m.id.as_str()), m.previous.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        prune(lake, settings, &name, &keep).await?;
         return Ok(summary(lake, &name, m, &moved, 0, 0, false));
     }
     let prev_manifest = previous.as_ref().map(|(_, m)| m);

@@ -18,6 +18,7 @@
 mod check;
 mod model;
 mod regress;
+mod snapshots;
 mod store;
 
 use std::collections::HashSet;
