@@ -49,7 +49,7 @@ pub(super) struct OrderCols {
 }
 
 /// The order's column names, as the change log names them.
-pub(super) const OP: &str = "cdc_operation";
+const OP: &str = "cdc_operation";
 const TIME_US: &str = "cdc_event_time_us";
 const SHARD: &str = "cdc_shard_id";
 const SEQ: &str = "cdc_sequence_number";

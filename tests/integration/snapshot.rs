@@ -124,14 +124,14 @@ fn snapshots_hold_the_latest_change_of_every_item_hour_by_hour() {
         again[0]["snapshot"].as_str(),
         ids.last().map(String::as_str)
     );
-    // Earlier hours are refused: a snapshot only moves forward.
-    let back = run(&["snapshot", "-o", s(&lake), "--as-of", &hour_arg(0)]);
-    assert_eq!(
-        back.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&back.stderr)
-    );
+    // Earlier hours are refused: a snapshot only moves forward, also from an hour the pointer
+    // moved to with nothing new.
+    for h in [0, last] {
+        let back = run(&["snapshot", "-o", s(&lake), "--as-of", &hour_arg(h)]);
+        let err = String::from_utf8_lossy(&back.stderr);
+        assert_eq!(back.status.code(), Some(3), "{h}: {err}");
+        assert!(err.contains("snapshots only move forward"), "{err}");
+    }
 
     // From scratch, on a copy of the change log: the same rows as hour by hour.
     let scratch = dir.path().join("scratch");
@@ -489,50 +489,75 @@ assert ops == {1: 'SNAPSHOT', 2: 'MODIFY', 4: 'MODIFY', 5: 'SNAPSHOT', 99: 'INSE
 print('OK')
 "#;
     assert_eq!(py(check, &[s(&current(&lake, "orders"))]), "OK");
+    // With a 30-minute margin the change 20 minutes before the export wins too: the snapshot
+    // made with 15 minutes is not merged with but made again.
+    snapshot(
+        &lake,
+        &["--as-of", "2026-11-20T12", "--handover-margin", "30m"],
+    );
+    let wider = check.replace("1: 'SNAPSHOT'", "1: 'MODIFY'");
+    assert_eq!(py(&wider, &[s(&current(&lake, "orders"))]), "OK");
 }
 
-/// A lake table named `{table}_current` holds the folder `{table}`'s snapshots would go to: the
-/// snapshot of `{table}` is refused, and nothing of the other table is touched.
+/// A lake table named `{table}_current` holds the folder `{table}`'s snapshots go to. Here
+/// `items` was snapshotted before table `Items_Current` appeared: the new table's snapshot reads
+/// only its own hour folders (not `items`' snapshot files beside them), and a snapshot of
+/// `items` is then refused, touching nothing. Snapshots need hourly folders.
 #[test]
 fn a_table_named_like_a_snapshot_folder_is_not_overwritten() {
     if skip_without_servers() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("two.jsonl");
-    let line = |table: &str| {
+    let line = |table: &str, id: &str| {
         format!(
-            r#"{{"eventID":"e","eventName":"INSERT","tableName":"{table}","dynamodb":{{"ApproximateCreationDateTime":1795000000000,"Keys":{{"Id":{{"S":"a"}}}},"NewImage":{{"Id":{{"S":"a"}}}}}}}}"#
+            r#"{{"eventID":"e{id}","eventName":"INSERT","tableName":"{table}","dynamodb":{{"ApproximateCreationDateTime":1795000000000,"Keys":{{"Id":{{"S":"{id}"}}}},"NewImage":{{"Id":{{"S":"{id}"}}}}}}}}"#
         )
     };
-    std::fs::write(
-        &input,
-        format!("{}\n{}\n", line("Items"), line("Items_Current")),
-    )
-    .unwrap();
     let lake = dir.path().join("lake");
-    run_ok(
-        &["export", "-i", s(&input), "-o", s(&lake), "--no-progress"],
-        0,
+    let export = |name: &str, lines: String| {
+        let input = dir.path().join(name);
+        std::fs::write(&input, lines).unwrap();
+        run_ok(
+            &["export", "-i", s(&input), "-o", s(&lake), "--no-progress"],
+            0,
+        );
+    };
+    export(
+        "items.jsonl",
+        format!("{}\n{}\n", line("Items", "a"), line("Items", "b")),
     );
+    let as_of = ["--as-of", "2026-11-18T12"];
+    assert_eq!(
+        snapshot(&lake, &[&["--table", "items"][..], &as_of].concat())[0]["rows"],
+        2
+    );
+    export("other.jsonl", format!("{}\n", line("Items_Current", "c")));
+    let done = snapshot(&lake, &[&["--table", "items_current"][..], &as_of].concat());
+    assert_eq!(done[0]["rows"], 1, "{done}");
     let before = tree(&lake.join("items_current"));
     let out = run(&[
-        "snapshot",
-        "-o",
-        s(&lake),
-        "--table",
-        "items",
-        "--as-of",
-        "2026-11-18T12",
-    ]);
+        &["snapshot", "-o", s(&lake), "--table", "items"][..],
+        &as_of,
+    ]
+    .concat());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("a table named items_current"), "{err}");
     assert_eq!(tree(&lake.join("items_current")), before);
-    // The other table's own snapshot reads only its own hour folders.
-    let done = snapshot(
-        &lake,
-        &["--table", "items_current", "--as-of", "2026-11-18T12"],
-    );
-    assert_eq!(done[0]["rows"], 1, "{done}");
+    // A daily layout's folders name no hour.
+    let daily = run(&[
+        &[
+            "snapshot",
+            "-o",
+            s(&lake),
+            "--template",
+            "{table}/{YYYY}/{MM}/{DD}",
+        ][..],
+        &as_of,
+    ]
+    .concat());
+    let err = String::from_utf8_lossy(&daily.stderr);
+    assert_eq!(daily.status.code(), Some(3), "{err}");
+    assert!(err.contains("do not name one hour"), "{err}");
 }

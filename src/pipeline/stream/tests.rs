@@ -54,16 +54,25 @@ fn one_shard() -> FakeStream {
 
 /// A scheduled run over a fake stream with the real clock, never asked to stop.
 async fn run_fake(s: &Settings, fake: Arc<FakeStream>, cp: &std::path::Path) -> Summary {
+    run_opts(s, fake, opts(cp)).await.unwrap()
+}
+
+/// A run over a fake stream with these options and the real clock, never asked to stop.
+async fn run_opts(
+    s: &Settings,
+    fake: Arc<FakeStream>,
+    o: StreamOptions,
+) -> Result<Summary, PipelineError> {
+    let (clock, counters) = (SystemClock::default(), Counters::default());
     run(
         s,
         fake,
-        opts(cp),
-        Arc::new(SystemClock::default()),
-        Arc::new(Counters::default()),
+        o,
+        Arc::new(clock),
+        Arc::new(counters),
         std::future::pending(),
     )
     .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,14 +338,7 @@ async fn a_vanished_shard_stops_the_run_until_acknowledged() {
     let run_gone = |accept: Vec<String>| {
         let mut o = opts(&cp);
         o.accept_lost = accept;
-        run(
-            &s,
-            gone.clone(),
-            o,
-            Arc::new(SystemClock::default()),
-            Arc::new(Counters::default()),
-            std::future::pending(),
-        )
+        run_opts(&s, gone.clone(), o)
     };
     let err = run_gone(Vec::new()).await.unwrap_err().to_string();
     let seq = format!("{:030}", 3);
@@ -490,14 +492,7 @@ async fn hundreds_of_rolled_over_shards_are_read_in_lineage_order_exactly_once()
         o.mode = Mode::Scheduled {
             until_ms: 2_000_000_000_000,
         };
-        run(
-            &s,
-            fake.clone(),
-            o,
-            Arc::new(SystemClock::default()),
-            Arc::new(Counters::default()),
-            std::future::pending(),
-        )
+        run_opts(&s, fake.clone(), o)
     };
     let summary = run_all().await.unwrap();
     let changes = (lineages * generations * 2) as u64;
