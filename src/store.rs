@@ -525,6 +525,18 @@ impl Location {
         Ok(out)
     }
 
+    /// Deletes an object (absent already is fine).
+    pub async fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        match self.store.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                op: "deleting",
+                url: self.display(rel),
+                source,
+            }),
+        }
+    }
+
     /// The part of a full path below this location's prefix.
     pub fn relative(&self, path: &Path) -> String {
         match path.prefix_match(&self.prefix) {

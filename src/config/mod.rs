@@ -119,6 +119,11 @@ pub struct MarkersConfig {
     /// How long past an hour's end the event-time watermark must be before the hour is marked,
     /// such as `15m`.
     pub allowed_lateness: String,
+    /// Keep each hour's files out of the table folder until the hour is complete, then write
+    /// them as files of `compact_target` sorted by key (docs/DESIGN.md, "Compaction").
+    pub compact: bool,
+    /// The size of a compacted file, such as `128MiB`.
+    pub compact_target: String,
 }
 
 impl Default for MarkersConfig {
@@ -126,6 +131,8 @@ impl Default for MarkersConfig {
         MarkersConfig {
             enabled: false,
             allowed_lateness: "15m".into(),
+            compact: false,
+            compact_target: "128MiB".into(),
         }
     }
 }

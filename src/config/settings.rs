@@ -146,12 +146,32 @@ impl ConfigFile {
                 )?)
             }
         };
+        let compact = match (self.markers.compact, markers.is_some()) {
+            (false, _) => None,
+            (true, false) => {
+                return Err(invalid(
+                    "markers.compact",
+                    "compaction happens when an hour is complete: it needs hour markers (markers.enabled = true)",
+                ))
+            }
+            (true, true) => {
+                let target = parse_bytes("markers.compact_target", &self.markers.compact_target)?;
+                if target < 1 << 20 {
+                    return Err(invalid(
+                        "markers.compact_target",
+                        "a compacted file's target size is at least 1MiB",
+                    ));
+                }
+                Some(target)
+            }
+        };
         let f = &self.filter;
         let filter = crate::filter::Filter::new(&f.tables, &f.operations, &f.patterns)
             .map_err(|e| invalid("filter", e.to_string()))?;
         Ok(Settings {
             filter,
             markers,
+            compact,
             stream,
             output,
             template,
@@ -287,6 +307,9 @@ pub struct Settings {
     pub part_size: usize,
     /// Stream runs: hour-complete markers after this lateness (`None`: no markers).
     pub markers: Option<Duration>,
+    /// Stream runs with markers: an hour's files are staged and compacted into files of about
+    /// this many bytes when the hour is complete (`None`: written in place).
+    pub compact: Option<usize>,
     /// Which records go on to the lake (`[filter]`).
     pub filter: crate::filter::Filter,
 }

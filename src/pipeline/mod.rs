@@ -96,6 +96,17 @@ pub enum PipelineError {
     /// A continuous run's final flush outlasted `shutdown_timeout`.
     #[error("the final flush did not finish within the shutdown timeout ({0:?}); the checkpoint was not advanced past unwritten records")]
     ShutdownTimeout(std::time::Duration),
+    /// Compaction is off, but hours staged by a run with compaction wait to be compacted.
+    #[error("{0}")]
+    CompactionOff(String),
+    /// An hour's staged files could not be read or merged into compacted files.
+    #[error("compacting {folder}: {problem}")]
+    Compaction {
+        /// The hour's folder (or the staged file).
+        folder: String,
+        /// What failed.
+        problem: String,
+    },
     /// A thread or task ended abnormally (a panic), or a stage stopped while another still sent
     /// to it; the text says which.
     #[error("internal: {0}")]
@@ -113,6 +124,7 @@ impl PipelineError {
             PipelineError::Schema(_)
             | PipelineError::SchemaFile { .. }
             | PipelineError::Handover(_)
+            | PipelineError::CompactionOff(_)
             | PipelineError::FilterChanged(_) => true,
             PipelineError::Encode { .. }
             | PipelineError::Read { .. }
@@ -120,12 +132,14 @@ impl PipelineError {
             | PipelineError::LostShards(_)
             | PipelineError::Invariant(_)
             | PipelineError::ShutdownTimeout(_)
+            | PipelineError::Compaction { .. }
             | PipelineError::Internal(_) => false,
         }
     }
 }
 
 mod commit;
+mod compaction;
 mod decode_ahead;
 mod export;
 pub mod handover;

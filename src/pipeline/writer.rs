@@ -11,11 +11,14 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use futures::StreamExt;
+use parquet::errors::ParquetError;
 use tokio::sync::mpsc;
 
+use super::compaction::{compact_hour, delete_staged, Compaction};
 use super::PipelineError;
 use crate::buffer::FlushReason;
 use crate::config::Settings;
+use crate::item::key::KeyColumns;
 use crate::store::Location;
 use crate::summary::{Counters, ObjectInfo};
 
@@ -27,6 +30,9 @@ pub(super) struct DataFile {
     pub(super) reason: FlushReason,
     /// Written only if absent (stream runs: a re-created batch may exist already).
     pub(super) create_only: bool,
+    /// Staged for compaction: rows sorted by item, by these key columns (`Some(None)`: the key
+    /// is not known, by change only).
+    pub(super) sort: Option<Option<KeyColumns>>,
 }
 
 pub(super) enum Out {
@@ -49,7 +55,11 @@ pub(super) enum Out {
         table: String,
         hour: i64,
         folder: String,
+        /// With compaction: the hour's staged files, merged into the folder first.
+        compact: Option<Compaction>,
     },
+    /// Deletes an hour's staged files (sent after the checkpoint that records it complete).
+    DeleteStaged { staged: String },
 }
 
 /// A message to the writer, with the share of the in-flight budget its Arrow data holds (released
@@ -124,7 +134,13 @@ pub(super) async fn write_all(
                     schema,
                     batches,
                 } => {
+                    let sort = file.sort.clone();
                     let encoded = tokio::task::spawn_blocking(move || {
+                        let batches = match &sort {
+                            Some(key) => crate::compact::sort(&schema, batches, key.as_ref())
+                                .map_err(|e| ParquetError::General(e.to_string()))?,
+                            None => batches,
+                        };
                         crate::encode::encode(&schema, batches, &encode_opts)
                     })
                     .await
@@ -152,6 +168,7 @@ pub(super) async fn write_all(
                         table,
                         reason,
                         create_only,
+                        sort: _,
                     },
                 encoded,
             } => {
@@ -248,10 +265,25 @@ pub(super) async fn write_all(
                 table,
                 hour,
                 folder,
+                compact,
             } => {
                 let Some(out) = &output else { continue };
                 if !write {
                     continue;
+                }
+                if let Some(c) = compact {
+                    let files = compact_hour(out, &settings, &table, &folder, c, &nonce).await?;
+                    // The compacted files' COPY manifest (staged files are in none).
+                    if !files.is_empty() {
+                        let names: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+                        let path =
+                            super::commit::manifest_name(&settings.state_prefix, &table, &names);
+                        let listed: Vec<(String, u64)> =
+                            files.iter().map(|(p, l)| (out.display(p), *l)).collect();
+                        let body = crate::manifest::redshift(&listed);
+                        out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
+                            .await?;
+                    }
                 }
                 let files: Vec<(String, u64)> = out
                     .list(&format!("{folder}/"))
@@ -293,6 +325,11 @@ pub(super) async fn write_all(
                 stats
                     .hours_completed
                     .push(format!("{table} {}", start.format("%Y-%m-%dT%H")));
+            }
+            Out::DeleteStaged { staged } => {
+                if let (Some(out), true) = (&output, write) {
+                    delete_staged(out, &staged).await?;
+                }
             }
             Out::Checkpoint(cp, save) => {
                 if let (Some(store), false) = (checkpoints.as_mut(), dry_run) {

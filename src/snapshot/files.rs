@@ -9,9 +9,9 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::key::{stable_hash, KeyColumns};
 use super::merge::align;
 use super::SnapshotError;
+use crate::item::key::{stable_hash, KeyColumns};
 use crate::store::Location;
 
 /// Rows per batch read from Parquet.

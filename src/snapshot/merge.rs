@@ -7,8 +7,8 @@
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
 
-use super::key::KeyColumns;
-use super::order::{self, OrderCols};
+use crate::item::key::KeyColumns;
+use crate::item::order::{self, OrderCols};
 
 /// What a bucket's merge gives.
 #[derive(Debug, Default)]

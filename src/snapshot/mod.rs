@@ -16,9 +16,7 @@
 //! and writes the same objects again.
 
 mod files;
-mod key;
 mod merge;
-pub mod order;
 
 use std::sync::Arc;
 
@@ -30,6 +28,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
+use crate::item::key;
 use crate::schema::TableSchema;
 use crate::store::{Location, StoreError};
 
@@ -56,7 +55,7 @@ pub struct SnapshotOptions {
     /// Key attributes for a table whose key the lake does not know (with `table`).
     pub key: Vec<String>,
     /// How far a full export's items are moved back in time against changes
-    /// ([`order::DEFAULT_MARGIN_US`]).
+    /// ([`crate::item::order::DEFAULT_MARGIN_US`]).
     pub margin_us: i64,
     /// Memory for the buckets merged at once.
     pub memory_budget: usize,

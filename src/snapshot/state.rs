@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::SnapshotError;
 use crate::config::Settings;
-use object_store::ObjectStoreExt as _;
 
 use crate::store::Location;
 
@@ -173,14 +172,7 @@ pub(super) async fn prune(
             if keep.contains(&id) {
                 continue;
             }
-            lake.store
-                .delete(&path)
-                .await
-                .map_err(|source| crate::store::StoreError::Io {
-                    op: "deleting",
-                    url: lake.display(&rel),
-                    source,
-                })?;
+            lake.delete(&rel).await?;
             deleted += 1;
         }
     }

@@ -70,6 +70,7 @@ pub fn assert_exact(check: &serde_json::Value, records: u64) {
         "wrong_folder",
         "schema_bad",
         "marker_bad",
+        "compaction_bad",
         "pending",
         "unfinished",
         "behind",
@@ -94,6 +95,8 @@ pub const SMALL_FLUSHES: &str =
 enum Shape {
     /// `{table}/YYYY/MM/DD/HH` by event time, with hour markers.
     Hourly,
+    /// As `Hourly`, with each hour compacted when it is complete.
+    Compacted,
     /// `{table}/YYYY/MM/DD` by arrival (processing) time.
     Daily,
 }
@@ -102,6 +105,9 @@ impl Shape {
     fn config(self) -> String {
         let extra = match self {
             Shape::Hourly => "\n[markers]\nenabled = true\nallowed_lateness = \"1m\"\n",
+            Shape::Compacted => {
+                "\n[markers]\nenabled = true\nallowed_lateness = \"1m\"\ncompact = true\ncompact_target = \"1MiB\"\n"
+            }
             Shape::Daily => {
                 "\n[output]\ntemplate = \"{table}/{YYYY}/{MM}/{DD}\"\npartition_time = \"processing\"\n"
             }
@@ -112,6 +118,7 @@ impl Shape {
     fn check_args(self) -> &'static [&'static str] {
         match self {
             Shape::Hourly => &[],
+            Shape::Compacted => &["--compacted"],
             Shape::Daily => &["--layout", "daily", "--time", "processing"],
         }
     }
@@ -126,6 +133,13 @@ impl Shape {
                 "after-manifest",
                 "mid-marker",
                 "after-errors",
+            ],
+            Shape::Compacted => &[
+                "after-intent",
+                "after-data",
+                "mid-multipart",
+                "mid-compaction",
+                "mid-marker",
             ],
             Shape::Daily => &[
                 "after-schema",
@@ -303,8 +317,11 @@ fn harness(shape: Shape, records: u64, kills: u64, seed: u64) {
         uploads >= 1 && uploads <= killed,
         "{uploads} incomplete uploads, {killed} kills"
     );
-    if shape == Shape::Hourly {
+    if shape != Shape::Daily {
         assert!(check["markers"].as_u64().unwrap() > 0, "{check}");
+    }
+    if shape == Shape::Compacted {
+        assert!(check["compacted"].as_u64().unwrap() > 0, "{check}");
     }
 }
 
@@ -317,6 +334,18 @@ fn killed_at_random_moments_the_lake_holds_every_record_exactly_once() {
     let kills = env_or("DDB_LAKE_CRASH_KILLS", 26);
     let seed = env_or("DDB_LAKE_CRASH_SEED", 5);
     harness(Shape::Hourly, records, kills, seed);
+}
+
+/// Issue 15: hours compacted by the consumer, killed at the compaction's own moments too.
+#[test]
+fn killed_at_random_moments_with_compaction_every_record_is_in_the_lake_once() {
+    if skip_without_servers() {
+        return;
+    }
+    let records = env_or("DDB_LAKE_CRASH_RECORDS", 20_000) / 2;
+    let kills = env_or("DDB_LAKE_CRASH_KILLS", 26) * 2 / 3;
+    let seed = env_or("DDB_LAKE_CRASH_SEED", 5) + 2000;
+    harness(Shape::Compacted, records, kills, seed);
 }
 
 #[test]

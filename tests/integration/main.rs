@@ -9,6 +9,7 @@
 
 mod bad_input;
 mod cli;
+mod compaction;
 mod crash;
 mod crash_streams;
 mod ddl;

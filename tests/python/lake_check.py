@@ -2,6 +2,7 @@
 and fault tests.
 
 usage: lake_check.py BUCKET PREFIX STREAM TABLE [--layout hourly|daily] [--time event|processing]
+                     [--compacted]
 
 Reads every record of the stream (all shards, from the trim horizon; KPL aggregates split into
 their user records) and every object under PREFIX. A user record that is a DynamoDB change must
@@ -12,6 +13,11 @@ DuckDB; its columns must be a prefix of the table's remembered schema. Also chec
 file in exactly one COPY manifest with its length, the final checkpoint (nothing pending, closed
 shards finished, open shards checkpointed at their last record), incomplete multipart uploads
 (counted), and hour markers (each lists every on-time file of its hour).
+
+With --compacted (hours compacted by the consumer): the staged files of hours not complete yet are
+read as their hour's rows (they are in no manifest); a staged file of a complete hour, or an
+on-time file in a table folder that is not a compacted one, is a problem (`compaction_bad`); and
+each compacted file's rows must be sorted by key (OrderId), then by event time.
 
 Prints one JSON object of counts; the caller asserts (no `assert` here, so PYTHONOPTIMIZE cannot
 turn a check off). An exact lake has zero in every problem count.
@@ -40,6 +46,7 @@ ap.add_argument("stream")
 ap.add_argument("table")
 ap.add_argument("--layout", default="hourly", choices=["hourly", "daily"])
 ap.add_argument("--time", default="event", choices=["event", "processing"])
+ap.add_argument("--compacted", action="store_true")
 args = ap.parse_args()
 bucket, prefix, stream, table = args.bucket, args.prefix.strip("/"), args.stream, args.table
 s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"], region_name="us-east-1")
@@ -125,8 +132,10 @@ schema_columns = [c["name"] for c in tomllib.loads(schema_text)["columns"]]
 seen = collections.Counter()
 rows = errors = 0
 data = objects(f"{prefix}/{table}/")
+# Staged files (compaction): {state}/compacting/{table}/{hours since the epoch}/{name}.
+staged = objects(f"{state}/compacting/{table}/")
 local = tempfile.mkdtemp()
-for n, key in enumerate(sorted(data)):
+for n, key in enumerate(sorted(data) + sorted(staged)):
     raw = body(key)
     try:
         t = pq.read_table(io.BytesIO(raw))  # every column, every row group
@@ -139,6 +148,18 @@ for n, key in enumerate(sorted(data)):
     if names != schema_columns[: len(names)]:
         problem("schema_bad", f"{key}: columns {names} are not a prefix of the remembered {schema_columns}")
     folder = key[len(prefix) + 1:].rsplit("/", 1)[0]
+    name = key.rsplit("/", 1)[1]
+    if key in staged:
+        hour = int(key[len(f"{state}/compacting/{table}/"):].split("/")[0])
+        folder = folder_of(hour * 3_600_000)
+        if not args.compacted:
+            problem("compaction_bad", f"{key}: staged without compaction")
+    elif args.compacted and not name.startswith(f"{table}-compacted-") and "-late-" not in name:
+        problem("compaction_bad", f"{key}: an on-time file that is not compacted")
+    if "-compacted-" in name:
+        order = [(r["order_id"], r["cdc_event_time"]) for r in t.select(["order_id", "cdc_event_time"]).to_pylist()]
+        if order != sorted(order):
+            problem("compaction_bad", f"{key}: rows not sorted by key, then time")
     for row in t.to_pylist():
         sub = row.get("cdc_subsequence_number")
         rk = (row["cdc_shard_id"], row["cdc_sequence_number"], sub)
@@ -193,6 +214,11 @@ for key in objects(f"{state}/hours/{table}/"):
             problem("marker_bad", f"{key} does not list {f}")
     for f in listed_files - set(data):
         problem("marker_bad", f"{key} lists {f}, which does not exist")
+    for f in staged:
+        if f.startswith(f"{state}/compacting/{table}/"):
+            h = int(f[len(f"{state}/compacting/{table}/"):].split("/")[0])
+            if folder_of(h * 3_600_000) == hour:
+                problem("compaction_bad", f"{f} is still staged, though its hour is complete")
 
 cp = json.loads(body(f"{state}/checkpoints/{stream}.json"))
 for b in cp.get("pending", []):
@@ -226,6 +252,8 @@ print(json.dumps({
     "duckdb_rows": duckdb_rows,
     "errors": errors,
     "objects": len(data),
+    "staged": len(staged),
+    "compacted": sum(1 for key in data if "-compacted-" in key),
     "markers": markers,
     "incomplete_uploads": len(uploads),
     "missing": len(missing),
@@ -233,7 +261,7 @@ print(json.dumps({
     "unexpected": len(set(seen) - set(expected)),
     "unlisted": sum(1 for key in data if listed[key] == 0),
     "listed_twice": sum(1 for n in listed.values() if n > 1),
-    **{kind: problems[kind] for kind in ["unreadable", "wrong_form", "wrong_values", "wrong_folder", "schema_bad", "manifest_bad", "marker_bad", "pending", "unfinished", "behind"]},
+    **{kind: problems[kind] for kind in ["unreadable", "wrong_form", "wrong_values", "wrong_folder", "schema_bad", "manifest_bad", "marker_bad", "compaction_bad", "pending", "unfinished", "behind"]},
     "details": details,
     "missing_ranges": missing_ranges(missing),
 }))

@@ -4,10 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use super::{Intake, REJECT_FLUSH_BYTES};
+use super::{Intake, StreamState, REJECT_FLUSH_BYTES};
 use crate::buffer::{Flush, FlushReason};
 use crate::checkpoint::PendingBatch;
+use crate::config::Settings;
+use crate::item::key::KeyColumns;
 use crate::pipeline::commit::{self, Held, Recreated};
+use crate::pipeline::compaction::{is_staged, staged_dir, Compaction};
 use crate::pipeline::writer::{in_flight_kib, DataFile, Out};
 use crate::pipeline::PipelineError;
 use crate::store;
@@ -40,6 +43,38 @@ impl Intake<'_> {
                 .flush
                 .max_age_ms
                 .is_some_and(|age| self.clock.now_ms().saturating_sub(since) >= age)
+    }
+
+    /// The object prefix of a partition's batches: `{folder}/{table}-`, `{folder}/{table}-late-`
+    /// for late rows, or with compaction an on-time hour's staging folder.
+    pub(super) fn batch_prefix(
+        settings: &Settings,
+        stream: &Option<StreamState>,
+        (table, folder, hour): (&str, &str, i64),
+        late: bool,
+    ) -> String {
+        let marks = stream.as_ref().is_some_and(|st| st.marks.is_some());
+        match (late, marks && settings.compact.is_some()) {
+            (true, _) => format!("{folder}/{table}-late-"),
+            (false, true) => format!("{}/{table}-", staged_dir(settings, table, hour)),
+            (false, false) => format!("{folder}/{table}-"),
+        }
+    }
+
+    /// What the writer needs to compact `table`'s `hour` (`None` without compaction).
+    pub(in crate::pipeline) fn compaction(&mut self, table: &str, hour: i64) -> Option<Compaction> {
+        self.settings.compact?;
+        let ti = self.lake_table(table)?;
+        Some(Compaction {
+            staged: staged_dir(self.settings, table, hour),
+            schema: self.tables[ti].schema.arrow_schema(),
+            key: self.key_columns(ti),
+        })
+    }
+
+    /// A table's key columns, for sorting (`None` when its key is not known yet).
+    pub(in crate::pipeline) fn key_columns(&self, table: usize) -> Option<KeyColumns> {
+        KeyColumns::of(&self.tables[table].schema, None).ok()
     }
 
     pub(in crate::pipeline) fn send(&self, out: Out) -> Result<(), PipelineError> {
@@ -106,10 +141,12 @@ impl Intake<'_> {
                 id.push(0);
             }
             let hash = store::short_hash(&id, 8);
-            let late = if f.key.late { "late-" } else { "" };
-            let prefix = format!("{}/{}-{late}", f.key.path, t.schema.name);
-            let path = format!("{prefix}{hash}.parquet");
             let table = t.schema.name.clone();
+            let part = (table.as_str(), f.key.path.as_str(), f.key.hour);
+            let prefix = Self::batch_prefix(self.settings, &self.stream, part, f.key.late);
+            let path = format!("{prefix}{hash}.parquet");
+            let sort = is_staged(self.settings, &path).then(|| self.key_columns(f.key.table));
+            let t = &mut self.tables[f.key.table];
             let out = Out::Data {
                 file: DataFile {
                     path: path.clone(),
@@ -117,6 +154,7 @@ impl Intake<'_> {
                     table: table.clone(),
                     reason: f.reason,
                     create_only: self.stream.is_some(),
+                    sort,
                 },
                 schema: t.schema.arrow_schema(),
                 batches: f.batches,
@@ -181,6 +219,10 @@ impl Intake<'_> {
         }
         let mut by_table: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for h in &held {
+            // Staged files are in no COPY manifest: their hour's compacted files are.
+            if is_staged(self.settings, &h.batch.object) {
+                continue;
+            }
             if let (Some(t), None) = (&h.batch.table, &h.batch.manifest) {
                 by_table
                     .entry(t.clone())
@@ -189,6 +231,9 @@ impl Intake<'_> {
             }
         }
         for h in &mut held {
+            if is_staged(self.settings, &h.batch.object) {
+                continue;
+            }
             if let (Some(t), None) = (&h.batch.table, &h.batch.manifest) {
                 h.batch.manifest = Some(commit::manifest_name(
                     &self.settings.state_prefix,
@@ -215,6 +260,7 @@ impl Intake<'_> {
                         table: t.to_string(),
                         reason: FlushReason::Recreated,
                         create_only: true,
+                        sort: is_staged(self.settings, &batch.object).then(|| self.key_columns(ti)),
                     },
                     schema: self.tables[ti].schema.arrow_schema(),
                     batches,

@@ -405,10 +405,13 @@ impl<'a> Intake<'a> {
         // A record read again: in a batch of its partition, or of its partition's late rows.
         let route = match &self.stream {
             Some(st) if st.replay.active() => {
-                match Self::replay_route(&self.stream, &format!("{path}/{}-", t.schema.name), pos) {
+                let name = &t.schema.name;
+                let part = (name.as_str(), path.as_str(), hour);
+                let on_time = Self::batch_prefix(self.settings, &self.stream, part, false);
+                match Self::replay_route(&self.stream, &on_time, pos) {
                     Route::New => Self::replay_route(
                         &self.stream,
-                        &format!("{path}/{}-late-", t.schema.name),
+                        &Self::batch_prefix(self.settings, &self.stream, part, true),
                         pos,
                     ),
                     r => r,

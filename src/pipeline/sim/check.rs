@@ -36,6 +36,8 @@ pub(super) struct Report {
     pub(super) late_files: u64,
     pub(super) markers: u64,
     pub(super) staged: u64,
+    /// Staged files of hours not complete yet (compaction).
+    pub(super) staged_files: u64,
 }
 
 /// Where a user record is in the stream: shard, sequence number, KPL index.
@@ -202,6 +204,8 @@ pub(super) fn check(h: &History) -> Result<Report, String> {
     let mut columns_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut listed: HashMap<String, u32> = HashMap::new();
     let mut markers: Vec<(String, serde_json::Value)> = Vec::new();
+    // Staged files (for compaction) and the folders of their hours.
+    let mut staged: Vec<(String, String)> = Vec::new();
     let mut schemas: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut checkpoint: Option<Checkpoint> = None;
     let wanted = ["cdc_event_id", "id", "qty", "color", "note"];
@@ -233,6 +237,25 @@ pub(super) fn check(h: &History) -> Result<Report, String> {
                 }
                 *listed.entry(rel.to_string()).or_default() += 1;
             }
+        } else if let Some(rest) = path.strip_prefix("_ddb_lake/compacting/") {
+            // An hour's staged file, waiting for its hour: its rows count as its hour's.
+            let mut parts = rest.split('/');
+            let (table, hour, name) = (
+                parts.next().unwrap_or_default(),
+                parts
+                    .next()
+                    .and_then(|h| h.parse::<i64>().ok())
+                    .ok_or("an hour")?,
+                parts.next().unwrap_or_default(),
+            );
+            if h.settings.compact.is_none() {
+                return Err(format!("{path}: staged without compaction"));
+            }
+            let folder = format!("{table}/{}", hour_folder(hour * 3_600_000));
+            staged.push((path.clone(), folder.clone()));
+            let (found, _) = read_rows(&format!("{folder}/{name}"), bytes, &wanted);
+            rows.extend(found);
+            report.staged_files += 1;
         } else if path.starts_with("_ddb_lake/staging/") {
             // A staged copy whose writer crashed before deleting it (expired by a lifecycle
             // rule; outside every table folder).
@@ -266,6 +289,23 @@ pub(super) fn check(h: &History) -> Result<Report, String> {
     }
     report.rows = rows.len() as u64;
     report.errors = errors.len() as u64;
+
+    // Staged files are in no manifest, and with compaction the table folders hold no file of
+    // an hour that was not compacted (late files aside).
+    for (file, _) in &staged {
+        if listed.contains_key(file) {
+            return Err(format!("staged file {file} is in a manifest"));
+        }
+    }
+    if h.settings.compact.is_some() {
+        for file in columns_of.keys() {
+            let name = file.rsplit('/').next().unwrap_or_default();
+            let table = file.split('/').next().unwrap_or_default();
+            if !name.starts_with(&format!("{table}-compacted-")) && !name.contains("-late-") {
+                return Err(format!("{file}: a file neither compacted nor late"));
+            }
+        }
+    }
 
     // Every data file in exactly one manifest; its columns a prefix of its table's schema.
     for (file, names) in &columns_of {
@@ -371,6 +411,11 @@ pub(super) fn check(h: &History) -> Result<Report, String> {
             if f.contains("-late-") {
                 return Err(format!("{path} lists {f}, a late file"));
             }
+        }
+        if let Some((file, _)) = staged.iter().find(|(_, f)| format!("{f}/") == folder) {
+            return Err(format!(
+                "{file} is still staged, though its hour is complete ({path})"
+            ));
         }
         for f in columns_of.keys() {
             if f.starts_with(&folder) && !f.contains("-late-") && !listed.contains(f) {

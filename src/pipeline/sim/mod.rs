@@ -201,6 +201,11 @@ impl History {
             Flavor::Kinesis
         };
         let mut settings = settings;
+        // Half the histories with hour markers compact their hours, into files small enough
+        // that an hour makes several.
+        if settings.markers.is_some() && side.random_ratio(1, 2) {
+            settings.compact = Some(side.random_range(2_000..40_000));
+        }
         if side.random_ratio(1, 4) {
             settings.filter =
                 crate::filter::Filter::new(&[], &[], &[NOT_BLUE.into()]).expect("a valid pattern");
@@ -467,10 +472,11 @@ mod tests {
         if let Some(seed) = env("DDB_LAKE_SIM_SEED") {
             let h = play(seed, runtime()).unwrap_or_else(|e| panic!("{e}"));
             eprintln!(
-                "history {seed}: {:?} stream, {:?} layout, filter {}, {} runs, {} crashes, {} durable writes",
+                "history {seed}: {:?} stream, {:?} layout, filter {}, compaction {:?}, {} runs, {} crashes, {} durable writes",
                 h.stream.flavor,
                 h.layout,
                 !h.settings.filter.is_empty(),
+                h.settings.compact,
                 h.runs,
                 h.crashes,
                 h.writes
@@ -482,13 +488,14 @@ mod tests {
         let threads = std::thread::available_parallelism().map_or(2, |t| t.get()) as u64;
         let started = std::time::Instant::now();
         let next = AtomicU64::new(first);
-        let totals: Vec<[u64; 5]> = std::thread::scope(|scope| {
+        let totals: Vec<[u64; 6]> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     scope.spawn(|| {
                         let rt = runtime();
-                        // runs, crashes, durable writes, DynamoDB histories, filtered ones
-                        let mut t = [0u64; 5];
+                        // runs, crashes, durable writes, DynamoDB histories, filtered ones,
+                        // compacting ones
+                        let mut t = [0u64; 6];
                         loop {
                             let seed = next.fetch_add(1, Ordering::SeqCst);
                             if seed >= first + n {
@@ -500,6 +507,7 @@ mod tests {
                             t[2] += h.writes;
                             t[3] += (h.stream.flavor == Flavor::DynamoDb) as u64;
                             t[4] += !h.settings.filter.is_empty() as u64;
+                            t[5] += h.settings.compact.is_some() as u64;
                             if (seed - first + 1).is_multiple_of(10_000) {
                                 eprintln!(
                                     "{} histories, {:?}",
@@ -516,11 +524,11 @@ mod tests {
                 .map(|w| w.join().expect("no panic"))
                 .collect()
         });
-        let [runs, crashes, writes, ddb, filtered] = totals
+        let [runs, crashes, writes, ddb, filtered, compacting] = totals
             .iter()
-            .fold([0; 5], |a, t| std::array::from_fn(|i| a[i] + t[i]));
+            .fold([0; 6], |a, t| std::array::from_fn(|i| a[i] + t[i]));
         eprintln!(
-            "{n} histories (seeds {first}..{}): {runs} runs, {crashes} crashes, {writes} durable writes; {ddb} on a DynamoDB stream, {filtered} with a filter; {:?}",
+            "{n} histories (seeds {first}..{}): {runs} runs, {crashes} crashes, {writes} durable writes; {ddb} on a DynamoDB stream, {filtered} with a filter, {compacting} compacting; {:?}",
             first + n,
             started.elapsed()
         );
@@ -535,6 +543,7 @@ mod tests {
                 filtered > n / 8 && filtered < n / 2,
                 "{filtered} of {n} filtered"
             );
+            assert!(compacting > n / 20, "{compacting} of {n} compacting");
         }
     }
 

@@ -188,7 +188,7 @@ fn history(seed: u64, rt: &tokio::runtime::Runtime) -> (u64, u64) {
             table: None,
             as_of: Some(FIRST_HOUR + hour - 1),
             key: Vec::new(),
-            margin_us: snapshot::order::DEFAULT_MARGIN_US,
+            margin_us: crate::item::order::DEFAULT_MARGIN_US,
             memory_budget: [4 << 10, 64 << 10, 64 << 20][rng.random_range(0..3)],
             threads: 2,
             now_hour: 0,

@@ -168,6 +168,30 @@ pub(super) async fn begin(
             Err(e) => return Err(e.into()),
         }
     };
+    // Staged hours: those the checkpoint records complete were compacted (their cleanup did not
+    // finish); the others wait for their hour, which only a run with compaction completes.
+    let done = |table: &str, hour: i64| {
+        checkpoint
+            .marked_through
+            .get(table)
+            .is_some_and(|&m| hour <= m)
+            && !checkpoint
+                .completing
+                .get(table)
+                .is_some_and(|c| c.contains(&hour))
+    };
+    let left = super::compaction::sweep(&output, settings, done).await?;
+    if settings.compact.is_none() && !left.is_empty() {
+        let hours: Vec<String> = left
+            .iter()
+            .map(|(t, h)| format!("{t}: {} hour(s)", h.len()))
+            .collect();
+        return Err(PipelineError::CompactionOff(format!(
+            "the lake has staged files of hours not compacted yet ({}, under {}/compacting/): run with [markers] compact = true until those hours are complete, then turn it off",
+            hours.join(", "),
+            output.display(&settings.state_prefix)
+        )));
+    }
     let (tx, out_rx) = mpsc::channel(CHANNEL_DEPTH);
     let writer = tokio::spawn(write_all(
         out_rx,

@@ -280,13 +280,17 @@ impl<'a> Processor<'a> {
         self.waiting = still.into_iter().chain(now_waiting).collect();
         let carried = self.carried();
         // Hours complete: after their files, before the commit that records them as written.
+        let mut staged = Vec::new();
         for (table, hour) in markers {
             self.completing.remove(&(table.clone(), hour));
             let folder = self.settings.template.render_time(&table, hour * HOUR_US);
+            let compact = self.intake.compaction(&table, hour);
+            staged.extend(compact.as_ref().map(|c| c.staged.clone()));
             self.intake.send(Out::HourComplete {
                 table,
                 hour,
                 folder,
+                compact,
             })?;
         }
         let mut done = self.progress(&[], &carried);
@@ -295,7 +299,12 @@ impl<'a> Processor<'a> {
         self.checkpoint = done.clone();
         self.flushes_at_checkpoint = self.intake.flushes();
         self.intake
-            .send(Out::Checkpoint(Box::new(done), Save::Commit))
+            .send(Out::Checkpoint(Box::new(done), Save::Commit))?;
+        // Compacted hours' staged files go once the checkpoint records the hours complete.
+        for staged in staged {
+            self.intake.send(Out::DeleteStaged { staged })?;
+        }
+        Ok(())
     }
 
     /// The invariants a checkpoint must hold before it is saved (docs/DESIGN.md, "What bounds a

@@ -13,14 +13,14 @@ use crate::schema::{Image, Source, TableSchema};
 
 /// Where a table's key attributes are: per attribute, its column's and its companion's names.
 #[derive(Debug, Clone)]
-pub(super) struct KeyColumns {
+pub(crate) struct KeyColumns {
     parts: Vec<(String, Option<String>)>,
 }
 
 impl KeyColumns {
     /// The key columns of `schema` (its remembered key attributes, or `names`); `None` when the
     /// key is not known, or an attribute of it has no column (it would be in `cdc_unmapped`).
-    pub(super) fn of(schema: &TableSchema, names: Option<&[String]>) -> Result<Self, String> {
+    pub(crate) fn of(schema: &TableSchema, names: Option<&[String]>) -> Result<Self, String> {
         let names = names.or(schema.keys()).ok_or_else(|| {
             format!(
                 "table {}: its key attributes are not known (no change record has said them yet): give them with --key",
@@ -57,12 +57,12 @@ impl KeyColumns {
     }
 
     /// Each key attribute's column and its companion, if any.
-    pub(super) fn parts(&self) -> &[(String, Option<String>)] {
+    pub(crate) fn parts(&self) -> &[(String, Option<String>)] {
         &self.parts
     }
 
     /// Each row's key as order-preserving bytes; `None` for a row missing a key value.
-    pub(super) fn keys(&self, batch: &RecordBatch) -> Vec<Option<Vec<u8>>> {
+    pub(crate) fn keys(&self, batch: &RecordBatch) -> Vec<Option<Vec<u8>>> {
         let cols: Vec<(Option<&ArrayRef>, Option<&ArrayRef>)> = self
             .parts
             .iter()
@@ -162,7 +162,7 @@ fn encode(a: &ArrayRef, row: usize, out: &mut Vec<u8>) -> Option<()> {
 
 /// FNV-1a, 64 bits: a hash that stays the same across runs, machines and versions (an item's
 /// bucket is kept from one snapshot to the next), unlike the standard library's.
-pub(super) fn stable_hash(bytes: &[u8]) -> u64 {
+pub(crate) fn stable_hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })

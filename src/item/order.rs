@@ -36,7 +36,7 @@ pub const DEFAULT_MARGIN_US: i64 = 15 * 60 * 1_000_000;
 
 /// The order's columns of one batch (every column a batch of the table holds: older files read
 /// as nulls where they lack one).
-pub(super) struct OrderCols {
+pub(crate) struct OrderCols {
     op: StringArray,
     shard: StringArray,
     seq: StringArray,
@@ -74,7 +74,7 @@ fn ints(batch: &RecordBatch, name: &str) -> Int64Array {
 
 /// The number in a shard id (`shardId-000000000007`: 7; `shardId-00000001414562045508-2bac9cd2`:
 /// 1414562045508): its first run of digits, saturating.
-pub(super) fn shard_number(id: &str) -> u128 {
+pub(crate) fn shard_number(id: &str) -> u128 {
     id.bytes()
         .skip_while(|b| !b.is_ascii_digit())
         .take_while(u8::is_ascii_digit)
@@ -85,7 +85,7 @@ pub(super) fn shard_number(id: &str) -> u128 {
 
 impl OrderCols {
     /// The order's columns of `batch`, with `margin_us` for SNAPSHOT rows.
-    pub(super) fn new(batch: &RecordBatch, margin_us: i64) -> Self {
+    pub(crate) fn new(batch: &RecordBatch, margin_us: i64) -> Self {
         let op = strings(batch, OP);
         let time_us = ints(batch, TIME_US);
         let shard = strings(batch, SHARD);
@@ -123,7 +123,7 @@ impl OrderCols {
     }
 
     /// Whether row `i` is a REMOVE (the item is gone after it).
-    pub(super) fn is_remove(&self, i: usize) -> bool {
+    pub(crate) fn is_remove(&self, i: usize) -> bool {
         !self.op.is_null(i) && self.op.value(i) == "REMOVE"
     }
 }
@@ -137,7 +137,7 @@ fn opt_i64(a: &Int64Array, i: usize) -> Option<i64> {
 }
 
 /// Compares row `i` of `a` with row `j` of `b`: `Greater` when `i` is the later change.
-pub(super) fn cmp(a: &OrderCols, i: usize, b: &OrderCols, j: usize) -> Ordering {
+pub(crate) fn cmp(a: &OrderCols, i: usize, b: &OrderCols, j: usize) -> Ordering {
     a.head[i]
         .cmp(&b.head[j])
         .then_with(|| opt_str(&a.shard, i).cmp(&opt_str(&b.shard, j)))

@@ -1,0 +1,387 @@
+//! Compaction of a closed hour (pure CPU; `pipeline::compaction` does the I/O around it): rows
+//! sorted by item (the table's key, `item::key`) and then by the order of the item's changes
+//! (`item::order`), so that Athena can skip row groups by key; an hour's sorted runs merged into
+//! files of a target size.
+//!
+//! The order is total over rows of one table (every stream row has its shard and position), so
+//! the files made from the same rows are the same bytes however the rows were split into runs: a
+//! compaction redone after a crash names and fills its files exactly as the first attempt did.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+
+use crate::encode::{pad, EncodeOptions};
+use crate::item::key::KeyColumns;
+use crate::item::order::{self, OrderCols, DEFAULT_MARGIN_US};
+
+/// Rows per batch written (and per batch read from a run).
+pub const BATCH_ROWS: usize = 8192;
+
+/// Compacted files hold this many row groups at their target size or more, so that a reader
+/// skips by key within a file.
+const ROW_GROUPS_PER_FILE: usize = 8;
+
+/// Sorting or writing failed (a bug or a broken file: the run stops).
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    /// An Arrow kernel failed.
+    #[error("sorting rows: {0}")]
+    Arrow(#[from] ArrowError),
+    /// The Parquet writer failed.
+    #[error("writing a compacted file: {0}")]
+    Parquet(#[from] ParquetError),
+}
+
+/// The sort of one batch's rows: each row's key bytes (`None`: no key value, or no key known)
+/// and its order columns.
+struct Sorted {
+    keys: Vec<Option<Vec<u8>>>,
+    order: OrderCols,
+}
+
+impl Sorted {
+    fn new(batch: &RecordBatch, key: Option<&KeyColumns>) -> Self {
+        Sorted {
+            keys: match key {
+                Some(k) => k.keys(batch),
+                None => vec![None; batch.num_rows()],
+            },
+            order: OrderCols::new(batch, DEFAULT_MARGIN_US),
+        }
+    }
+
+    fn cmp(&self, i: usize, other: &Sorted, j: usize) -> Ordering {
+        self.keys[i]
+            .cmp(&other.keys[j])
+            .then_with(|| order::cmp(&self.order, i, &other.order, j))
+    }
+}
+
+/// A flush's rows sorted by item, then by change (each batch a prefix of `schema`'s columns;
+/// the result holds all of them), in batches of [`BATCH_ROWS`].
+pub(crate) fn sort(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    key: Option<&KeyColumns>,
+) -> Result<Vec<RecordBatch>, CompactError> {
+    let padded = batches
+        .iter()
+        .map(|b| pad(b, schema))
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(batches);
+    let all = arrow_select::concat::concat_batches(schema, &padded)?;
+    drop(padded);
+    let s = Sorted::new(&all, key);
+    let mut idx: Vec<u32> = (0..all.num_rows() as u32).collect();
+    idx.sort_unstable_by(|&a, &b| s.cmp(a as usize, &s, b as usize));
+    let sorted = arrow_select::take::take_record_batch(&all, &arrow_array::UInt32Array::from(idx))?;
+    Ok((0..sorted.num_rows())
+        .step_by(BATCH_ROWS)
+        .map(|at| sorted.slice(at, BATCH_ROWS.min(sorted.num_rows() - at)))
+        .collect())
+}
+
+/// A run being merged: its current batch and the next row of it.
+struct Cursor {
+    input: Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>,
+    batch: RecordBatch,
+    sorted: Sorted,
+    row: usize,
+    /// Bumped with each batch, so that a chunk knows which batches it takes rows from.
+    generation: u64,
+}
+
+/// Merges sorted runs (each an iterator of batches holding a prefix of `schema`'s columns) into
+/// Parquet files of about `target_bytes`, one file per [`Merger::next_file`].
+pub(crate) struct Merger {
+    schema: SchemaRef,
+    key: Option<KeyColumns>,
+    cursors: Vec<Cursor>,
+    target_bytes: usize,
+    props: WriterProperties,
+}
+
+impl Merger {
+    /// A merger of `runs` into files of `target_bytes`, rows sorted by `key` (`None`: by change).
+    pub(crate) fn new(
+        schema: SchemaRef,
+        runs: Vec<Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>>,
+        key: Option<KeyColumns>,
+        target_bytes: usize,
+        opts: &EncodeOptions,
+    ) -> Result<Self, CompactError> {
+        let opts = EncodeOptions {
+            row_group_bytes: opts
+                .row_group_bytes
+                .min(target_bytes / ROW_GROUPS_PER_FILE)
+                .max(1 << 20),
+            ..*opts
+        };
+        let mut m = Merger {
+            schema,
+            key,
+            cursors: Vec::new(),
+            target_bytes,
+            props: opts.properties(),
+        };
+        for run in runs {
+            if let Some(c) = m.open(run)? {
+                m.cursors.push(c);
+            }
+        }
+        Ok(m)
+    }
+
+    /// The run's first non-empty batch as a cursor; `None` when the run is empty.
+    fn open(
+        &self,
+        mut input: Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>,
+    ) -> Result<Option<Cursor>, CompactError> {
+        for batch in input.by_ref() {
+            let batch = pad(&batch?, &self.schema)?;
+            if batch.num_rows() > 0 {
+                let sorted = Sorted::new(&batch, self.key.as_ref());
+                return Ok(Some(Cursor {
+                    input,
+                    batch,
+                    sorted,
+                    row: 0,
+                    generation: 0,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves cursor `c` one row on; false when its run has ended.
+    fn advance(&mut self, c: usize) -> Result<bool, CompactError> {
+        let cur = &mut self.cursors[c];
+        cur.row += 1;
+        if cur.row < cur.batch.num_rows() {
+            return Ok(true);
+        }
+        for batch in cur.input.by_ref() {
+            let batch = pad(&batch?, &self.schema)?;
+            if batch.num_rows() > 0 {
+                cur.sorted = Sorted::new(&batch, self.key.as_ref());
+                cur.batch = batch;
+                cur.row = 0;
+                cur.generation += 1;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The cursor whose row comes first (few runs per hour: a scan beats a heap's bookkeeping).
+    fn first(&self) -> usize {
+        let mut best = 0;
+        for c in 1..self.cursors.len() {
+            let (a, b) = (&self.cursors[c], &self.cursors[best]);
+            if a.sorted.cmp(a.row, &b.sorted, b.row).is_lt() {
+                best = c;
+            }
+        }
+        best
+    }
+
+    /// The next batch of up to [`BATCH_ROWS`] merged rows; `None` when every run has ended.
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, CompactError> {
+        let mut sources: Vec<RecordBatch> = Vec::new();
+        // Per cursor: the generation of its batch in `sources` and where it is.
+        let mut at: Vec<Option<(u64, usize)>> = vec![None; self.cursors.len()];
+        let mut rows: Vec<(usize, usize)> = Vec::with_capacity(BATCH_ROWS);
+        while rows.len() < BATCH_ROWS && !self.cursors.is_empty() {
+            let c = self.first();
+            let cur = &self.cursors[c];
+            let src = match at[c] {
+                Some((g, s)) if g == cur.generation => s,
+                _ => {
+                    sources.push(cur.batch.clone());
+                    at[c] = Some((cur.generation, sources.len() - 1));
+                    sources.len() - 1
+                }
+            };
+            rows.push((src, cur.row));
+            if !self.advance(c)? {
+                self.cursors.remove(c);
+                at.remove(c);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let refs: Vec<&RecordBatch> = sources.iter().collect();
+        Ok(Some(arrow_select::interleave::interleave_record_batch(
+            &refs, &rows,
+        )?))
+    }
+
+    /// The next compacted file (its bytes and rows), or `None` when every row is in one.
+    pub(crate) fn next_file(&mut self) -> Result<Option<(Vec<u8>, usize)>, CompactError> {
+        let Some(first) = self.next_batch()? else {
+            return Ok(None);
+        };
+        let mut w = ArrowWriter::try_new(
+            Vec::new(),
+            Arc::clone(&self.schema),
+            Some(self.props.clone()),
+        )?;
+        let mut rows = first.num_rows();
+        w.write(&first)?;
+        while w.bytes_written() + w.in_progress_size() < self.target_bytes {
+            match self.next_batch()? {
+                Some(b) => {
+                    rows += b.num_rows();
+                    w.write(&b)?;
+                }
+                None => break,
+            }
+        }
+        Ok(Some((w.into_inner()?, rows)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ColumnType, Image, TableSchema};
+    use arrow_array::cast::AsArray;
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use bytes::Bytes;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn table() -> (KeyColumns, SchemaRef) {
+        let mut s = TableSchema::new("T", None);
+        s.add_attr_column(Image::New, &["Id"], ColumnType::String, 100)
+            .unwrap();
+        s.learn_keys(&["Id"]);
+        (KeyColumns::of(&s, None).unwrap(), s.arrow_schema())
+    }
+
+    /// Rows of (sequence number, event time, id) in one shard, every other column null.
+    fn batch(schema: &SchemaRef, rows: &[(u64, i64, &str)]) -> RecordBatch {
+        let cols: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| -> ArrayRef {
+                match f.name().as_str() {
+                    "cdc_shard_id" => {
+                        Arc::new(StringArray::from(vec!["shardId-000000000000"; rows.len()]))
+                    }
+                    "cdc_sequence_number" => Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|r| format!("{:056}", r.0)),
+                    )),
+                    "cdc_event_time_us" => {
+                        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1)))
+                    }
+                    "id" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+                    _ => arrow_array::new_null_array(f.data_type(), rows.len()),
+                }
+            })
+            .collect();
+        RecordBatch::try_new(schema.clone(), cols).unwrap()
+    }
+
+    /// (id, sequence number) of every row, in order.
+    fn ids(batches: &[RecordBatch]) -> Vec<(String, u64)> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                let id = b.column_by_name("id").unwrap().as_string::<i32>().clone();
+                let seq = b
+                    .column_by_name("cdc_sequence_number")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .clone();
+                (0..b.num_rows())
+                    .map(|i| (id.value(i).to_string(), seq.value(i).parse().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sorts_by_item_then_by_change() {
+        let (k, schema) = table();
+        let rows = batch(
+            &schema,
+            &[(1, 10, "b"), (2, 5, "a"), (3, 1, "b"), (4, 7, "a")],
+        );
+        let sorted = sort(&schema, vec![rows], Some(&k)).unwrap();
+        let want: Vec<(String, u64)> = [("a", 2), ("a", 4), ("b", 3), ("b", 1)]
+            .iter()
+            .map(|(i, s)| (i.to_string(), *s))
+            .collect();
+        assert_eq!(ids(&sorted), want);
+    }
+
+    #[test]
+    fn merged_files_hold_every_row_once_in_order_whatever_the_runs() {
+        let (k, schema) = table();
+        let all: Vec<(u64, i64, String)> = (0..30_000u64)
+            .map(|i| {
+                (
+                    i,
+                    (i * 7 % 1000) as i64,
+                    format!("item{:05}", i * 13 % 4_001),
+                )
+            })
+            .collect();
+        let files_of = |cuts: &[usize]| {
+            let mut runs: Vec<Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>> =
+                Vec::new();
+            let mut from = 0;
+            for &to in cuts.iter().chain([all.len()].iter()) {
+                let part: Vec<(u64, i64, &str)> = all[from..to]
+                    .iter()
+                    .map(|(s, t, i)| (*s, *t, i.as_str()))
+                    .collect();
+                let sorted = sort(&schema, vec![batch(&schema, &part)], Some(&k)).unwrap();
+                runs.push(Box::new(sorted.into_iter().map(Ok)));
+                from = to;
+            }
+            let mut m = Merger::new(
+                schema.clone(),
+                runs,
+                Some(k.clone()),
+                100_000,
+                &EncodeOptions::default(),
+            )
+            .unwrap();
+            let mut files = Vec::new();
+            while let Some(f) = m.next_file().unwrap() {
+                files.push(f);
+            }
+            files
+        };
+        let a = files_of(&[1000, 9000, 9001, 20_000]);
+        let b = files_of(&[15_000]);
+        assert!(a.len() > 1, "the target cuts several files: {}", a.len());
+        assert!(a == b, "the same rows make the same files");
+        let mut read = Vec::new();
+        for (bytes, rows) in &a {
+            let batches: Vec<RecordBatch> =
+                ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes.clone()))
+                    .unwrap()
+                    .build()
+                    .unwrap()
+                    .map(|b| b.unwrap())
+                    .collect();
+            assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), *rows);
+            read.extend(ids(&batches));
+        }
+        // Independently: by id, then by event time, then by sequence number.
+        let mut want: Vec<(String, i64, u64)> =
+            all.iter().map(|(s, t, i)| (i.clone(), *t, *s)).collect();
+        want.sort();
+        let want: Vec<(String, u64)> = want.into_iter().map(|(i, _, s)| (i, s)).collect();
+        assert_eq!(read, want);
+    }
+}
