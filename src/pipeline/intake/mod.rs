@@ -166,6 +166,11 @@ impl<'a> Intake<'a> {
     }
 
     /// Flushes sent to the writer so far.
+    /// The injected clock's time, µs since the epoch.
+    pub(super) fn now_utc_us(&self) -> i64 {
+        self.clock.now_utc_us()
+    }
+
     pub(super) fn flushes(&self) -> u64 {
         self.flushes
     }

@@ -248,8 +248,12 @@ pub(super) async fn run_with<A: StreamApi>(
     let counters_p = counters.clone();
     let clock_p = clock.clone();
     let cp_p = checkpoint.clone();
+    let mode = opts.mode;
     let processing = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
         let mut p = Processor::new(&settings_p, clock_p.as_ref(), &counters_p, tables, cp_p, tx);
+        if let Mode::Scheduled { until_ms } = mode {
+            p = p.until(until_ms);
+        }
         while let Some(ev) = ev_rx.blocking_recv() {
             p.handle(ev)?;
         }
@@ -278,5 +282,7 @@ pub(super) async fn run_with<A: StreamApi>(
     Ok(summarize(read, stats, started_at, false))
 }
 
+#[cfg(test)]
+mod marker_tests;
 #[cfg(test)]
 mod tests;

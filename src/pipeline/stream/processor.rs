@@ -48,6 +48,8 @@ pub(in crate::pipeline) struct Processor<'a> {
     completing: BTreeSet<(String, i64)>,
     /// Re-created batches written whose manifest waits for other re-created batches.
     waiting: Vec<PendingBatch>,
+    /// Scheduled runs: the arrival time they read up to (µs); records after it are unread.
+    until_us: Option<i64>,
 }
 
 impl<'a> Processor<'a> {
@@ -83,7 +85,15 @@ impl<'a> Processor<'a> {
             waiting: Vec::new(),
             checkpoint,
             flushes_at_checkpoint: 0,
+            until_us: None,
         }
+    }
+
+    /// A scheduled run's cutoff (`until_ms`): when every shard is at its tip, the watermark
+    /// moves to the clock's time, but never past it.
+    pub(in crate::pipeline) fn until(mut self, until_ms: i64) -> Self {
+        self.until_us = Some(until_ms.saturating_mul(1000));
+        self
     }
 
     /// Flushes everything, writes the last group and checkpoint, and hands back what was read.
@@ -374,12 +384,22 @@ impl<'a> Processor<'a> {
     /// `None` while a shard with something to read has processed nothing yet.
     fn watermark(&self) -> Option<i64> {
         let m = self.st().marks.as_ref()?;
-        watermark(
+        let wm = watermark(
             self.shards
                 .iter()
                 .enumerate()
                 .map(|(i, p)| (p.ended || p.idle, m.event_max.get(i).copied().flatten())),
-        )
+        );
+        // Every shard at its tip (or ended): a record still to come arrives from now on, so its
+        // time is now or later, less the delivery delay that the allowed lateness covers. So a
+        // quiet stream still completes its hours (and a scheduled run its last one).
+        let quiet = !self.shards.is_empty() && self.shards.iter().all(|p| p.ended || p.idle);
+        if quiet {
+            let now = self.intake.now_utc_us();
+            let bound = self.until_us.map_or(now, |u| u.min(now));
+            return Some(wm.map_or(bound, |w| w.max(bound)));
+        }
+        wm
     }
 
     /// Marks the hours the watermark passed (plus the allowed lateness): their open partitions

@@ -9,7 +9,7 @@ fn kinesis_record(seq: u64, id: &str) -> KinesisRecord {
     record_at(seq, id, 1795000000331)
 }
 
-fn record_at(seq: u64, id: &str, event_ms: i64) -> KinesisRecord {
+pub(super) fn record_at(seq: u64, id: &str, event_ms: i64) -> KinesisRecord {
     let json = format!(
         r#"{{"eventID":"{id}","eventName":"INSERT","tableName":"T","dynamodb":{{"ApproximateCreationDateTime":{event_ms},"Keys":{{"Id":{{"S":"{id}"}}}},"NewImage":{{"Id":{{"S":"{id}"}}}}}}}}"#
     );
@@ -26,7 +26,7 @@ fn settings(out: &std::path::Path) -> Settings {
     c.validate().unwrap()
 }
 
-fn opts(cp: &std::path::Path) -> StreamOptions {
+pub(super) fn opts(cp: &std::path::Path) -> StreamOptions {
     StreamOptions {
         stream: "s".into(),
         checkpoint: cp.display().to_string(),
@@ -41,7 +41,7 @@ fn opts(cp: &std::path::Path) -> StreamOptions {
 }
 
 /// A fake stream of one open shard `s`, no records yet.
-fn one_shard() -> FakeStream {
+pub(super) fn one_shard() -> FakeStream {
     FakeStream {
         shards: vec![Shard {
             id: "s".into(),
@@ -53,12 +53,12 @@ fn one_shard() -> FakeStream {
 }
 
 /// A scheduled run over a fake stream with the real clock, never asked to stop.
-async fn run_fake(s: &Settings, fake: Arc<FakeStream>, cp: &std::path::Path) -> Summary {
+pub(super) async fn run_fake(s: &Settings, fake: Arc<FakeStream>, cp: &std::path::Path) -> Summary {
     run_opts(s, fake, opts(cp)).await.unwrap()
 }
 
 /// A run over a fake stream with these options and the real clock, never asked to stop.
-async fn run_opts(
+pub(super) async fn run_opts(
     s: &Settings,
     fake: Arc<FakeStream>,
     o: StreamOptions,
@@ -182,76 +182,6 @@ async fn kpl_aggregated_records_are_deaggregated() {
         .iter()
         .collect::<Vec<_>>();
     assert_eq!(subs, vec![None, Some(0), Some(1), Some(2)]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hours_are_marked_after_the_watermark_and_late_rows_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let at = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(&format!("2026-11-20T{t}:00Z"))
-            .unwrap()
-            .timestamp_millis()
-    };
-    // Event times in processing order (the fake stream hands out two records per call).
-    let times = ["08:10", "08:50", "09:05", "09:16", "08:55", "10:30"];
-    let mut fake = one_shard();
-    fake.records.insert(
-        "s".into(),
-        times
-            .iter()
-            .enumerate()
-            .map(|(i, t)| record_at(i as u64 + 1, &format!("r{i}"), at(t)))
-            .collect(),
-    );
-    let lake = dir.path().join("lake");
-    let mut c = ConfigFile::default();
-    c.output.url = Some(lake.display().to_string());
-    c.markers.enabled = true;
-    c.markers.allowed_lateness = "10m".into();
-    let s = c.validate().unwrap();
-    let summary = run_fake(&s, Arc::new(fake), &dir.path().join("cp.json")).await;
-    // 08 is complete once 09:16 is read (past 09:00 + 10m); 09 once 10:30 is; 10 is not.
-    assert_eq!(
-        summary.hours_completed,
-        ["t 2026-11-20T08", "t 2026-11-20T09"]
-    );
-    let hours = lake.join("_ddb_lake/hours/t/2026/11/20");
-    assert!(!hours.join("10").exists());
-    let marker: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(hours.join("08/_COMPLETE.json")).unwrap()).unwrap();
-    assert_eq!(
-        (marker["files"].as_u64(), marker["hour"].as_str()),
-        (Some(1), Some("2026-11-20T08:00:00Z"))
-    );
-    // The hour's manifest lists its one on-time file (08:10 and 08:50).
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(hours.join("08/manifest.json")).unwrap()).unwrap();
-    let listed = manifest["entries"][0]["url"].as_str().unwrap();
-    let on_time = summary
-        .objects
-        .iter()
-        .find(|o| o.path.starts_with("t/2026/11/20/08/t-") && !o.path.contains("-late-"))
-        .unwrap();
-    assert!(listed.ends_with(&on_time.path), "{listed}");
-    assert_eq!(on_time.rows, 2);
-    // 08:55 arrived after 08 was marked: its own file, flagged and counted.
-    let late: Vec<_> = summary
-        .objects
-        .iter()
-        .filter(|o| o.path.contains("-late-"))
-        .collect();
-    assert_eq!(late.len(), 1);
-    assert!(late[0].path.starts_with("t/2026/11/20/08/t-late-"));
-    assert_eq!(summary.late_rows["t"], 1);
-    assert_eq!(summary.rows_out["t"], 6);
-    let saved: Checkpoint =
-        serde_json::from_slice(&std::fs::read(dir.path().join("cp.json")).unwrap()).unwrap();
-    let hour = |t: &str| at(t) / 3_600_000;
-    assert_eq!(saved.marked_through["t"], hour("09:00"));
-    assert_eq!(
-        saved.open_hours["t"].iter().copied().collect::<Vec<_>>(),
-        [hour("10:00")]
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
