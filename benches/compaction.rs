@@ -113,6 +113,26 @@ impl StreamApi for Fake {
     }
 }
 
+/// Peak RSS since the last reset, MiB (`VmHWM`).
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resident memory now, MiB (`VmRSS`).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let fields: Vec<&str> = stat
@@ -220,13 +240,25 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300_000);
+    // Each mode in a process of its own, so that each one's peak RSS is its own.
+    let mode = std::env::var("DDB_LAKE_BENCH_COMPACT").ok();
+    let Some(mode) = mode else {
+        println!("a day of {records} changes on {SHARDS} shards, flush age 60 s\n");
+        println!("| mode | plain files | compacted files | late files | staged | rows | hours complete | CPU | wall | peak RSS above the input |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for compact in ["false", "true"] {
+            let out = std::process::Command::new(std::env::current_exe().expect("this program"))
+                .env("DDB_LAKE_BENCH_COMPACT", compact)
+                .output()
+                .expect("runs");
+            assert!(out.status.success(), "{out:?}");
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+        }
+        return;
+    };
     let shards = stream(records);
-    let json_bytes: usize = shards.iter().flatten().map(|r| r.data.len()).sum();
-    println!(
-        "a day of {records} changes ({:.1} MB of JSON) on {SHARDS} shards, flush age 60 s",
-        json_bytes as f64 / 1e6
-    );
-    for compact in [false, true] {
+    {
+        let compact = mode == "true";
         let dir = tempfile::tempdir().expect("a temporary folder");
         let mut c = ConfigFile::default();
         c.output.url = Some(dir.path().join("lake").display().to_string());
@@ -239,7 +271,7 @@ fn main() {
             now_ms: AtomicI64::new(DAY_START_MS),
         });
         let fake = Arc::new(Fake {
-            records: shards.clone(),
+            records: shards,
             clock: clock.clone(),
             drained: Default::default(),
             done: tokio::sync::Notify::new(),
@@ -259,6 +291,9 @@ fn main() {
             .enable_all()
             .build()
             .expect("a runtime");
+        // Resets the peak RSS to the current RSS (Linux): the peak above the input held here.
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let base = rss_mib();
         let (cpu0, t0) = (cpu_seconds(), Instant::now());
         let stop = fake.clone();
         let summary = rt
@@ -278,7 +313,12 @@ fn main() {
             format!("{n} files, {:.1} MiB", b as f64 / (1 << 20) as f64)
         };
         println!(
-            "compact {compact}: table folders: {} plain, {} compacted, {} late; staged: {}; {} rows, {} hours complete; {cpu:.1} CPU s, {:.1} s",
+            "| {} | {} | {} | {} | {} | {} | {} | {cpu:.1} s | {:.1} s | {:.0} MiB |",
+            if compact {
+                "compact = true"
+            } else {
+                "as written"
+            },
             show("data"),
             show("compacted"),
             show("late"),
@@ -286,6 +326,7 @@ fn main() {
             summary.rows_out.values().sum::<u64>(),
             summary.hours_completed.len(),
             wall.as_secs_f64(),
+            peak_rss_mib() - base,
         );
     }
 }

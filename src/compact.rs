@@ -23,6 +23,9 @@ use crate::item::order::{self, OrderCols, DEFAULT_MARGIN_US};
 /// Rows per batch written (and per batch read from a run).
 pub const BATCH_ROWS: usize = 8192;
 
+/// Rows per row group of a staged file.
+pub const STAGED_ROW_GROUP: usize = 8192;
+
 /// Compacted files hold this many row groups at their target size or more, so that a reader
 /// skips by key within a file.
 const ROW_GROUPS_PER_FILE: usize = 8;
@@ -63,28 +66,41 @@ impl Sorted {
     }
 }
 
-/// A flush's rows sorted by item, then by change (each batch a prefix of `schema`'s columns;
-/// the result holds all of them), in batches of [`BATCH_ROWS`].
-pub(crate) fn sort(
+/// A flush's rows sorted by item, then by change, encoded as a staged file: row groups of
+/// [`STAGED_ROW_GROUP`] rows, so that a merge holds little of each staged file at once. The
+/// rows are sorted by index and written a chunk at a time (no sorted copy of the whole flush:
+/// its memory is the flush's own plus one chunk and the encoded bytes).
+pub(crate) fn encode_sorted(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
     key: Option<&KeyColumns>,
-) -> Result<Vec<RecordBatch>, CompactError> {
+    opts: &EncodeOptions,
+) -> Result<Vec<u8>, CompactError> {
     let padded = batches
         .iter()
         .map(|b| pad(b, schema))
         .collect::<Result<Vec<_>, _>>()?;
     drop(batches);
-    let all = arrow_select::concat::concat_batches(schema, &padded)?;
-    drop(padded);
-    let s = Sorted::new(&all, key);
-    let mut idx: Vec<u32> = (0..all.num_rows() as u32).collect();
-    idx.sort_unstable_by(|&a, &b| s.cmp(a as usize, &s, b as usize));
-    let sorted = arrow_select::take::take_record_batch(&all, &arrow_array::UInt32Array::from(idx))?;
-    Ok((0..sorted.num_rows())
-        .step_by(BATCH_ROWS)
-        .map(|at| sorted.slice(at, BATCH_ROWS.min(sorted.num_rows() - at)))
-        .collect())
+    let sorted: Vec<Sorted> = padded.iter().map(|b| Sorted::new(b, key)).collect();
+    let mut idx: Vec<(usize, usize)> = padded
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+        .collect();
+    idx.sort_unstable_by(|x, y| sorted[x.0].cmp(x.1, &sorted[y.0], y.1));
+    drop(sorted);
+    let opts = EncodeOptions {
+        row_group_rows: STAGED_ROW_GROUP,
+        ..*opts
+    };
+    let mut w = ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(opts.properties()))?;
+    let refs: Vec<&RecordBatch> = padded.iter().collect();
+    for chunk in idx.chunks(BATCH_ROWS) {
+        w.write(&arrow_select::interleave::interleave_record_batch(
+            &refs, chunk,
+        )?)?;
+    }
+    Ok(w.into_inner()?)
 }
 
 /// A run being merged: its current batch and the next row of it.
@@ -192,7 +208,7 @@ impl Merger {
     }
 
     /// The next batch of up to [`BATCH_ROWS`] merged rows; `None` when every run has ended.
-    fn next_batch(&mut self) -> Result<Option<RecordBatch>, CompactError> {
+    pub(crate) fn next_batch(&mut self) -> Result<Option<RecordBatch>, CompactError> {
         let mut sources: Vec<RecordBatch> = Vec::new();
         // Per cursor: the generation of its batch in `sources` and where it is.
         let mut at: Vec<Option<(u64, usize)>> = vec![None; self.cursors.len()];
@@ -289,6 +305,16 @@ mod tests {
         RecordBatch::try_new(schema.clone(), cols).unwrap()
     }
 
+    fn read(bytes: &[u8]) -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes.to_vec()))
+            .unwrap()
+            .with_batch_size(1000)
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect()
+    }
+
     /// (id, sequence number) of every row, in order.
     fn ids(batches: &[RecordBatch]) -> Vec<(String, u64)> {
         batches
@@ -314,7 +340,8 @@ mod tests {
             &schema,
             &[(1, 10, "b"), (2, 5, "a"), (3, 1, "b"), (4, 7, "a")],
         );
-        let sorted = sort(&schema, vec![rows], Some(&k)).unwrap();
+        let sorted =
+            read(&encode_sorted(&schema, vec![rows], Some(&k), &Default::default()).unwrap());
         let want: Vec<(String, u64)> = [("a", 2), ("a", 4), ("b", 3), ("b", 1)]
             .iter()
             .map(|(i, s)| (i.to_string(), *s))
@@ -343,8 +370,11 @@ mod tests {
                     .iter()
                     .map(|(s, t, i)| (*s, *t, i.as_str()))
                     .collect();
-                let sorted = sort(&schema, vec![batch(&schema, &part)], Some(&k)).unwrap();
-                runs.push(Box::new(sorted.into_iter().map(Ok)));
+                // Each run a staged file, cut in two flushes' batches.
+                let half = part.len() / 2;
+                let flush = vec![batch(&schema, &part[..half]), batch(&schema, &part[half..])];
+                let staged = encode_sorted(&schema, flush, Some(&k), &Default::default()).unwrap();
+                runs.push(Box::new(read(&staged).into_iter().map(Ok)));
                 from = to;
             }
             let mut m = Merger::new(

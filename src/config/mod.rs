@@ -450,6 +450,12 @@ mod tests {
         assert!(bad("[s3]\npart_size = \"1MiB\"").contains("s3.part_size"));
         assert!(bad("[stream]\nstart = \"at_timestamp\"").contains("stream.start_timestamp"));
         assert!(bad("[stream]\nstart = \"oldest\"").contains("stream.start"));
+        // Compaction happens when an hour completes: it needs markers, and files of some size.
+        assert!(bad("[markers]\ncompact = true").contains("markers.compact"));
+        assert!(
+            bad("[markers]\nenabled = true\ncompact = true\ncompact_target = \"64KiB\"")
+                .contains("markers.compact_target")
+        );
     }
 
     #[test]

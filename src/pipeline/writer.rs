@@ -135,13 +135,15 @@ pub(super) async fn write_all(
                     batches,
                 } => {
                     let sort = file.sort.clone();
-                    let encoded = tokio::task::spawn_blocking(move || {
-                        let batches = match &sort {
-                            Some(key) => crate::compact::sort(&schema, batches, key.as_ref())
-                                .map_err(|e| ParquetError::General(e.to_string()))?,
-                            None => batches,
-                        };
-                        crate::encode::encode(&schema, batches, &encode_opts)
+                    let encoded = tokio::task::spawn_blocking(move || match &sort {
+                        Some(key) => crate::compact::encode_sorted(
+                            &schema,
+                            batches,
+                            key.as_ref(),
+                            &encode_opts,
+                        )
+                        .map_err(|e| ParquetError::General(e.to_string())),
+                        None => crate::encode::encode(&schema, batches, &encode_opts),
                     })
                     .await
                     .map_err(|e| PipelineError::Internal(e.to_string()))?;
