@@ -7,8 +7,10 @@
 //! GetRecords call serving at most 20 s of the stream and waiting 2 ms). One record per shard
 //! two hours after the day moves the watermark past it, so every hour of the day is complete.
 //!
-//! Run: `cargo bench --bench compaction`. Prints one line per mode: data files and bytes of
-//! the day's hours, staged files left (the sentinel's hour), CPU seconds and wall time.
+//! Run: `cargo bench --bench compaction`. Prints one line per mode (each in a process of its
+//! own, with glibc limited to 2 arenas as the binary is): data files and bytes of the day's
+//! hours, staged files left (the sentinel's hour), CPU seconds, wall time, and the peak RSS above
+//! what the process held before the run (the generated day, in memory).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -249,6 +251,8 @@ fn main() {
         for compact in ["false", "true"] {
             let out = std::process::Command::new(std::env::current_exe().expect("this program"))
                 .env("DDB_LAKE_BENCH_COMPACT", compact)
+                // As the binary does (`limit_malloc_arenas` in main.rs).
+                .env("MALLOC_ARENA_MAX", "2")
                 .output()
                 .expect("runs");
             assert!(out.status.success(), "{out:?}");
