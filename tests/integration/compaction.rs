@@ -5,8 +5,9 @@
 
 use crate::helpers::*;
 
-/// Generated changes over three hours, then one more change two hours after them (so that the
-/// watermark passes every hour of the three: that last one's hour stays open).
+/// Generated changes over three hours of 2026-11-01, then one more change dated 2030: when the
+/// run has read every shard to its tip, the hours up to now are complete (a quiet stream's
+/// watermark is the clock), and that last one's hour stays open.
 fn input(path: &std::path::Path) -> String {
     generate(
         path,
@@ -17,11 +18,11 @@ fn input(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
     let last = text.lines().last().unwrap();
     let mut v: serde_json::Value = serde_json::from_str(last).unwrap();
-    // 2026-11-01T13:30:00Z, in microseconds.
-    v["dynamodb"]["ApproximateCreationDateTime"] = 1_793_539_800_000_000i64.into();
+    // 2030-01-01T00:30:00Z, in microseconds.
+    v["dynamodb"]["ApproximateCreationDateTime"] = 1_893_457_800_000_000i64.into();
     v["dynamodb"]["ApproximateCreationDateTimePrecision"] = "MICROSECOND".into();
     std::fs::write(path, format!("{text}{v}\n")).unwrap();
-    "orders/2026/11/01/13".into()
+    "orders/2030/01/01/00".into()
 }
 
 #[test]
