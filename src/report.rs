@@ -164,5 +164,12 @@ pub fn render(s: &Summary) -> String {
         s.peak_rss_bytes
             .map_or(String::new(), |r| format!(", peak RSS {}", human_bytes(r)))
     );
+    if s.spilled_bytes > 0 {
+        let _ = writeln!(
+            o,
+            "spilled:    {} of buffered rows to local disk (over the memory budget)",
+            human_bytes(s.spilled_bytes)
+        );
+    }
     o
 }

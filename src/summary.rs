@@ -52,6 +52,9 @@ pub struct Summary {
     pub objects: Vec<ObjectInfo>,
     /// The most bytes held in the row buffers at once (between two rows).
     pub peak_buffered_bytes: u64,
+    /// Bytes of buffered rows moved to local disk because the open partitions outgrew the
+    /// memory budget (read back when their partitions were written).
+    pub spilled_bytes: u64,
     /// Peak resident memory of the process (Linux), when known.
     pub peak_rss_bytes: Option<u64>,
     /// Wall time of the run, in milliseconds.
@@ -121,6 +124,7 @@ impl Summary {
         self.bytes_written += other.bytes_written;
         self.objects.extend(other.objects);
         self.peak_buffered_bytes += other.peak_buffered_bytes;
+        self.spilled_bytes += other.spilled_bytes;
         self.peak_rss_bytes = self.peak_rss_bytes.max(other.peak_rss_bytes);
         self.elapsed_ms = self.elapsed_ms.max(other.elapsed_ms);
         self.dry_run |= other.dry_run;

@@ -2,12 +2,15 @@
 //!
 //! A partition flushes when its buffered size reaches `max_bytes`, its row count `max_records`,
 //! or (continuous mode) its age `max_age`; at the end of input everything flushes. A memory budget
-//! across all open partitions flushes the largest buffers first instead of growing. Sizes are the
+//! across all open partitions moves the largest buffers' rows to local disk (`spill`) instead of
+//! growing, and they come back when their partition flushes (were a spill to fail, the largest
+//! buffers flush instead). Sizes are the
 //! record batches' own accounting (`get_array_memory_size`) plus the bytes appended to the open
 //! chunk. Time is passed in (milliseconds on any monotonic clock), so the policy is tested without
 //! sleeping.
 
 pub mod chunk;
+pub mod spill;
 
 use rustc_hash::FxHashMap;
 
@@ -27,7 +30,8 @@ pub enum FlushReason {
     Records,
     /// It has been open for `max_age` (continuous mode).
     Age,
-    /// It was the largest buffer while all open partitions together exceeded the memory budget.
+    /// It was the largest buffer while all open partitions together exceeded the memory budget,
+    /// and its rows could not be spilled to local disk.
     MemoryBudget,
     /// The input ended: every open partition flushes.
     EndOfInput,
@@ -130,9 +134,14 @@ struct Partition {
     opened_ms: u64,
     first: String,
     last: String,
+    /// Rows moved to local disk, in order (they come before `batches`).
+    spilled: Vec<spill::Segment>,
+    /// What the spilled rows took in memory.
+    spilled_bytes: usize,
 }
 
 impl Partition {
+    /// Bytes held in memory.
     fn bytes(&self) -> usize {
         self.batch_bytes + self.chunk.bytes()
     }
@@ -144,6 +153,7 @@ pub struct Buffers {
     open: FxHashMap<PartKey, Partition>,
     total: usize,
     peak: usize,
+    spill: spill::Spill,
 }
 
 impl Buffers {
@@ -154,7 +164,13 @@ impl Buffers {
             open: FxHashMap::default(),
             total: 0,
             peak: 0,
+            spill: spill::Spill::default(),
         }
+    }
+
+    /// Batches and bytes spilled to local disk so far.
+    pub fn spilled(&self) -> (u64, u64) {
+        (self.spill.batches_written, self.spill.bytes_written)
     }
 
     /// Bytes buffered across all partitions.
@@ -183,7 +199,7 @@ impl Buffers {
         position: &str,
         source: Option<StreamSource<'_>>,
         now_ms: u64,
-    ) -> Vec<Flush> {
+    ) -> std::io::Result<Vec<Flush>> {
         let part = self.open.entry(key.clone()).or_insert_with(|| Partition {
             sources: Vec::new(),
             batches: Vec::new(),
@@ -193,6 +209,8 @@ impl Buffers {
             opened_ms: now_ms,
             first: position.to_string(),
             last: String::new(),
+            spilled: Vec::new(),
+            spilled_bytes: 0,
         });
         if let Some(src) = source {
             let at = SeqPos::new(src.seq, src.sub);
@@ -219,7 +237,7 @@ impl Buffers {
             part.batches.push(batch);
         }
         let after = part.bytes();
-        let reason = if after >= self.policy.max_bytes {
+        let reason = if after + part.spilled_bytes >= self.policy.max_bytes {
             Some(FlushReason::Size)
         } else if part.rows >= self.policy.max_records {
             Some(FlushReason::Records)
@@ -229,32 +247,87 @@ impl Buffers {
         self.total = self.total + after - before;
         let mut out = Vec::new();
         if let Some(reason) = reason {
-            out.extend(self.take(&key, reason));
+            out.extend(self.take(&key, reason)?);
         }
-        out.extend(self.enforce_budget());
+        out.extend(self.enforce_budget()?);
         self.peak = self.peak.max(self.total);
-        out
+        Ok(out)
     }
 
-    /// While over budget, flushes the largest partitions (ties broken by key, so runs repeat).
-    fn enforce_budget(&mut self) -> Vec<Flush> {
+    /// Over budget: moves the rows of the largest partitions to local disk until half the budget
+    /// is left (ties broken by key, so runs repeat), so that a spill frees room for many rows.
+    /// A spill that fails (a full disk) flushes the largest partitions instead, as files.
+    fn enforce_budget(&mut self) -> std::io::Result<Vec<Flush>> {
         let mut out = Vec::new();
-        while self.total > self.policy.memory_budget {
-            let largest = self
-                .open
-                .iter()
-                .max_by(|a, b| a.1.bytes().cmp(&b.1.bytes()).then_with(|| b.0.cmp(a.0)))
-                .map(|(k, _)| k.clone());
-            match largest {
-                Some(k) => out.extend(self.take(&k, FlushReason::MemoryBudget)),
-                None => break,
+        if self.total <= self.policy.memory_budget {
+            return Ok(out);
+        }
+        let mut by_size: Vec<(usize, PartKey)> = self
+            .open
+            .iter()
+            .filter(|(_, p)| p.bytes() > 0)
+            .map(|(k, p)| (p.bytes(), k.clone()))
+            .collect();
+        by_size.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        for (_, k) in by_size {
+            if self.total <= self.policy.memory_budget / 2 {
+                break;
+            }
+            if let Err(e) = self.spill_partition(&k) {
+                tracing::warn!("could not spill buffered rows to local disk ({e}); writing the largest partitions instead");
+                while self.total > self.policy.memory_budget {
+                    let largest = self
+                        .open
+                        .iter()
+                        .max_by(|a, b| a.1.bytes().cmp(&b.1.bytes()).then_with(|| b.0.cmp(a.0)))
+                        .map(|(k, _)| k.clone());
+                    match largest {
+                        Some(k) => out.extend(self.take(&k, FlushReason::MemoryBudget)?),
+                        None => break,
+                    }
+                }
+                break;
             }
         }
-        out
+        Ok(out)
     }
 
-    /// Partitions opened at least `max_age` ago, in key order.
-    pub fn aged(&mut self, now_ms: u64) -> Vec<Flush> {
+    /// Moves a partition's rows in memory to local disk. On a failed write the rows not written
+    /// stay in memory (those written stay spilled, in order before them).
+    fn spill_partition(&mut self, key: &PartKey) -> std::io::Result<()> {
+        let Some(part) = self.open.get_mut(key) else {
+            return Ok(());
+        };
+        let before = part.bytes();
+        if part.chunk.rows() > 0 {
+            let batch = part.chunk.finish();
+            part.batches.push(batch);
+        }
+        let batches = std::mem::take(&mut part.batches);
+        part.batch_bytes = 0;
+        let mut result = Ok(());
+        for batch in batches {
+            if result.is_ok() {
+                match self.spill.write(&batch) {
+                    Ok(seg) => {
+                        part.spilled.push(seg);
+                        continue;
+                    }
+                    Err(e) => result = Err(e),
+                }
+            }
+            part.batch_bytes += batch.get_array_memory_size();
+            part.batches.push(batch);
+        }
+        let after = part.bytes();
+        part.spilled_bytes += before.saturating_sub(after);
+        self.total = (self.total + after).saturating_sub(before);
+        result
+    }
+
+    /// Partitions opened at least `max_age` ago, in key order (to [`Buffers::take`] one at a
+    /// time with `FlushReason::Age`, so that spilled rows come back one partition at a time).
+    pub fn aged(&self, now_ms: u64) -> Vec<PartKey> {
         let Some(max_age) = self.policy.max_age_ms else {
             return Vec::new();
         };
@@ -265,9 +338,7 @@ impl Buffers {
             .map(|(k, _)| k.clone())
             .collect();
         keys.sort();
-        keys.iter()
-            .filter_map(|k| self.take(k, FlushReason::Age))
-            .collect()
+        keys
     }
 
     /// For a source shard with rows still buffered: the earliest sequence number read just before
@@ -291,7 +362,7 @@ impl Buffers {
     }
 
     /// The open partitions of a table's hour (not the late ones), in key order.
-    pub fn take_hour(&mut self, table: usize, hour: i64) -> Vec<Flush> {
+    pub fn hour(&self, table: usize, hour: i64) -> Vec<PartKey> {
         let mut keys: Vec<PartKey> = self
             .open
             .keys()
@@ -299,37 +370,41 @@ impl Buffers {
             .cloned()
             .collect();
         keys.sort();
-        keys.iter()
-            .filter_map(|k| self.take(k, FlushReason::HourComplete))
-            .collect()
+        keys
     }
 
     /// Every open partition, in key order.
-    pub fn drain(&mut self) -> Vec<Flush> {
+    pub fn all(&self) -> Vec<PartKey> {
         let mut keys: Vec<PartKey> = self.open.keys().cloned().collect();
         keys.sort();
-        keys.iter()
-            .filter_map(|k| self.take(k, FlushReason::EndOfInput))
-            .collect()
+        keys
     }
 
-    fn take(&mut self, key: &PartKey, reason: FlushReason) -> Option<Flush> {
-        let mut part = self.open.remove(key)?;
+    /// Takes a partition out to flush it, its spilled rows read back first.
+    pub fn take(&mut self, key: &PartKey, reason: FlushReason) -> std::io::Result<Option<Flush>> {
+        let Some(mut part) = self.open.remove(key) else {
+            return Ok(None);
+        };
         let bytes = part.bytes();
         self.total -= bytes;
         if part.chunk.rows() > 0 {
             part.batches.push(part.chunk.finish());
         }
-        Some(Flush {
+        let mut batches = Vec::with_capacity(part.spilled.len() + part.batches.len());
+        for seg in &part.spilled {
+            batches.push(self.spill.read(seg)?);
+        }
+        batches.append(&mut part.batches);
+        Ok(Some(Flush {
             key: key.clone(),
-            batches: part.batches,
+            batches,
             rows: part.rows,
-            bytes,
+            bytes: bytes + part.spilled_bytes,
             reason,
             first: part.first,
             last: part.last,
             ranges: part.sources,
-        })
+        }))
     }
 }
 
@@ -338,6 +413,8 @@ mod tests {
     use super::*;
     use crate::flatten::Cell;
     use crate::schema::{ColumnType, Image};
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
     use proptest::prelude::*;
 
     fn setup() -> (TableSchema, usize) {
@@ -366,6 +443,73 @@ mod tests {
 
     const BIG: usize = usize::MAX / 2;
 
+    fn drain(b: &mut Buffers) -> Vec<Flush> {
+        let keys = b.all();
+        take_all(b, &keys, FlushReason::EndOfInput)
+    }
+
+    fn take_all(b: &mut Buffers, keys: &[PartKey], reason: FlushReason) -> Vec<Flush> {
+        keys.iter()
+            .filter_map(|k| b.take(k, reason).unwrap())
+            .collect()
+    }
+
+    /// Over the budget, the largest partitions' rows go to local disk, not into files: each
+    /// partition still flushes once, at the end, with every row in the order pushed.
+    #[test]
+    fn over_the_budget_rows_are_spilled_and_come_back_in_order() {
+        let (s, c) = setup();
+        let mut b = Buffers::new(FlushPolicy {
+            max_bytes: BIG,
+            max_records: BIG,
+            max_age_ms: None,
+            memory_budget: 40_000,
+        });
+        let value = |i: usize| Row {
+            cells: vec![(c, Cell::Str(format!("{i:0200}").into()))],
+            ..Row::default()
+        };
+        for i in 0..3000 {
+            let flushed = b
+                .push(
+                    key(&(i % 7).to_string()),
+                    &s,
+                    &value(i),
+                    &i.to_string(),
+                    None,
+                    0,
+                )
+                .unwrap();
+            assert!(flushed.is_empty(), "no file before the end");
+            assert!(b.buffered_bytes() <= 40_000);
+        }
+        let (batches, bytes) = b.spilled();
+        assert!(
+            batches > 7 && bytes > 3000 * 200,
+            "{batches} batches, {bytes} bytes"
+        );
+        let flushes = drain(&mut b);
+        assert_eq!(flushes.len(), 7);
+        for f in flushes {
+            let p: usize = f.key.path.parse().unwrap();
+            let got: Vec<String> = f
+                .batches
+                .iter()
+                .flat_map(|batch| {
+                    let a = batch.column(c).as_string::<i32>().clone();
+                    (0..a.len()).map(move |i| a.value(i).to_string())
+                })
+                .collect();
+            let want: Vec<String> = (0..3000)
+                .filter(|i| i % 7 == p)
+                .map(|i| format!("{i:0200}"))
+                .collect();
+            assert_eq!(got, want);
+            assert_eq!(f.rows, want.len());
+        }
+        assert_eq!(b.spill.on_disk(), 0);
+    }
+
     #[test]
     fn flushes_on_records_and_size() {
         let (s, c) = setup();
@@ -375,9 +519,15 @@ mod tests {
             max_age_ms: None,
             memory_budget: BIG,
         });
-        assert!(b.push(key("a"), &s, &row(c, 1), "p1", None, 0).is_empty());
-        assert!(b.push(key("a"), &s, &row(c, 1), "p2", None, 0).is_empty());
-        let f = b.push(key("a"), &s, &row(c, 1), "p3", None, 0);
+        assert!(b
+            .push(key("a"), &s, &row(c, 1), "p1", None, 0)
+            .unwrap()
+            .is_empty());
+        assert!(b
+            .push(key("a"), &s, &row(c, 1), "p2", None, 0)
+            .unwrap()
+            .is_empty());
+        let f = b.push(key("a"), &s, &row(c, 1), "p3", None, 0).unwrap();
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].rows, f[0].reason), (3, FlushReason::Records));
         assert_eq!((f[0].first.as_str(), f[0].last.as_str()), ("p1", "p3"));
@@ -393,7 +543,10 @@ mod tests {
         });
         let mut flushes = Vec::new();
         for i in 0..10 {
-            flushes.extend(b.push(key("a"), &s, &row(c, 300), &i.to_string(), None, 0));
+            flushes.extend(
+                b.push(key("a"), &s, &row(c, 300), &i.to_string(), None, 0)
+                    .unwrap(),
+            );
         }
         assert!(flushes
             .iter()
@@ -410,10 +563,13 @@ mod tests {
             max_age_ms: Some(5_000),
             memory_budget: BIG,
         });
-        b.push(key("old"), &s, &row(c, 1), "1", None, 1_000);
-        b.push(key("new"), &s, &row(c, 1), "2", None, 4_000);
+        b.push(key("old"), &s, &row(c, 1), "1", None, 1_000)
+            .unwrap();
+        b.push(key("new"), &s, &row(c, 1), "2", None, 4_000)
+            .unwrap();
         assert!(b.aged(5_999).is_empty());
-        let f = b.aged(6_000);
+        let keys = b.aged(6_000);
+        let f = take_all(&mut b, &keys, FlushReason::Age);
         assert_eq!(f.len(), 1);
         assert_eq!(
             (f[0].key.path.as_str(), f[0].reason),
@@ -440,15 +596,22 @@ mod tests {
                 sub: 0,
             })
         };
-        b.push(key("a"), &s, &row(c, 1), "x", src(0, Some("100"), "101"), 0);
-        b.push(key("b"), &s, &row(c, 1), "x", src(0, Some("99"), "100"), 0);
-        b.push(key("a"), &s, &row(c, 1), "x", src(0, Some("101"), "102"), 0);
-        b.push(key("a"), &s, &row(c, 1), "x", src(1, None, "7"), 0);
+        b.push(key("a"), &s, &row(c, 1), "x", src(0, Some("100"), "101"), 0)
+            .unwrap();
+        b.push(key("b"), &s, &row(c, 1), "x", src(0, Some("99"), "100"), 0)
+            .unwrap();
+        b.push(key("a"), &s, &row(c, 1), "x", src(0, Some("101"), "102"), 0)
+            .unwrap();
+        b.push(key("a"), &s, &row(c, 1), "x", src(1, None, "7"), 0)
+            .unwrap();
         assert_eq!(b.pending_since(0), Some(Some("99")));
         assert_eq!(b.pending_since(1), Some(None));
         assert_eq!(b.pending_since(2), None);
         // The batch of `a` holds shard 0's records from 101 to 102, read after 100.
-        let a = b.drain().into_iter().find(|f| f.key.path == "a").unwrap();
+        let a = drain(&mut b)
+            .into_iter()
+            .find(|f| f.key.path == "a")
+            .unwrap();
         let r0 = &a.ranges.iter().find(|(s, _)| *s == 0).unwrap().1;
         assert_eq!(r0.after.as_deref(), Some("100"));
         assert_eq!(
@@ -472,13 +635,14 @@ mod tests {
             });
             let mut out = 0;
             for (i, (p, len)) in rows.iter().enumerate() {
-                for f in b.push(key(&p.to_string()), &s, &row(c, *len), &i.to_string(), None, 0) {
+                for f in b.push(key(&p.to_string()), &s, &row(c, *len), &i.to_string(), None, 0).unwrap() {
                     prop_assert_eq!(f.rows, f.batches.iter().map(|b| b.num_rows()).sum::<usize>());
                     out += f.rows;
                 }
                 prop_assert!(b.buffered_bytes() <= budget);
             }
-            for f in b.drain() {
+            for f in drain(&mut b) {
+                prop_assert_eq!(f.rows, f.batches.iter().map(|b| b.num_rows()).sum::<usize>());
                 out += f.rows;
             }
             prop_assert_eq!(out, rows.len());

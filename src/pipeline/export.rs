@@ -194,6 +194,8 @@ pub(super) struct ReadResult {
     pub(super) bytes: u64,
     pub(super) filtered: BTreeMap<String, u64>,
     pub(super) peak: usize,
+    /// Bytes of buffered rows moved to local disk over the budget.
+    pub(super) spilled: u64,
 }
 
 pub(super) fn summarize(
@@ -218,6 +220,7 @@ pub(super) fn summarize(
         flushes: stats.flushes,
         objects: stats.objects,
         peak_buffered_bytes: read.peak as u64,
+        spilled_bytes: read.spilled,
         peak_rss_bytes: crate::summary::peak_rss_bytes(),
         elapsed_ms: started.elapsed().as_millis() as u64,
         dry_run,

@@ -96,6 +96,9 @@ pub enum PipelineError {
     /// A continuous run's final flush outlasted `shutdown_timeout`.
     #[error("the final flush did not finish within the shutdown timeout ({0:?}); the checkpoint was not advanced past unwritten records")]
     ShutdownTimeout(std::time::Duration),
+    /// Buffered rows could not be moved to or read back from local disk (`TMPDIR`).
+    #[error("spilling buffered rows to local disk: {0}")]
+    Spill(std::io::Error),
     /// Compaction is off, but hours staged by a run with compaction wait to be compacted.
     #[error("{0}")]
     CompactionOff(String),
@@ -133,6 +136,7 @@ impl PipelineError {
             | PipelineError::Invariant(_)
             | PipelineError::ShutdownTimeout(_)
             | PipelineError::Compaction { .. }
+            | PipelineError::Spill(_)
             | PipelineError::Internal(_) => false,
         }
     }

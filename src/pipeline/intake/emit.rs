@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{Intake, StreamState, REJECT_FLUSH_BYTES};
-use crate::buffer::{Flush, FlushReason};
+use crate::buffer::{Flush, FlushReason, PartKey};
 use crate::checkpoint::PendingBatch;
 use crate::config::Settings;
 use crate::item::key::KeyColumns;
@@ -24,8 +24,8 @@ impl Intake<'_> {
     ) -> Result<(), PipelineError> {
         match self.lake_table(table) {
             Some(ti) => {
-                let flushes = self.buffers.take_hour(ti, hour);
-                self.emit(flushes)
+                let keys = self.buffers.hour(ti, hour);
+                self.emit_each(keys, FlushReason::HourComplete)
             }
             None => Ok(()),
         }
@@ -116,8 +116,24 @@ impl Intake<'_> {
 
     /// Writes the partitions that reached their age.
     pub(in crate::pipeline) fn flush_aged(&mut self) -> Result<(), PipelineError> {
-        let aged = self.buffers.aged(self.clock.now_ms());
-        self.emit(aged)
+        let keys = self.buffers.aged(self.clock.now_ms());
+        self.emit_each(keys, FlushReason::Age)
+    }
+
+    /// Flushes these partitions one at a time (a spilled partition's rows come back from disk
+    /// as it is sent), as one group: one COPY manifest per table (batch runs).
+    fn emit_each(&mut self, keys: Vec<PartKey>, reason: FlushReason) -> Result<(), PipelineError> {
+        let mut group: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for k in keys {
+            if let Some(f) = self
+                .buffers
+                .take(&k, reason)
+                .map_err(PipelineError::Spill)?
+            {
+                self.emit_one(f, &mut group)?;
+            }
+        }
+        self.send_manifests(group)
     }
 
     /// Sends flushes to the writer (each preceded by its table's schema when it grew) and then a
@@ -125,6 +141,31 @@ impl Intake<'_> {
     pub(super) fn emit(&mut self, flushes: Vec<Flush>) -> Result<(), PipelineError> {
         let mut group: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for f in flushes {
+            self.emit_one(f, &mut group)?;
+        }
+        self.send_manifests(group)
+    }
+
+    /// A COPY manifest per table for the files of a group (batch runs; empty in stream runs).
+    fn send_manifests(
+        &mut self,
+        group: BTreeMap<String, Vec<String>>,
+    ) -> Result<(), PipelineError> {
+        for (table, objects) in group {
+            let path = commit::manifest_name(&self.settings.state_prefix, &table, &objects);
+            self.send(Out::Manifest { path, objects })?;
+        }
+        Ok(())
+    }
+
+    /// Names one flush and sends it (batch runs, adding it to `group`) or holds it for the next
+    /// checkpoint (stream runs).
+    fn emit_one(
+        &mut self,
+        f: Flush,
+        group: &mut BTreeMap<String, Vec<String>>,
+    ) -> Result<(), PipelineError> {
+        {
             self.flushes += 1;
             self.save_schema_if_grown(f.key.table)?;
             let t = &mut self.tables[f.key.table];
@@ -181,10 +222,6 @@ impl Intake<'_> {
                     group.entry(table).or_default().push(path);
                 }
             }
-        }
-        for (table, objects) in group {
-            let path = commit::manifest_name(&self.settings.state_prefix, &table, &objects);
-            self.send(Out::Manifest { path, objects })?;
         }
         Ok(())
     }
@@ -296,8 +333,8 @@ impl Intake<'_> {
 
     /// Flushes everything and sends the final schemas.
     pub(in crate::pipeline) fn finish(&mut self) -> Result<(), PipelineError> {
-        let flushes = self.buffers.drain();
-        self.emit(flushes)?;
+        let keys = self.buffers.all();
+        self.emit_each(keys, FlushReason::EndOfInput)?;
         self.flush_rejects()?;
         for i in 0..self.tables.len() {
             self.save_schema_if_grown(i)?;

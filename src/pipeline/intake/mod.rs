@@ -188,6 +188,7 @@ impl<'a> Intake<'a> {
                 .map(|m| m.late)
                 .unwrap_or_default(),
             peak: self.buffers.peak_bytes(),
+            spilled: self.buffers.spilled().1,
             tables: self.tables,
             rejects: self.rejects,
             records: self.records,
@@ -468,9 +469,10 @@ impl<'a> Intake<'a> {
             hour: key_hour,
             late,
         };
-        let flushes =
-            self.buffers
-                .push(key, &t.schema, &row, &position, source, self.clock.now_ms());
+        let flushes = self
+            .buffers
+            .push(key, &t.schema, &row, &position, source, self.clock.now_ms())
+            .map_err(PipelineError::Spill)?;
         drop(row);
         self.position = position;
         self.emit(flushes)?;
