@@ -103,6 +103,10 @@ pub struct Checkpoint {
     /// crash are re-created from the same records only under the same filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// Whether the run that saved it staged on-time batches for compaction (`[markers]
+    /// compact`): records read again after a crash map to their batches' prefixes by it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compact: bool,
 }
 
 /// The handover from a table's full export to its stream, as `ddb-lake bootstrap` left it.

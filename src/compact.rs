@@ -114,13 +114,15 @@ struct Cursor {
 }
 
 /// Merges sorted runs (each an iterator of batches holding a prefix of `schema`'s columns) into
-/// Parquet files of about `target_bytes`, one file per [`Merger::next_file`].
+/// Parquet files with row groups sized for files of `target_bytes`, one file per
+/// [`Merger::next_file`].
 pub(crate) struct Merger {
     schema: SchemaRef,
     key: Option<KeyColumns>,
     cursors: Vec<Cursor>,
-    target_bytes: usize,
     props: WriterProperties,
+    /// Rows of a merged batch left over when a file was cut in its middle.
+    leftover: Option<RecordBatch>,
 }
 
 impl Merger {
@@ -143,8 +145,8 @@ impl Merger {
             schema,
             key,
             cursors: Vec::new(),
-            target_bytes,
             props: opts.properties(),
+            leftover: None,
         };
         for run in runs {
             if let Some(c) = m.open(run)? {
@@ -239,28 +241,45 @@ impl Merger {
         )?))
     }
 
-    /// The next compacted file (its bytes and rows), or `None` when every row is in one.
-    pub(crate) fn next_file(&mut self) -> Result<Option<(Vec<u8>, usize)>, CompactError> {
-        let Some(first) = self.next_batch()? else {
-            return Ok(None);
-        };
-        let mut w = ArrowWriter::try_new(
-            Vec::new(),
-            Arc::clone(&self.schema),
-            Some(self.props.clone()),
-        )?;
-        let mut rows = first.num_rows();
-        w.write(&first)?;
-        while w.bytes_written() + w.in_progress_size() < self.target_bytes {
-            match self.next_batch()? {
-                Some(b) => {
-                    rows += b.num_rows();
-                    w.write(&b)?;
-                }
-                None => break,
-            }
+    /// The next compacted file of `rows_per_file` rows (the last one: what is left), with its
+    /// bytes and rows, or `None` when every row is in one. Cut by rows, so that the files depend
+    /// only on the rows: a compaction redone with other Parquet settings cuts at the same rows.
+    pub(crate) fn next_file(
+        &mut self,
+        rows_per_file: usize,
+    ) -> Result<Option<(Vec<u8>, usize)>, CompactError> {
+        let mut w: Option<ArrowWriter<Vec<u8>>> = None;
+        let mut rows = 0;
+        while rows < rows_per_file {
+            let batch = match self.leftover.take() {
+                Some(b) => b,
+                None => match self.next_batch()? {
+                    Some(b) => b,
+                    None => break,
+                },
+            };
+            let want = rows_per_file - rows;
+            let now = if batch.num_rows() > want {
+                self.leftover = Some(batch.slice(want, batch.num_rows() - want));
+                batch.slice(0, want)
+            } else {
+                batch
+            };
+            let writer = match &mut w {
+                Some(w) => w,
+                None => w.insert(ArrowWriter::try_new(
+                    Vec::new(),
+                    Arc::clone(&self.schema),
+                    Some(self.props.clone()),
+                )?),
+            };
+            rows += now.num_rows();
+            writer.write(&now)?;
         }
-        Ok(Some((w.into_inner()?, rows)))
+        match w {
+            Some(w) => Ok(Some((w.into_inner()?, rows))),
+            None => Ok(None),
+        }
     }
 }
 
@@ -386,14 +405,15 @@ mod tests {
             )
             .unwrap();
             let mut files = Vec::new();
-            while let Some(f) = m.next_file().unwrap() {
+            while let Some(f) = m.next_file(7_000).unwrap() {
                 files.push(f);
             }
             files
         };
         let a = files_of(&[1000, 9000, 9001, 20_000]);
         let b = files_of(&[15_000]);
-        assert!(a.len() > 1, "the target cuts several files: {}", a.len());
+        let rows: Vec<usize> = a.iter().map(|f| f.1).collect();
+        assert_eq!(rows, [7_000, 7_000, 7_000, 7_000, 2_000]);
         assert!(a == b, "the same rows make the same files");
         let mut read = Vec::new();
         for (bytes, rows) in &a {

@@ -525,6 +525,22 @@ impl Location {
         Ok(out)
     }
 
+    /// Reads a byte range of an object.
+    pub async fn get_range(
+        &self,
+        rel: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StoreError> {
+        self.store
+            .get_range(&self.path(rel), range)
+            .await
+            .map_err(|source| StoreError::Io {
+                op: "reading",
+                url: self.display(rel),
+                source,
+            })
+    }
+
     /// Deletes an object (absent already is fine).
     pub async fn delete(&self, rel: &str) -> Result<(), StoreError> {
         match self.store.delete(&self.path(rel)).await {

@@ -71,27 +71,18 @@ pub(super) async fn compact_hour(
     if staged.is_empty() {
         return Ok(Vec::new());
     }
-    // Named by the staged files (deterministic names of the hour's batches) and the target.
-    let mut id = Vec::new();
-    for (p, _) in &staged {
-        id.extend_from_slice(p.as_bytes());
-        id.push(0);
-    }
-    id.extend_from_slice(&settings.compact.unwrap_or_default().to_le_bytes());
-    let hash = crate::store::short_hash(&id, 8);
+    let plan = plan(out, settings, &c.staged, &staged).await?;
+    // More staged files than a merge takes at once: groups of them (spooled group by group)
+    // merged into local sorted runs first.
     let mut runs: Vec<Run> = Vec::new();
-    for (rel, _) in &staged {
-        let name = out.display(rel);
-        let file = crate::source::spool(out, &out.path(rel), &name, |_| {}).await?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(READ_ROWS).build())
-            .map_err(|e| PipelineError::Compaction {
-                folder: name.clone(),
-                problem: e.to_string(),
-            })?;
-        runs.push(Box::new(reader));
+    if staged.len() <= FAN_IN {
+        runs = open_staged(out, &staged).await?;
+    } else {
+        for group in staged.chunks(FAN_IN) {
+            let group = open_staged(out, group).await?;
+            runs.push(merge_group(folder, &c, settings, group).await?);
+        }
     }
-    // More runs than a merge takes at once: groups of them merged into local sorted runs first.
     while runs.len() > FAN_IN {
         let mut next: Vec<Run> = Vec::new();
         let mut left = runs.into_iter();
@@ -100,16 +91,7 @@ pub(super) async fn compact_hour(
             if group.is_empty() {
                 break;
             }
-            let (schema, key, opts) = (c.schema.clone(), c.key.clone(), settings.encode);
-            let run =
-                tokio::task::spawn_blocking(move || merge_to_local(schema, group, key, &opts))
-                    .await
-                    .map_err(|e| PipelineError::Internal(e.to_string()))?
-                    .map_err(|problem| PipelineError::Compaction {
-                        folder: folder.to_string(),
-                        problem,
-                    })?;
-            next.push(run);
+            next.push(merge_group(folder, &c, settings, group).await?);
         }
         runs = next;
     }
@@ -119,7 +101,7 @@ pub(super) async fn compact_hour(
     let mut written = Vec::new();
     loop {
         let (m, next) = tokio::task::spawn_blocking(move || {
-            let next = merger.next_file();
+            let next = merger.next_file(plan.rows_per_file);
             (merger, next)
         })
         .await
@@ -129,7 +111,8 @@ pub(super) async fn compact_hour(
             break;
         };
         let path = format!(
-            "{folder}/{table}-compacted-{hash}-{:04}.parquet",
+            "{folder}/{table}-compacted-{}-{:04}.parquet",
+            plan.name,
             written.len()
         );
         let mut len = bytes.len() as u64;
@@ -154,6 +137,127 @@ pub(super) async fn compact_hour(
         out.display(folder)
     );
     Ok(written)
+}
+
+/// How an hour is cut into compacted files: decided once, before its first file, and saved
+/// (create-only) in its staging folder, so that a compaction redone after a crash names and cuts
+/// its files as the first attempt did, even with other settings (a changed `compact_target`, a
+/// new Parquet codec, another version).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Plan {
+    /// Part of the files' names: a hash of the staged files' names and the target.
+    name: String,
+    /// Rows per compacted file (the last one holds the rest).
+    rows_per_file: usize,
+    /// The target it was computed for, and the hour's staged rows and bytes.
+    target_bytes: usize,
+    staged_rows: u64,
+    staged_bytes: u64,
+}
+
+/// The hour's plan: the saved one, else a new one saved now.
+async fn plan(
+    out: &Location,
+    settings: &Settings,
+    staged_dir: &str,
+    staged: &[(String, u64)],
+) -> Result<Plan, PipelineError> {
+    let path = format!("{staged_dir}/_plan.json");
+    let read = |bytes: Bytes| {
+        serde_json::from_slice::<Plan>(&bytes).map_err(|e| PipelineError::Compaction {
+            folder: out.display(&path),
+            problem: e.to_string(),
+        })
+    };
+    if let Some(bytes) = out.get_opt(&path).await? {
+        return read(bytes);
+    }
+    let target = settings.compact.unwrap_or(usize::MAX);
+    let mut id = Vec::new();
+    for (p, _) in staged {
+        id.extend_from_slice(p.as_bytes());
+        id.push(0);
+    }
+    id.extend_from_slice(&target.to_le_bytes());
+    let mut rows = 0u64;
+    for (rel, len) in staged {
+        rows += footer_rows(out, rel, *len).await?;
+    }
+    let bytes: u64 = staged.iter().map(|(_, l)| l).sum();
+    // Staged files are sorted and compressed as the compacted ones will be: their bytes per row
+    // estimate the compacted files'.
+    let rows_per_file = (target as u128 * rows as u128 / bytes.max(1) as u128)
+        .clamp(1, usize::MAX as u128) as usize;
+    let plan = Plan {
+        name: crate::store::short_hash(&id, 8),
+        rows_per_file,
+        target_bytes: target,
+        staged_rows: rows,
+        staged_bytes: bytes,
+    };
+    let body = serde_json::to_vec_pretty(&plan).expect("plans serialize");
+    match out
+        .put_new(&path, Bytes::from(body), usize::MAX, settings.part_size, "")
+        .await?
+    {
+        None => Ok(plan),
+        // Another writer's plan landed first: it is the one.
+        Some(_) => read(out.get_opt(&path).await?.unwrap_or_default()),
+    }
+}
+
+/// A staged file's row count, from its footer (two range reads).
+async fn footer_rows(out: &Location, rel: &str, len: u64) -> Result<u64, PipelineError> {
+    let bad = |problem: String| PipelineError::Compaction {
+        folder: out.display(rel),
+        problem,
+    };
+    if len < 12 {
+        return Err(bad(format!("{len} bytes is too short for Parquet")));
+    }
+    let tail = out.get_range(rel, len - 8..len).await?;
+    let footer = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
+    if &tail[4..] != b"PAR1" || footer + 8 > len {
+        return Err(bad("no Parquet footer".into()));
+    }
+    let meta = out.get_range(rel, len - 8 - footer..len - 8).await?;
+    let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&meta)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(meta.file_metadata().num_rows().max(0) as u64)
+}
+
+/// Spools staged files to local disk and opens each as a run.
+async fn open_staged(out: &Location, staged: &[(String, u64)]) -> Result<Vec<Run>, PipelineError> {
+    let mut runs: Vec<Run> = Vec::new();
+    for (rel, _) in staged {
+        let name = out.display(rel);
+        let file = crate::source::spool(out, &out.path(rel), &name, |_| {}).await?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.with_batch_size(READ_ROWS).build())
+            .map_err(|e| PipelineError::Compaction {
+                folder: name.clone(),
+                problem: e.to_string(),
+            })?;
+        runs.push(Box::new(reader));
+    }
+    Ok(runs)
+}
+
+/// Merges a group of runs into one local run, on a blocking thread.
+async fn merge_group(
+    folder: &str,
+    c: &Compaction,
+    settings: &Settings,
+    group: Vec<Run>,
+) -> Result<Run, PipelineError> {
+    let (schema, key, opts) = (c.schema.clone(), c.key.clone(), settings.encode);
+    tokio::task::spawn_blocking(move || merge_to_local(schema, group, key, &opts))
+        .await
+        .map_err(|e| PipelineError::Internal(e.to_string()))?
+        .map_err(|problem| PipelineError::Compaction {
+            folder: folder.to_string(),
+            problem,
+        })
 }
 
 /// Merges sorted runs into one sorted run in an anonymous local Arrow IPC file (a crash leaves
@@ -264,14 +368,21 @@ mod tests {
         RecordBatch::try_new(schema.clone(), cols).unwrap()
     }
 
-    /// Stages `cuts` flushes of the same 20,000 changes and compacts the hour: the files.
-    async fn compacted(cuts: u64) -> (Vec<(String, u64)>, Vec<Vec<u8>>) {
+    struct Hour {
+        dir: tempfile::TempDir,
+        out: Location,
+        settings: Settings,
+        schema: SchemaRef,
+        key: KeyColumns,
+    }
+
+    /// An hour of the same 20,000 changes staged as `cuts` flushes.
+    async fn staged_hour(cuts: u64) -> Hour {
         let dir = tempfile::tempdir().unwrap();
         let mut c = crate::config::ConfigFile::default();
         c.output.url = Some(dir.path().display().to_string());
         c.markers.enabled = true;
         c.markers.compact = true;
-        c.markers.compact_target = "1MiB".into();
         let settings = c.validate().unwrap();
         let out = crate::store::open(&settings.output, &settings.s3).unwrap();
         let mut t = TableSchema::new("T", None);
@@ -296,31 +407,38 @@ mod tests {
             .await
             .unwrap();
         }
-        let c = Compaction {
-            staged,
+        Hour {
+            dir,
+            out,
+            settings,
             schema,
-            key: Some(key),
+            key,
+        }
+    }
+
+    /// Compacts the hour into files of about `target` bytes: the files and their bytes.
+    async fn compact(h: &Hour, target: usize) -> (Vec<(String, u64)>, Vec<Vec<u8>>) {
+        let mut settings = h.settings.clone();
+        settings.compact = Some(target);
+        let c = Compaction {
+            staged: staged_dir(&settings, "t", 10),
+            schema: h.schema.clone(),
+            key: Some(h.key.clone()),
         };
-        let files = compact_hour(&out, &settings, "t", "t/hour", c, "n")
+        let files = compact_hour(&h.out, &settings, "t", "t/hour", c, "n")
             .await
             .unwrap();
         let bytes = files
             .iter()
-            .map(|(p, _)| std::fs::read(dir.path().join(p)).unwrap())
+            .map(|(p, _)| std::fs::read(h.dir.path().join(p)).unwrap())
             .collect();
         (files, bytes)
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_hour_of_many_staged_files_is_merged_in_passes_to_the_same_files() {
-        let (many, many_bytes) = compacted(40).await;
-        let (few, few_bytes) = compacted(4).await;
-        const { assert!(40 > 2 * FAN_IN) };
-        // Named by the staged files, so the names differ; the contents do not.
-        assert_eq!(many.len(), few.len());
-        assert!(many_bytes == few_bytes, "the same rows make the same files");
+    /// Every row's id, file by file.
+    fn ids(files: &[Vec<u8>]) -> Vec<String> {
         let mut ids = Vec::new();
-        for b in &many_bytes {
+        for b in files {
             for batch in ParquetRecordBatchReaderBuilder::try_new(Bytes::from(b.clone()))
                 .unwrap()
                 .build()
@@ -331,7 +449,40 @@ mod tests {
                 ids.extend((0..batch.num_rows()).map(|i| id.value(i).to_string()));
             }
         }
+        ids
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_hour_of_many_staged_files_is_merged_in_passes_to_the_same_files() {
+        let (many, many_bytes) = compact(&staged_hour(40).await, 60_000).await;
+        let (few, few_bytes) = compact(&staged_hour(4).await, 60_000).await;
+        const { assert!(40 > 2 * FAN_IN) };
+        assert!(many.len() > 1 && few.len() > 1, "{many:?} {few:?}");
+        // The same rows in the same order, whether merged in passes or at once (the cut points
+        // differ: they are planned from the staged files' bytes per row).
+        let ids = ids(&many_bytes);
+        assert_eq!(ids, self::ids(&few_bytes));
         assert_eq!(ids.len(), 20_000);
         assert!(ids.windows(2).all(|w| w[0] <= w[1]), "sorted by key");
+    }
+
+    /// A compaction redone after a crash, with another target and codec: the plan saved by the
+    /// first attempt names and cuts the files, so the files that landed are kept and the rest
+    /// hold exactly the other rows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compaction_redone_with_other_settings_follows_the_first_plan() {
+        let mut h = staged_hour(8).await;
+        let (first, first_bytes) = compact(&h, 60_000).await;
+        assert!(first.len() > 2, "{first:?}");
+        // The crash: the last two files never landed.
+        for (p, _) in &first[first.len() - 2..] {
+            std::fs::remove_file(h.dir.path().join(p)).unwrap();
+        }
+        h.settings.encode.codec = crate::encode::Codec::Snappy;
+        let (again, again_bytes) = compact(&h, 1 << 20).await;
+        let names = |f: &[(String, u64)]| f.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&again), names(&first));
+        assert!(again_bytes[..first.len() - 2] == first_bytes[..first.len() - 2]);
+        assert_eq!(ids(&again_bytes), ids(&first_bytes));
     }
 }

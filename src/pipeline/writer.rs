@@ -170,7 +170,7 @@ pub(super) async fn write_all(
                         table,
                         reason,
                         create_only,
-                        sort: _,
+                        sort,
                     },
                 encoded,
             } => {
@@ -202,7 +202,10 @@ pub(super) async fn write_all(
                     );
                 }
                 crate::metrics::file_written(&table, rows as u64, len, reason.as_str());
-                lengths.insert(path.clone(), len);
+                // Staged files go in no manifest: nothing would take their length out again.
+                if sort.is_none() {
+                    lengths.insert(path.clone(), len);
+                }
                 *stats.rows_out.entry(table).or_default() += rows as u64;
                 *stats
                     .flushes

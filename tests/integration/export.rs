@@ -211,10 +211,7 @@ fn thousands_of_partitions_stay_within_the_memory_budget() {
     assert!(rss < budget + 150 * 1024 * 1024, "peak RSS {rss}");
     // Over the budget, rows go to local disk rather than into tiny files (issue 16): one file
     // per partition.
-    assert!(
-        summary["spilled_bytes"].as_u64().unwrap() > 0,
-        "{summary}"
-    );
+    assert!(summary["spilled_bytes"].as_u64().unwrap() > 0, "{summary}");
     assert_eq!(summary["flushes"].get("memory_budget"), None, "{summary}");
     let files = tree(&lake.join("orders"));
     let partitions: std::collections::HashSet<_> = files

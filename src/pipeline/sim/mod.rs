@@ -353,6 +353,8 @@ impl History {
         // (shard index in the model, next record to hand out, at its tip and said so)
         let mut readers: Vec<(usize, usize, bool)> = Vec::new();
         let mut events = 0;
+        // Every readable shard started since the last shard ended (as the coordinator says).
+        let mut unsettled = true;
         loop {
             let readable: Vec<Shard> = lineage::readable(&shards, &done, &started)
                 .into_iter()
@@ -385,6 +387,10 @@ impl History {
                 })?;
                 readers.push((i, pos, false));
                 started.insert(s.id.clone());
+            }
+            if unsettled {
+                p.handle(Event::Settled)?;
+                unsettled = false;
             }
             if stop_after == Some(events) {
                 return Ok(());
@@ -435,6 +441,7 @@ impl History {
                     p.handle(Event::Shard(ShardEvent::Ended { shard: id.clone() }))?;
                     done.insert(id.to_string());
                     readers.remove(r);
+                    unsettled = true;
                 } else {
                     p.handle(Event::Shard(ShardEvent::Idle { shard: id }))?;
                     readers[r].2 = true;

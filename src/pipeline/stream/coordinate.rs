@@ -45,6 +45,8 @@ pub(super) async fn coordinate<A: StreamApi>(
     let mut discovery = tokio::time::interval(opts.discovery_interval);
     tokio::pin!(shutdown);
     let mut result = Ok(());
+    let mut unsettled = true;
+    let mut to_start = Vec::new();
     loop {
         for s in lineage::readable(&shards, &done, &started) {
             let has_parent = s.parent.is_some() || s.adjacent_parent.is_some();
@@ -63,11 +65,20 @@ pub(super) async fn coordinate<A: StreamApi>(
             {
                 return Err(PipelineError::Internal("processing stopped".into()));
             }
-            let api = api.clone();
-            let tx = ev_tx.clone();
-            let id = s.id.clone();
-            readers.spawn(async move { (id, read_shard(api, shard, start, tx, read_opts).await) });
+            to_start.push((s.id.clone(), shard, start));
             started.insert(s.id.clone());
+        }
+        // Every start is announced before any reader runs, and `Settled` after them: no shard
+        // event can come between (docs/DESIGN.md, "Quiet streams").
+        if unsettled {
+            if ev_tx.send(Event::Settled).await.is_err() {
+                return Err(PipelineError::Internal("processing stopped".into()));
+            }
+            unsettled = false;
+        }
+        for (id, shard, start) in to_start.drain(..) {
+            let (api, tx) = (api.clone(), ev_tx.clone());
+            readers.spawn(async move { (id, read_shard(api, shard, start, tx, read_opts).await) });
         }
         if !continuous && readers.is_empty() {
             break;
@@ -81,6 +92,7 @@ pub(super) async fn coordinate<A: StreamApi>(
                         done.insert(id);
                         // Its children may be listed now.
                         shards = shards_of(api.as_ref(), stream).await?;
+                        unsettled = true;
                     }
                     Ok(ReadOutcome::CaughtUp) => tracing::debug!(stream, shard = %id, "caught up"),
                     Ok(ReadOutcome::Stopped) => break,

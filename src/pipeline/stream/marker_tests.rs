@@ -191,3 +191,100 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Compaction decides where an hour's on-time batches go: a run that stopped in the middle of
+/// its flush groups is finished under its own setting, and a change is refused until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_compaction_on_or_off_after_a_crash_is_refused_until_the_groups_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp_path = dir.path().join("cp.json");
+    let lake = dir.path().join("lake");
+    let mut c = ConfigFile::default();
+    c.output.url = Some(lake.display().to_string());
+    c.markers.enabled = true;
+    for (saved_with, now) in [(false, true), (true, false)] {
+        // A crashed run's checkpoint: records past the shard's checkpoint already written.
+        let mut cp = Checkpoint {
+            stream: "s".into(),
+            compact: saved_with,
+            ..Checkpoint::default()
+        };
+        cp.written
+            .entry("t/2026/11/20/10/t-".into())
+            .or_default()
+            .insert(
+                "s".into(),
+                crate::seq::SeqPos::new(&format!("{:030}", 1), 0),
+            );
+        std::fs::write(&cp_path, serde_json::to_vec(&cp).unwrap()).unwrap();
+        c.markers.compact = now;
+        let s = c.validate().unwrap();
+        let err = run_opts(&s, Arc::new(one_shard()), opts(&cp_path))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, PipelineError::CompactionOff(_)) && err.is_configuration(),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("compact = {saved_with}")),
+            "{err}"
+        );
+        // Under its own setting, the run goes on.
+        c.markers.compact = saved_with;
+        let s = c.validate().unwrap();
+        run_opts(&s, Arc::new(one_shard()), opts(&cp_path))
+            .await
+            .unwrap();
+    }
+}
+
+/// A shard that ends does not make the stream quiet before its child is started: the child's
+/// changes of the same hour are on time, not late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_shard_does_not_complete_hours_before_its_child_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(&format!("2026-11-20T{t}:00Z"))
+            .unwrap()
+            .timestamp_millis()
+    };
+    let shard = |id: &str, parent: Option<&str>| crate::kinesis::Shard {
+        id: id.into(),
+        parent: parent.map(str::to_string),
+        adjacent_parent: None,
+    };
+    let mut fake = FakeStream {
+        shards: vec![shard("p", None), shard("c", Some("p"))],
+        closed: vec!["p".into()],
+        ..FakeStream::default()
+    };
+    fake.records.insert(
+        "p".into(),
+        vec![
+            record_at(1, "a", at("09:20")),
+            record_at(2, "b", at("09:30")),
+        ],
+    );
+    fake.records.insert(
+        "c".into(),
+        vec![
+            record_at(3, "c", at("09:45")),
+            record_at(4, "d", at("09:50")),
+        ],
+    );
+    let lake = dir.path().join("lake");
+    let mut c = ConfigFile::default();
+    c.output.url = Some(lake.display().to_string());
+    c.markers.enabled = true;
+    c.markers.allowed_lateness = "10m".into();
+    let s = c.validate().unwrap();
+    let mut o = opts(&dir.path().join("cp.json"));
+    o.mode = Mode::Scheduled {
+        until_ms: at("11:30"),
+    };
+    let summary = run_opts(&s, Arc::new(fake), o).await.unwrap();
+    assert_eq!(summary.hours_completed, ["t 2026-11-20T09"]);
+    assert_eq!(summary.late_rows.get("t"), None, "{:?}", summary.late_rows);
+    assert_eq!(summary.rows_out["t"], 4);
+}

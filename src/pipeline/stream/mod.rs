@@ -75,6 +75,10 @@ pub struct StreamOptions {
 
 pub(super) enum Event {
     Shard(ShardEvent),
+    /// Every shard readable now has been started (sent after the first start pass, and after
+    /// each pass that follows a shard's end): until then an ended shard's children may be
+    /// unread, so a stream whose started shards are all idle is not yet quiet.
+    Settled,
     /// A shard reader starts; `start_ms` when it starts at a time.
     Started {
         shard: Arc<str>,
@@ -144,6 +148,20 @@ pub(super) async fn begin(
             )));
         }
         checkpoint.filter = filter;
+        // Compaction decides the prefix of an hour's on-time batches: what a crashed run named
+        // or wrote is found again only under the same setting (and a completing hour's staged
+        // files are compacted only with it).
+        let compact = settings.compact.is_some();
+        let unfinished = !checkpoint.pending.is_empty()
+            || !checkpoint.written.is_empty()
+            || !checkpoint.completing.is_empty();
+        if unfinished && checkpoint.compact != compact {
+            return Err(PipelineError::CompactionOff(format!(
+                "stream {stream}: the last run stopped with [markers] compact = {} before finishing its flush groups; run once more with that setting (it finishes them, and a clean stop leaves nothing to finish), then change it",
+                checkpoint.compact
+            )));
+        }
+        checkpoint.compact = compact;
         tracing::info!(
             "stream {stream}: checkpoint {} ({} shards known, {} batches to re-create)",
             cp_store.url(),
@@ -180,7 +198,11 @@ pub(super) async fn begin(
                 .get(table)
                 .is_some_and(|c| c.contains(&hour))
     };
-    let left = super::compaction::sweep(&output, settings, done).await?;
+    let mut left = super::compaction::sweep(&output, settings, done).await?;
+    // Only this stream's tables: another stream of the lake may stage its own.
+    left.retain(|t, _| {
+        checkpoint.open_hours.contains_key(t) || checkpoint.completing.contains_key(t)
+    });
     if settings.compact.is_none() && !left.is_empty() {
         let hours: Vec<String> = left
             .iter()

@@ -50,6 +50,8 @@ pub(in crate::pipeline) struct Processor<'a> {
     waiting: Vec<PendingBatch>,
     /// Scheduled runs: the arrival time they read up to (µs); records after it are unread.
     until_us: Option<i64>,
+    /// Every readable shard has been started since the last one ended (`Event::Settled`).
+    settled: bool,
 }
 
 impl<'a> Processor<'a> {
@@ -86,6 +88,7 @@ impl<'a> Processor<'a> {
             checkpoint,
             flushes_at_checkpoint: 0,
             until_us: None,
+            settled: false,
         }
     }
 
@@ -218,9 +221,12 @@ impl<'a> Processor<'a> {
             Event::Shard(ShardEvent::Ended { shard }) => {
                 let i = self.shard(&shard);
                 self.shards[i].ended = true;
+                // Its children (if any) are started next: until then the stream is not quiet.
+                self.settled = false;
                 self.save_checkpoint()?;
             }
             Event::Tick => self.intake.flush_aged()?,
+            Event::Settled => self.settled = true,
         }
         self.complete_hours()?;
         if self.intake.flushes() != self.flushes_at_checkpoint
@@ -393,7 +399,9 @@ impl<'a> Processor<'a> {
         // Every shard at its tip (or ended): a record still to come arrives from now on, so its
         // time is now or later, less the delivery delay that the allowed lateness covers. So a
         // quiet stream still completes its hours (and a scheduled run its last one).
-        let quiet = !self.shards.is_empty() && self.shards.iter().all(|p| p.ended || p.idle);
+        let quiet = self.settled
+            && !self.shards.is_empty()
+            && self.shards.iter().all(|p| p.ended || p.idle);
         if quiet {
             let now = self.intake.now_utc_us();
             let bound = self.until_us.map_or(now, |u| u.min(now));
