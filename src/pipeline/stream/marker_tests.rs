@@ -5,14 +5,16 @@ use super::*;
 use crate::config::ConfigFile;
 use crate::kinesis::fake::FakeStream;
 
+/// 2026-11-20 at `t` (`HH:MM`), in ms since the epoch.
+fn at(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(&format!("2026-11-20T{t}:00Z"))
+        .unwrap()
+        .timestamp_millis()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hours_are_marked_after_the_watermark_and_late_rows_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let at = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(&format!("2026-11-20T{t}:00Z"))
-            .unwrap()
-            .timestamp_millis()
-    };
     // Event times in processing order (the fake stream hands out two records per call).
     let times = ["08:10", "08:50", "09:05", "09:16", "08:55", "10:30"];
     let mut fake = one_shard();
@@ -81,11 +83,6 @@ async fn hours_are_marked_after_the_watermark_and_late_rows_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_stream_completes_and_compacts_its_hours_by_the_clock() {
     let dir = tempfile::tempdir().unwrap();
-    let at = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(&format!("2026-11-20T{t}:00Z"))
-            .unwrap()
-            .timestamp_millis()
-    };
     let mut fake = one_shard();
     // Ids out of order; one record per flush (max_records = 1): three staged files.
     let ids = ["c", "a", "b"];
@@ -244,11 +241,6 @@ async fn turning_compaction_on_or_off_after_a_crash_is_refused_until_the_groups_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ended_shard_does_not_complete_hours_before_its_child_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let at = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(&format!("2026-11-20T{t}:00Z"))
-            .unwrap()
-            .timestamp_millis()
-    };
     let shard = |id: &str, parent: Option<&str>| crate::kinesis::Shard {
         id: id.into(),
         parent: parent.map(str::to_string),
