@@ -156,10 +156,11 @@ impl ConfigFile {
             }
             (true, true) => {
                 let target = parse_bytes("markers.compact_target", &self.markers.compact_target)?;
-                if target < 1 << 20 {
+                // A compacted file is built in memory before it is written.
+                if !(1 << 20..=1 << 30).contains(&target) {
                     return Err(invalid(
                         "markers.compact_target",
-                        "a compacted file's target size is at least 1MiB",
+                        "a compacted file's target size is from 1MiB to 1GiB (it is built in memory before it is written)",
                     ));
                 }
                 Some(target)
