@@ -258,10 +258,8 @@ pub(super) async fn write_all(
                     };
                     files.push((out.display(o), len));
                 }
-                let body = crate::manifest::redshift(&files);
                 if write {
-                    out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
-                        .await?;
+                    put_manifest(out, &path, &files, settings.part_size).await?;
                     tracing::debug!("wrote manifest {}", out.display(&path));
                     crate::failpoint::hit("after-manifest");
                 }
@@ -285,9 +283,7 @@ pub(super) async fn write_all(
                             super::commit::manifest_name(&settings.state_prefix, &table, &names);
                         let listed: Vec<(String, u64)> =
                             files.iter().map(|(p, l)| (out.display(p), *l)).collect();
-                        let body = crate::manifest::redshift(&listed);
-                        out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
-                            .await?;
+                        put_manifest(out, &path, &listed, settings.part_size).await?;
                     }
                 }
                 let files: Vec<(String, u64)> = out
@@ -309,9 +305,7 @@ pub(super) async fn write_all(
                     start.format("%Y/%m/%d/%H")
                 );
                 let manifest = format!("{dir}/manifest.json");
-                let body = crate::manifest::redshift(&files);
-                out.put(&manifest, Bytes::from(body), usize::MAX, settings.part_size)
-                    .await?;
+                put_manifest(out, &manifest, &files, settings.part_size).await?;
                 crate::failpoint::hit("mid-marker");
                 let marker = serde_json::json!({
                     "table": table,
@@ -350,4 +344,16 @@ pub(super) async fn write_all(
         }
     }
     Ok(stats)
+}
+
+/// Writes a Redshift COPY manifest listing `files` (their URLs and lengths).
+async fn put_manifest(
+    out: &Location,
+    path: &str,
+    files: &[(String, u64)],
+    part_size: usize,
+) -> Result<(), crate::store::StoreError> {
+    let body = crate::manifest::redshift(files);
+    out.put(path, Bytes::from(body), usize::MAX, part_size)
+        .await
 }

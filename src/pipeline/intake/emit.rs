@@ -165,62 +165,60 @@ impl Intake<'_> {
         f: Flush,
         group: &mut BTreeMap<String, Vec<String>>,
     ) -> Result<(), PipelineError> {
-        {
-            self.flushes += 1;
-            self.save_schema_if_grown(f.key.table)?;
-            let t = &mut self.tables[f.key.table];
-            // Named by the batch's identity: table, partition, first and last position, rows.
-            let mut id = Vec::new();
-            for part in [
-                t.schema.name.as_str(),
-                &f.key.path,
-                &f.first,
-                &f.last,
-                &f.rows.to_string(),
-            ] {
-                id.extend_from_slice(part.as_bytes());
-                id.push(0);
+        self.flushes += 1;
+        self.save_schema_if_grown(f.key.table)?;
+        let t = &mut self.tables[f.key.table];
+        // Named by the batch's identity: table, partition, first and last position, rows.
+        let mut id = Vec::new();
+        for part in [
+            t.schema.name.as_str(),
+            &f.key.path,
+            &f.first,
+            &f.last,
+            &f.rows.to_string(),
+        ] {
+            id.extend_from_slice(part.as_bytes());
+            id.push(0);
+        }
+        let hash = store::short_hash(&id, 8);
+        let table = t.schema.name.clone();
+        let part = (table.as_str(), f.key.path.as_str(), f.key.hour);
+        let prefix = Self::batch_prefix(self.settings, &self.stream, part, f.key.late);
+        let path = format!("{prefix}{hash}.parquet");
+        let sort = is_staged(self.settings, &path).then(|| self.key_columns(f.key.table));
+        let t = &mut self.tables[f.key.table];
+        let out = Out::Data {
+            file: DataFile {
+                path: path.clone(),
+                rows: f.rows,
+                table: table.clone(),
+                reason: f.reason,
+                create_only: self.stream.is_some(),
+                sort,
+            },
+            schema: t.schema.arrow_schema(),
+            batches: f.batches,
+        };
+        match &mut self.stream {
+            Some(st) => {
+                let batch = PendingBatch {
+                    object: path,
+                    prefix,
+                    table: Some(table),
+                    rows: f.rows as u64,
+                    manifest: None,
+                    hour: (st.marks.is_some() && !f.key.late).then_some(f.key.hour),
+                    shards: f
+                        .ranges
+                        .into_iter()
+                        .map(|(i, r)| (st.shard_ids[i].to_string(), r))
+                        .collect(),
+                };
+                st.held.push(Held { out, batch });
             }
-            let hash = store::short_hash(&id, 8);
-            let table = t.schema.name.clone();
-            let part = (table.as_str(), f.key.path.as_str(), f.key.hour);
-            let prefix = Self::batch_prefix(self.settings, &self.stream, part, f.key.late);
-            let path = format!("{prefix}{hash}.parquet");
-            let sort = is_staged(self.settings, &path).then(|| self.key_columns(f.key.table));
-            let t = &mut self.tables[f.key.table];
-            let out = Out::Data {
-                file: DataFile {
-                    path: path.clone(),
-                    rows: f.rows,
-                    table: table.clone(),
-                    reason: f.reason,
-                    create_only: self.stream.is_some(),
-                    sort,
-                },
-                schema: t.schema.arrow_schema(),
-                batches: f.batches,
-            };
-            match &mut self.stream {
-                Some(st) => {
-                    let batch = PendingBatch {
-                        object: path,
-                        prefix,
-                        table: Some(table),
-                        rows: f.rows as u64,
-                        manifest: None,
-                        hour: (st.marks.is_some() && !f.key.late).then_some(f.key.hour),
-                        shards: f
-                            .ranges
-                            .into_iter()
-                            .map(|(i, r)| (st.shard_ids[i].to_string(), r))
-                            .collect(),
-                    };
-                    st.held.push(Held { out, batch });
-                }
-                None => {
-                    self.send(out)?;
-                    group.entry(table).or_default().push(path);
-                }
+            None => {
+                self.send(out)?;
+                group.entry(table).or_default().push(path);
             }
         }
         Ok(())

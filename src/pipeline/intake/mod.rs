@@ -165,12 +165,12 @@ impl<'a> Intake<'a> {
         self.stream.as_mut()
     }
 
-    /// Flushes sent to the writer so far.
     /// The injected clock's time, µs since the epoch.
     pub(super) fn now_utc_us(&self) -> i64 {
         self.clock.now_utc_us()
     }
 
+    /// Flushes sent to the writer so far.
     pub(super) fn flushes(&self) -> u64 {
         self.flushes
     }

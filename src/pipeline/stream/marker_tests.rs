@@ -5,6 +5,15 @@ use super::*;
 use crate::config::ConfigFile;
 use crate::kinesis::fake::FakeStream;
 
+/// Settings of a lake at `lake` with hour markers, 10 minutes of allowed lateness.
+fn markers_config(lake: &std::path::Path) -> ConfigFile {
+    let mut c = ConfigFile::default();
+    c.output.url = Some(lake.display().to_string());
+    c.markers.enabled = true;
+    c.markers.allowed_lateness = "10m".into();
+    c
+}
+
 /// 2026-11-20 at `t` (`HH:MM`), in ms since the epoch.
 fn at(t: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(&format!("2026-11-20T{t}:00Z"))
@@ -27,11 +36,7 @@ async fn hours_are_marked_after_the_watermark_and_late_rows_counted() {
             .collect(),
     );
     let lake = dir.path().join("lake");
-    let mut c = ConfigFile::default();
-    c.output.url = Some(lake.display().to_string());
-    c.markers.enabled = true;
-    c.markers.allowed_lateness = "10m".into();
-    let s = c.validate().unwrap();
+    let s = markers_config(&lake).validate().unwrap();
     let summary = run_fake(&s, Arc::new(fake), &dir.path().join("cp.json")).await;
     // 08 is complete once 09:16 is read (past 09:00 + 10m); 09 once 10:30 is; 10 is not.
     assert_eq!(
@@ -94,11 +99,8 @@ async fn a_quiet_stream_completes_and_compacts_its_hours_by_the_clock() {
             .collect(),
     );
     let lake = dir.path().join("lake");
-    let mut c = ConfigFile::default();
-    c.output.url = Some(lake.display().to_string());
+    let mut c = markers_config(&lake);
     c.buffer.max_records = 1;
-    c.markers.enabled = true;
-    c.markers.allowed_lateness = "10m".into();
     c.markers.compact = true;
     let s = c.validate().unwrap();
     let mut o = opts(&dir.path().join("cp.json"));
@@ -196,9 +198,7 @@ async fn turning_compaction_on_or_off_after_a_crash_is_refused_until_the_groups_
     let dir = tempfile::tempdir().unwrap();
     let cp_path = dir.path().join("cp.json");
     let lake = dir.path().join("lake");
-    let mut c = ConfigFile::default();
-    c.output.url = Some(lake.display().to_string());
-    c.markers.enabled = true;
+    let mut c = markers_config(&lake);
     for (saved_with, now) in [(false, true), (true, false)] {
         // A crashed run's checkpoint: records past the shard's checkpoint already written.
         let mut cp = Checkpoint {
@@ -266,11 +266,7 @@ async fn an_ended_shard_does_not_complete_hours_before_its_child_is_read() {
         ],
     );
     let lake = dir.path().join("lake");
-    let mut c = ConfigFile::default();
-    c.output.url = Some(lake.display().to_string());
-    c.markers.enabled = true;
-    c.markers.allowed_lateness = "10m".into();
-    let s = c.validate().unwrap();
+    let s = markers_config(&lake).validate().unwrap();
     let mut o = opts(&dir.path().join("cp.json"));
     o.mode = Mode::Scheduled {
         until_ms: at("11:30"),
@@ -279,4 +275,32 @@ async fn an_ended_shard_does_not_complete_hours_before_its_child_is_read() {
     assert_eq!(summary.hours_completed, ["t 2026-11-20T09"]);
     assert_eq!(summary.late_rows.get("t"), None, "{:?}", summary.late_rows);
     assert_eq!(summary.rows_out["t"], 4);
+}
+
+/// Staged hours of a table this stream does not write (another stream's, sharing the lake) do
+/// not stop a run without compaction, and are left alone; this stream's own do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_streams_staged_hours_do_not_stop_a_run_without_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let staged = lake.join("_ddb_lake/compacting/other/492000/other-0123.parquet");
+    std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
+    std::fs::write(&staged, b"staged by another stream").unwrap();
+    let s = markers_config(&lake).validate().unwrap();
+    let cp_path = dir.path().join("cp.json");
+    run_opts(&s, Arc::new(one_shard()), opts(&cp_path))
+        .await
+        .unwrap();
+    assert!(staged.exists());
+    // Once this stream's checkpoint has the table's hour open, the run is refused.
+    let mut cp: Checkpoint = serde_json::from_slice(&std::fs::read(&cp_path).unwrap()).unwrap();
+    cp.open_hours
+        .entry("other".into())
+        .or_default()
+        .insert(492000);
+    std::fs::write(&cp_path, serde_json::to_vec(&cp).unwrap()).unwrap();
+    let err = run_opts(&s, Arc::new(one_shard()), opts(&cp_path))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::CompactionOff(_)), "{err}");
 }
