@@ -1,9 +1,11 @@
 //! Criterion micro-benchmarks of the pipeline's stages, each over the same generated records
 //! (`ddb-lake generate`'s Kinesis shape) and reported per input byte:
 //!
-//! - `decode`: bytes to change records (`parse_record`);
-//! - `flatten`: change records to rows (column lookup, type conversion);
-//! - `to_arrow`: decode, flatten and append into Arrow builders (the reading side's whole work);
+//! - `decode`: bytes to change records with the reference decoder (`parse_record`, a tree);
+//! - `decode_tape`: the same with the fast decoder (`Tape::parse`, what the pipeline runs);
+//! - `flatten`, `flatten_tape`: records of either decoder to rows (column lookup, conversion);
+//! - `to_arrow`: decode (fast), flatten and append into Arrow builders (the reading side's whole
+//!   work); `to_arrow_reference` the same with the reference decoder;
 //! - `encode`: record batches to zstd Parquet bytes;
 //! - `whole`: `export` of the records from a file into a local folder, as the command does it.
 //!
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ddb_lake::buffer::Chunk;
 use ddb_lake::config::{ConfigFile, Settings};
-use ddb_lake::decode::parse_record;
+use ddb_lake::decode::{parse_record, Tape};
 use ddb_lake::flatten::{flatten, Position};
 use ddb_lake::generate::{generate, GenerateOptions, Shape};
 use ddb_lake::pipeline::{export, RunOptions, SystemClock};
@@ -69,6 +71,16 @@ fn stages(c: &mut Criterion) {
         })
     });
 
+    let mut tape = Tape::default();
+    g.bench_function("decode_tape", |b| {
+        b.iter(|| {
+            tape.clear();
+            for l in &lines {
+                black_box(tape.parse(l).expect("valid"));
+            }
+        })
+    });
+
     let records: Vec<_> = lines
         .iter()
         .map(|l| parse_record(l).expect("valid"))
@@ -77,9 +89,31 @@ fn stages(c: &mut Criterion) {
     g.bench_function("flatten", |b| {
         b.iter(|| {
             for r in &records {
+                let r = r.view();
                 black_box(flatten(
                     &mut schema,
-                    r,
+                    &r,
+                    &pos,
+                    r.event_time_us,
+                    settings.flatten,
+                ));
+            }
+        })
+    });
+
+    tape.clear();
+    let heads: Vec<_> = lines
+        .iter()
+        .map(|l| tape.parse(l).expect("valid"))
+        .collect();
+    let mut schema = TableSchema::new("orders", None);
+    g.bench_function("flatten_tape", |b| {
+        b.iter(|| {
+            for (l, h) in lines.iter().zip(&heads) {
+                let r = tape.view(std::str::from_utf8(l).expect("text"), h);
+                black_box(flatten(
+                    &mut schema,
+                    &r,
                     &pos,
                     r.event_time_us,
                     settings.flatten,
@@ -93,8 +127,31 @@ fn stages(c: &mut Criterion) {
             let mut schema = TableSchema::new("orders", None);
             let mut chunk = Chunk::new();
             let mut batches = Vec::new();
+            let mut tape = Tape::default();
+            for l in &lines {
+                tape.clear();
+                let l = std::str::from_utf8(l).expect("text");
+                let h = tape.parse_str(l).expect("valid");
+                let r = tape.view(l, &h);
+                let row = flatten(&mut schema, &r, &pos, r.event_time_us, settings.flatten);
+                chunk.push(&schema, &row);
+                if chunk.rows() == ddb_lake::buffer::CHUNK_ROWS {
+                    batches.push(chunk.finish());
+                }
+            }
+            batches.push(chunk.finish());
+            black_box(batches)
+        })
+    });
+
+    g.bench_function("to_arrow_reference", |b| {
+        b.iter(|| {
+            let mut schema = TableSchema::new("orders", None);
+            let mut chunk = Chunk::new();
+            let mut batches = Vec::new();
             for l in &lines {
                 let r = parse_record(l).expect("valid");
+                let r = r.view();
                 let row = flatten(&mut schema, &r, &pos, r.event_time_us, settings.flatten);
                 chunk.push(&schema, &row);
                 if chunk.rows() == ddb_lake::buffer::CHUNK_ROWS {
@@ -110,7 +167,8 @@ fn stages(c: &mut Criterion) {
     let mut chunk = Chunk::new();
     let mut batches = Vec::new();
     for r in &records {
-        let row = flatten(&mut schema, r, &pos, r.event_time_us, settings.flatten);
+        let r = r.view();
+        let row = flatten(&mut schema, &r, &pos, r.event_time_us, settings.flatten);
         chunk.push(&schema, &row);
         if chunk.rows() == ddb_lake::buffer::CHUNK_ROWS {
             batches.push(chunk.finish());

@@ -11,11 +11,15 @@ pub mod attr;
 pub mod export;
 pub mod frame;
 pub mod record;
+pub mod tape;
+pub mod view;
 
 pub use attr::{AttrValue, Item};
 pub use export::{parse_export_line, ExportFormat, ExportMeta, ExportType};
 pub use frame::{Frame, Framer};
 pub use record::{parse_record, ChangeRecord, Operation};
+pub use tape::{Head, Tape, TapeMap};
+pub use view::{AttrView, MapView, RecordView, Shape};
 
 /// Why a record went to the error output. A closed set: it names folders under the error prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

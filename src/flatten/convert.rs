@@ -8,7 +8,7 @@ use std::fmt::Write;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 
-use crate::decode::AttrValue;
+use crate::decode::{AttrView, MapView, Shape};
 use crate::schema::{ColumnType, TimeFormat};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -56,53 +56,98 @@ impl Default for ConvertOptions {
 }
 
 /// Converts a value to a column type; `None` when it does not fit (the caller keeps it as text).
-pub fn convert<'a>(v: &AttrValue<'a>, ty: &ColumnType, o: ConvertOptions) -> Option<Cell<'a>> {
-    if matches!(v, AttrValue::Null) {
+pub fn convert<'a, V: AttrView<'a>>(v: V, ty: &ColumnType, o: ConvertOptions) -> Option<Cell<'a>> {
+    let shape = v.shape();
+    if matches!(shape, Shape::Null) {
         return Some(Cell::Null);
     }
-    Some(match (ty, v) {
-        (ColumnType::String, AttrValue::S(s) | AttrValue::N(s)) => Cell::Str(s.clone()),
-        (ColumnType::Bigint, AttrValue::N(n)) => Cell::I64(parse_int(n)?),
-        (ColumnType::Int, AttrValue::N(n)) => Cell::I32(parse_int(n)?.try_into().ok()?),
-        (ColumnType::Double, AttrValue::N(n)) => {
-            Cell::F64(n.parse::<f64>().ok().filter(|f| f.is_finite())?)
+    let set_kind = SetKind::of(&shape);
+    Some(match (ty, shape) {
+        (ColumnType::Json, _) => Cell::Str(Cow::Owned(to_json(v, o))),
+        (ColumnType::List(inner), Shape::L(items)) => {
+            Cell::List(items.map(|i| convert(i, inner, o)).collect::<Option<_>>()?)
         }
-        (ColumnType::Decimal { precision, scale }, AttrValue::N(n)) => {
-            Cell::Dec(parse_decimal(n, *precision, *scale)?)
-        }
-        (ColumnType::Boolean, AttrValue::Bool(b)) => Cell::Bool(*b),
-        (ColumnType::Timestamp(f), v) => Cell::Ts(time_us(v, *f)?),
-        (ColumnType::Date(f), v) => Cell::Date(days(time_us(v, *f)?)?),
-        (ColumnType::Binary, AttrValue::B(b)) => Cell::Bin(decode_binary(b, o)?),
-        (ColumnType::Json, v) => Cell::Str(Cow::Owned(to_json(v, o))),
-        (ColumnType::List(inner), AttrValue::L(items)) => Cell::List(
-            items
-                .iter()
-                .map(|i| convert(i, inner, o))
-                .collect::<Option<_>>()?,
-        ),
-        (ColumnType::List(inner), AttrValue::Ss(_) | AttrValue::Ns(_) | AttrValue::Bs(_)) => {
-            let scalar_tag = match v {
-                AttrValue::Ss(_) => AttrValue::S,
-                AttrValue::Ns(_) => AttrValue::N,
-                _ => AttrValue::B,
-            };
+        (ColumnType::List(inner), Shape::Ss(set) | Shape::Ns(set) | Shape::Bs(set)) => {
+            let kind = set_kind?;
             Cell::List(
-                sorted_set(v, o)
+                sorted_set(set, kind, o)
                     .into_iter()
-                    .map(|s| convert(&scalar_tag(s), inner, o))
+                    .map(|s| convert_scalar(kind.scalar(s), inner, o))
                     .collect::<Option<_>>()?,
             )
+        }
+        (ty, shape) => convert_scalar(shape, ty, o)?,
+    })
+}
+
+/// Converts a string, number, binary or boolean value (any other shape does not fit).
+fn convert_scalar<'a, M, L, S>(
+    v: Shape<'a, M, L, S>,
+    ty: &ColumnType,
+    o: ConvertOptions,
+) -> Option<Cell<'a>> {
+    Some(match (ty, v) {
+        (ColumnType::String, Shape::S(s) | Shape::N(s)) => Cell::Str(Cow::Borrowed(s)),
+        (ColumnType::Bigint, Shape::N(n)) => Cell::I64(parse_int(n)?),
+        (ColumnType::Int, Shape::N(n)) => Cell::I32(parse_int(n)?.try_into().ok()?),
+        (ColumnType::Double, Shape::N(n)) => {
+            Cell::F64(n.parse::<f64>().ok().filter(|f| f.is_finite())?)
+        }
+        (ColumnType::Decimal { precision, scale }, Shape::N(n)) => {
+            Cell::Dec(parse_decimal(n, *precision, *scale)?)
+        }
+        (ColumnType::Boolean, Shape::Bool(b)) => Cell::Bool(b),
+        (ColumnType::Timestamp(f), v) => Cell::Ts(time_us(v, *f)?),
+        (ColumnType::Date(f), v) => Cell::Date(days(time_us(v, *f)?)?),
+        (ColumnType::Binary, Shape::B(b)) => Cell::Bin(decode_binary(b, o)?),
+        // A set's member in a `list<json>` column.
+        (ColumnType::Json, Shape::S(s)) => Cell::Str(Cow::Owned(json_str(s))),
+        (ColumnType::Json, Shape::N(n)) => {
+            let mut out = String::new();
+            push_number(&mut out, n);
+            Cell::Str(Cow::Owned(out))
+        }
+        (ColumnType::Json, Shape::B(b)) => {
+            let mut out = String::new();
+            push_binary(&mut out, b, o);
+            Cell::Str(Cow::Owned(out))
         }
         _ => return None,
     })
 }
 
+/// Which kind of set: its members' scalar type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SetKind {
+    S,
+    N,
+    B,
+}
+
+impl SetKind {
+    fn of<M, L, S>(v: &Shape<'_, M, L, S>) -> Option<SetKind> {
+        match v {
+            Shape::Ss(_) => Some(SetKind::S),
+            Shape::Ns(_) => Some(SetKind::N),
+            Shape::Bs(_) => Some(SetKind::B),
+            _ => None,
+        }
+    }
+
+    fn scalar(self, s: &str) -> Shape<'_, (), (), ()> {
+        match self {
+            SetKind::S => Shape::S(s),
+            SetKind::N => Shape::N(s),
+            SetKind::B => Shape::B(s),
+        }
+    }
+}
+
 /// The type a value suggests for a new column; `None` for NULL (no type information).
-pub fn infer_type(v: &AttrValue, decimal_scale: u8) -> Option<ColumnType> {
-    Some(match v {
-        AttrValue::S(_) => ColumnType::String,
-        AttrValue::N(n) => {
+pub fn infer_type<'a, V: AttrView<'a>>(v: V, decimal_scale: u8) -> Option<ColumnType> {
+    Some(match v.shape() {
+        Shape::S(_) => ColumnType::String,
+        Shape::N(n) => {
             if parse_int(n).is_some() {
                 ColumnType::Bigint
             } else if parse_decimal(n, 38, decimal_scale).is_some() {
@@ -115,20 +160,20 @@ pub fn infer_type(v: &AttrValue, decimal_scale: u8) -> Option<ColumnType> {
                 ColumnType::String
             }
         }
-        AttrValue::B(_) => ColumnType::Binary,
-        AttrValue::Bool(_) => ColumnType::Boolean,
-        AttrValue::Null => return None,
-        AttrValue::M(_) | AttrValue::L(_) => ColumnType::Json,
-        AttrValue::Ss(_) | AttrValue::Ns(_) => ColumnType::List(Box::new(ColumnType::String)),
-        AttrValue::Bs(_) => ColumnType::List(Box::new(ColumnType::Binary)),
+        Shape::B(_) => ColumnType::Binary,
+        Shape::Bool(_) => ColumnType::Boolean,
+        Shape::Null => return None,
+        Shape::M(_) | Shape::L(_) => ColumnType::Json,
+        Shape::Ss(_) | Shape::Ns(_) => ColumnType::List(Box::new(ColumnType::String)),
+        Shape::Bs(_) => ColumnType::List(Box::new(ColumnType::Binary)),
     })
 }
 
 /// A value as text for a companion column: strings and numbers as they are, the rest as JSON.
-pub fn to_text<'a>(v: &AttrValue<'a>, o: ConvertOptions) -> Cow<'a, str> {
-    match v {
-        AttrValue::S(s) | AttrValue::N(s) | AttrValue::B(s) => s.clone(),
-        other => Cow::Owned(to_json(other, o)),
+pub fn to_text<'a, V: AttrView<'a>>(v: V, o: ConvertOptions) -> Cow<'a, str> {
+    match v.shape() {
+        Shape::S(s) | Shape::N(s) | Shape::B(s) => Cow::Borrowed(s),
+        _ => Cow::Owned(to_json(v, o)),
     }
 }
 
@@ -162,43 +207,47 @@ pub fn parse_decimal(text: &str, precision: u8, scale: u8) -> Option<i128> {
     {
         return None;
     }
-    // value = digits * 10^(exp - frac_len); wanted: unscaled = value * 10^scale.
-    let digits = format!("{int_part}{frac_part}");
-    let digits = digits.trim_start_matches('0');
-    let mut shift = exp.checked_sub(frac_part.len() as i32)? + scale as i32;
-    let mut digits = digits.to_string();
-    while shift < 0 {
-        // Dropping a digit is allowed only if it is a zero.
-        if digits.is_empty() {
-            break;
-        }
-        if !digits.ends_with('0') {
-            return None;
-        }
-        digits.pop();
-        shift += 1;
-    }
-    if digits.is_empty() {
+    // value = digits * 10^(exp - frac_len); wanted: unscaled = value * 10^scale. Computed
+    // without building the digit string (two allocations per number showed in the profile).
+    let digits = || int_part.bytes().chain(frac_part.bytes());
+    let leading = digits().take_while(|&b| b == b'0').count();
+    let significant = int_part.len() + frac_part.len() - leading;
+    if significant == 0 {
         return Some(0);
     }
-    if shift > 0 {
-        digits.extend(std::iter::repeat_n('0', shift as usize));
+    let mut shift = exp as i64 - frac_part.len() as i64 + scale as i64;
+    let mut keep = significant;
+    if shift < 0 {
+        // Dropping a digit is allowed only if it is a zero.
+        let trailing = digits().rev().take_while(|&b| b == b'0').count();
+        let drop = shift.unsigned_abs();
+        if drop > trailing as u64 {
+            return None;
+        }
+        keep -= drop as usize;
+        shift = 0;
     }
-    if digits.len() > precision as usize {
+    if keep as i64 + shift > precision as i64 {
         return None;
     }
-    let v: i128 = digits.parse().ok()?;
+    let mut v: i128 = 0;
+    for d in digits().skip(leading).take(keep) {
+        v = v.checked_mul(10)?.checked_add((d - b'0') as i128)?;
+    }
+    for _ in 0..shift {
+        v = v.checked_mul(10)?;
+    }
     Some(if negative { -v } else { v })
 }
 
 /// A number or text to microseconds since the epoch, as the column's format says.
-fn time_us(v: &AttrValue, format: TimeFormat) -> Option<i64> {
+fn time_us<M, L, S>(v: Shape<'_, M, L, S>, format: TimeFormat) -> Option<i64> {
     match (v, format) {
-        (AttrValue::S(s), TimeFormat::Auto | TimeFormat::Iso) => parse_time_us(s),
-        (AttrValue::N(n), TimeFormat::Auto) => epoch_us(n, None),
-        (AttrValue::N(n), TimeFormat::EpochSeconds) => epoch_us(n, Some(1_000_000)),
-        (AttrValue::N(n), TimeFormat::EpochMillis) => epoch_us(n, Some(1_000)),
-        (AttrValue::N(n), TimeFormat::EpochMicros) => epoch_us(n, Some(1)),
+        (Shape::S(s), TimeFormat::Auto | TimeFormat::Iso) => parse_time_us(s),
+        (Shape::N(n), TimeFormat::Auto) => epoch_us(n, None),
+        (Shape::N(n), TimeFormat::EpochSeconds) => epoch_us(n, Some(1_000_000)),
+        (Shape::N(n), TimeFormat::EpochMillis) => epoch_us(n, Some(1_000)),
+        (Shape::N(n), TimeFormat::EpochMicros) => epoch_us(n, Some(1)),
         _ => None,
     }
 }
@@ -253,31 +302,24 @@ fn decode_binary(text: &str, o: ConvertOptions) -> Option<Vec<u8>> {
 }
 
 /// Set members sorted: strings by bytes, numbers by value (ties by text), binary by bytes.
-fn sorted_set<'a>(v: &AttrValue<'a>, o: ConvertOptions) -> Vec<Cow<'a, str>> {
-    match v {
-        AttrValue::Ss(items) => {
-            let mut items = items.clone();
-            items.sort();
-            items
-        }
-        AttrValue::Ns(items) => {
-            let mut items = items.clone();
-            items.sort_by(|a, b| {
-                let (x, y) = (
-                    a.parse::<f64>().unwrap_or(f64::NAN),
-                    b.parse::<f64>().unwrap_or(f64::NAN),
-                );
-                x.total_cmp(&y).then_with(|| a.cmp(b))
-            });
-            items
-        }
-        AttrValue::Bs(items) => {
-            let mut items = items.clone();
-            items.sort_by_cached_key(|b| decode_binary(b, o).unwrap_or_default());
-            items
-        }
-        _ => Vec::new(),
+fn sorted_set<'a>(
+    members: impl Iterator<Item = &'a str>,
+    kind: SetKind,
+    o: ConvertOptions,
+) -> Vec<&'a str> {
+    let mut items: Vec<&'a str> = members.collect();
+    match kind {
+        SetKind::S => items.sort(),
+        SetKind::N => items.sort_by(|a, b| {
+            let (x, y) = (
+                a.parse::<f64>().unwrap_or(f64::NAN),
+                b.parse::<f64>().unwrap_or(f64::NAN),
+            );
+            x.total_cmp(&y).then_with(|| a.cmp(b))
+        }),
+        SetKind::B => items.sort_by_cached_key(|b| decode_binary(b, o).unwrap_or_default()),
     }
+    items
 }
 
 /// True if the text is a valid JSON number (DynamoDB's numbers always are; this guards output).
@@ -317,9 +359,41 @@ fn is_json_number(n: &str) -> bool {
     i == b.len()
 }
 
+/// Appends `s` as a JSON string, escaped as serde_json escapes (`"`, `\\`, and control
+/// characters: short forms where JSON has them, else `\u00xx`). Written here rather than through
+/// `serde_json::to_string`, whose new string per value showed in the profile; the test
+/// `escapes_as_serde_json_does` compares the two.
 fn push_json_str(out: &mut String, s: &str) {
-    // serde_json's escaping, written straight into the output.
-    out.push_str(&serde_json::to_string(s).expect("strings serialize"));
+    out.push('"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        plain = i + 1;
+        if short.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(short);
+        }
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_json_str(&mut out, s);
+    out
 }
 
 fn push_number(out: &mut String, n: &str) {
@@ -339,25 +413,27 @@ fn push_binary(out: &mut String, b: &str, o: ConvertOptions) {
 
 /// Plain JSON for a value: numbers as exact number literals, binary as base64 of the raw bytes,
 /// sets as sorted arrays.
-pub fn to_json(v: &AttrValue, o: ConvertOptions) -> String {
+pub fn to_json<'a, V: AttrView<'a>>(v: V, o: ConvertOptions) -> String {
     let mut out = String::new();
     write_json(v, &mut out, o);
     out
 }
 
 /// Like [`to_json`], but appends the JSON to `out`.
-pub fn write_json(v: &AttrValue, out: &mut String, o: ConvertOptions) {
-    match v {
-        AttrValue::S(s) => push_json_str(out, s),
-        AttrValue::N(n) => push_number(out, n),
-        AttrValue::B(b) => push_binary(out, b, o),
-        AttrValue::Bool(b) => {
+pub fn write_json<'a, V: AttrView<'a>>(v: V, out: &mut String, o: ConvertOptions) {
+    let shape = v.shape();
+    let kind = SetKind::of(&shape);
+    match shape {
+        Shape::S(s) => push_json_str(out, s),
+        Shape::N(n) => push_number(out, n),
+        Shape::B(b) => push_binary(out, b, o),
+        Shape::Bool(b) => {
             let _ = write!(out, "{b}");
         }
-        AttrValue::Null => out.push_str("null"),
-        AttrValue::M(m) => {
+        Shape::Null => out.push_str("null"),
+        Shape::M(m) => {
             out.push('{');
-            for (i, (k, v)) in m.0.iter().enumerate() {
+            for (i, (k, v)) in m.entries().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -367,9 +443,9 @@ pub fn write_json(v: &AttrValue, out: &mut String, o: ConvertOptions) {
             }
             out.push('}');
         }
-        AttrValue::L(items) => {
+        Shape::L(items) => {
             out.push('[');
-            for (i, v) in items.iter().enumerate() {
+            for (i, v) in items.enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -377,16 +453,17 @@ pub fn write_json(v: &AttrValue, out: &mut String, o: ConvertOptions) {
             }
             out.push(']');
         }
-        AttrValue::Ss(_) | AttrValue::Ns(_) | AttrValue::Bs(_) => {
+        Shape::Ss(set) | Shape::Ns(set) | Shape::Bs(set) => {
+            let kind = kind.expect("a set");
             out.push('[');
-            for (i, s) in sorted_set(v, o).iter().enumerate() {
+            for (i, s) in sorted_set(set, kind, o).into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                match v {
-                    AttrValue::Ss(_) => push_json_str(out, s),
-                    AttrValue::Ns(_) => push_number(out, s),
-                    _ => push_binary(out, s, o),
+                match kind {
+                    SetKind::S => push_json_str(out, s),
+                    SetKind::N => push_number(out, s),
+                    SetKind::B => push_binary(out, s, o),
                 }
             }
             out.push(']');
@@ -395,184 +472,5 @@ pub fn write_json(v: &AttrValue, out: &mut String, o: ConvertOptions) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decode::Item;
-    use proptest::prelude::*;
-
-    const O: ConvertOptions = ConvertOptions {
-        binary_decode_depth: 1,
-    };
-
-    #[test]
-    fn decimals_are_exact_or_refused() {
-        assert_eq!(parse_decimal("1.50", 10, 2), Some(150));
-        assert_eq!(parse_decimal("-1.5", 10, 2), Some(-150));
-        assert_eq!(parse_decimal("1E+3", 10, 2), Some(100_000));
-        assert_eq!(parse_decimal("2.5e-2", 10, 3), Some(25));
-        assert_eq!(parse_decimal("1.001", 10, 2), None);
-        assert_eq!(parse_decimal("1.000", 10, 2), Some(100));
-        assert_eq!(parse_decimal("123456789", 8, 0), None);
-        assert_eq!(parse_decimal("0", 1, 0), Some(0));
-        assert_eq!(parse_decimal("0.000", 3, 2), Some(0));
-        assert_eq!(parse_decimal("abc", 10, 2), None);
-        assert_eq!(parse_decimal("1e400", 38, 0), None);
-        assert_eq!(
-            parse_decimal("12345678901234567890123456789.123456789", 38, 9),
-            Some(12345678901234567890123456789123456789)
-        );
-    }
-
-    proptest! {
-        #![proptest_config(crate::test_support::proptest_config())]
-        #[test]
-        fn decimal_round_trips(v in -10i128.pow(20)..10i128.pow(20), scale in 0u8..10) {
-            let s = scale as u32;
-            let text = if s == 0 { v.to_string() } else {
-                let a = v.unsigned_abs();
-                let p = 10u128.pow(s);
-                format!("{}{}.{:0width$}", if v < 0 { "-" } else { "" }, a / p, a % p, width = s as usize)
-            };
-            prop_assert_eq!(parse_decimal(&text, 38, scale), Some(v));
-        }
-    }
-
-    #[test]
-    fn inference() {
-        let n = |s: &str| AttrValue::N(s.to_string().into());
-        assert_eq!(infer_type(&n("12"), 9), Some(ColumnType::Bigint));
-        assert_eq!(
-            infer_type(&n("1.25"), 9),
-            Some(ColumnType::Decimal {
-                precision: 38,
-                scale: 9
-            })
-        );
-        assert_eq!(infer_type(&n("1E+125"), 9), Some(ColumnType::String));
-        assert_eq!(
-            infer_type(&n("99999999999999999999"), 9)
-                .unwrap()
-                .to_string(),
-            "decimal(38,9)"
-        );
-        assert_eq!(infer_type(&AttrValue::Null, 9), None);
-    }
-
-    #[test]
-    fn conversions() {
-        let n = |s: &'static str| AttrValue::N(s.into());
-        assert_eq!(
-            convert(&n("42"), &ColumnType::Bigint, O),
-            Some(Cell::I64(42))
-        );
-        assert_eq!(convert(&n("4.2"), &ColumnType::Bigint, O), None);
-        assert_eq!(
-            convert(&AttrValue::S("x".into()), &ColumnType::Bigint, O),
-            None
-        );
-        assert_eq!(
-            convert(
-                &n("1795000000"),
-                &ColumnType::Timestamp(TimeFormat::Auto),
-                O
-            ),
-            Some(Cell::Ts(1_795_000_000_000_000))
-        );
-        assert_eq!(
-            convert(
-                &n("1795000000123"),
-                &ColumnType::Timestamp(TimeFormat::Auto),
-                O
-            ),
-            Some(Cell::Ts(1_795_000_000_123_000))
-        );
-        // An explicit unit reads small values that magnitude would misread.
-        assert_eq!(
-            convert(
-                &n("86400000"),
-                &ColumnType::Timestamp(TimeFormat::EpochMillis),
-                O
-            ),
-            Some(Cell::Ts(86_400_000_000))
-        );
-        assert_eq!(
-            convert(
-                &n("1.5"),
-                &ColumnType::Timestamp(TimeFormat::EpochSeconds),
-                O
-            ),
-            Some(Cell::Ts(1_500_000))
-        );
-        assert_eq!(
-            convert(&n("1795000000"), &ColumnType::Timestamp(TimeFormat::Iso), O),
-            None
-        );
-        assert_eq!(
-            convert(
-                &AttrValue::S("2026-11-22T03:00:00.5Z".into()),
-                &ColumnType::Timestamp(TimeFormat::Auto),
-                O
-            ),
-            Some(Cell::Ts(1_795_316_400_500_000))
-        );
-        assert_eq!(
-            convert(
-                &AttrValue::S("1970-01-03".into()),
-                &ColumnType::Date(TimeFormat::Auto),
-                O
-            ),
-            Some(Cell::Date(2))
-        );
-        assert_eq!(
-            convert(&AttrValue::B("AAEC".into()), &ColumnType::Binary, O),
-            Some(Cell::Bin(vec![0, 1, 2]))
-        );
-        // Twice-encoded binary with depth 2.
-        let twice = B64.encode(B64.encode([7u8, 8]));
-        assert_eq!(
-            convert(
-                &AttrValue::B(twice.into()),
-                &ColumnType::Binary,
-                ConvertOptions {
-                    binary_decode_depth: 2
-                }
-            ),
-            Some(Cell::Bin(vec![7, 8]))
-        );
-        assert_eq!(
-            convert(&AttrValue::B("!!".into()), &ColumnType::Binary, O),
-            None
-        );
-        let ns = AttrValue::Ns(vec!["10".into(), "9.5".into(), "-1".into()]);
-        assert_eq!(
-            convert(&ns, &ColumnType::List(Box::new(ColumnType::String)), O),
-            Some(Cell::List(vec![
-                Cell::Str("-1".into()),
-                Cell::Str("9.5".into()),
-                Cell::Str("10".into())
-            ]))
-        );
-        assert_eq!(
-            convert(&AttrValue::Null, &ColumnType::Bigint, O),
-            Some(Cell::Null)
-        );
-    }
-
-    #[test]
-    fn json_keeps_every_digit() {
-        let item: Item = serde_json::from_str(
-            r#"{"m":{"M":{"n":{"N":"12345678901234567890123456789012345678"},"s":{"S":"q\"x"},
-              "l":{"L":[{"BOOL":true},{"NULL":true},{"B":"AAE="}]},"ss":{"SS":["b","a"]}}}}"#,
-        )
-        .unwrap();
-        let json = to_json(item.get("m").unwrap(), O);
-        assert_eq!(
-            json,
-            r#"{"n":12345678901234567890123456789012345678,"s":"q\"x","l":[true,null,"AAE="],"ss":["a","b"]}"#
-        );
-        assert!(is_json_number("-1.5E+10"));
-        assert!(!is_json_number("01"));
-        assert!(!is_json_number("1."));
-        assert!(!is_json_number("NaN"));
-    }
-}
+#[path = "convert_tests.rs"]
+mod tests;

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use crate::decode::{
-    parse_export_line, parse_record, ChangeRecord, DecodeError, ExportMeta, Frame, Framer,
+    parse_export_line, parse_record, ChangeRecord, DecodeError, ExportMeta, Frame, Framer, Head,
+    Tape,
 };
 
 /// How a file's records are framed and parsed.
@@ -31,12 +32,27 @@ impl Parser {
     }
 }
 
+/// A record decoded by the fast decoder (its fields on the chunk's tape), or by the reference
+/// one (a tree borrowing from the frame's bytes, or why it could not be decoded).
+pub(super) enum Entry<'a> {
+    /// The record's fields on the tape, and its bytes (moved out of the frame: text, checked
+    /// once).
+    Fast(Head, String),
+    Slow(Result<ChangeRecord<'a>, DecodeError>),
+}
+
 /// Records parsed from a run of frames, borrowing from the frames' bytes.
 #[derive(yoke::Yokeable)]
-pub(super) struct Parsed<'a>(pub(super) Vec<Result<ChangeRecord<'a>, DecodeError>>);
+pub(super) struct Parsed<'a>(pub(super) Vec<Entry<'a>>);
+
+/// A run of frames, and the tape their fast-decoded records are on.
+pub(super) struct Cart {
+    pub(super) frames: Vec<Frame>,
+    pub(super) tape: Tape,
+}
 
 /// A run of frames with their parsed records, sent from the decoding thread to the reading one.
-pub(super) type ParsedChunk = yoke::Yoke<Parsed<'static>, Vec<Frame>>;
+pub(super) type ParsedChunk = yoke::Yoke<Parsed<'static>, Box<Cart>>;
 
 /// Frames per chunk, and bytes per chunk, handed from the decoding thread to the reading one.
 pub(super) const CHUNK_FRAMES: usize = 1024;
@@ -46,16 +62,52 @@ pub(super) const DECODE_AHEAD: usize = 4;
 
 /// Frames and parses a file's records on its own thread, so that parsing (about half of the
 /// reading side's work) runs beside flattening and buffering. Chunks arrive in input order.
+/// `fast`: change records go through the fast decoder first (the reading side needs no
+/// [`ChangeRecord`] of them: no filter is set).
 pub(super) fn decode_ahead(
     reader: Box<dyn std::io::BufRead + Send>,
     parser: Parser,
+    fast: bool,
     tx: std::sync::mpsc::SyncSender<std::io::Result<ParsedChunk>>,
     used: std::sync::mpsc::Receiver<ParsedChunk>,
 ) {
-    let parse = |frames: Vec<Frame>| {
-        yoke::Yoke::attach_to_cart(frames, |frames: &[Frame]| {
-            Parsed(frames.iter().map(|f| parser.parse(&f.bytes)).collect())
+    let fast = fast && matches!(parser, Parser::Change);
+    // Tapes of chunks the reading side is done with, reused: no allocation per chunk.
+    let mut tapes: Vec<Tape> = Vec::new();
+    let parse = |mut frames: Vec<Frame>, tapes: &mut Vec<Tape>| {
+        let mut tape = tapes.pop().unwrap_or_default();
+        tape.clear();
+        let mut fast_one = |f: &mut Frame| -> Option<(Head, String)> {
+            let text = String::from_utf8(std::mem::take(&mut f.bytes));
+            match text.map(|t| (tape.parse_str(&t), t)) {
+                Ok((Some(head), text)) => Some((head, text)),
+                Ok((None, text)) => {
+                    f.bytes = text.into_bytes();
+                    None
+                }
+                Err(e) => {
+                    f.bytes = e.into_bytes();
+                    None
+                }
+            }
+        };
+        let heads: Vec<Option<(Head, String)>> = frames
+            .iter_mut()
+            .map(|f| if fast { fast_one(f) } else { None })
+            .collect();
+        yoke::Yoke::attach_to_cart(Box::new(Cart { frames, tape }), |cart: &Cart| {
+            let entries = cart.frames.iter().zip(heads).map(|(f, head)| match head {
+                Some((h, text)) => Entry::Fast(h, text),
+                None => Entry::Slow(parser.parse(&f.bytes)),
+            });
+            Parsed(entries.collect())
         })
+    };
+    let recycle = |tapes: &mut Vec<Tape>| {
+        for chunk in used.try_iter() {
+            // The frames are freed here, by the thread that allocated them.
+            tapes.push(chunk.into_backing_cart().tape);
+        }
     };
     let mut frames = Vec::with_capacity(CHUNK_FRAMES);
     let mut bytes = 0;
@@ -69,17 +121,17 @@ pub(super) fn decode_ahead(
                 bytes += frame.bytes.len();
                 frames.push(frame);
                 if frames.len() == CHUNK_FRAMES || bytes >= CHUNK_BYTES {
-                    used.try_iter().for_each(drop);
+                    recycle(&mut tapes);
                     let full = std::mem::replace(&mut frames, Vec::with_capacity(CHUNK_FRAMES));
                     bytes = 0;
-                    if tx.send(Ok(parse(full))).is_err() {
+                    if tx.send(Ok(parse(full, &mut tapes))).is_err() {
                         return;
                     }
                 }
             }
             Err(e) => {
                 if !frames.is_empty() {
-                    let _ = tx.send(Ok(parse(std::mem::take(&mut frames))));
+                    let _ = tx.send(Ok(parse(std::mem::take(&mut frames), &mut tapes)));
                 }
                 let _ = tx.send(Err(e));
                 return;
@@ -87,6 +139,6 @@ pub(super) fn decode_ahead(
         }
     }
     if !frames.is_empty() {
-        let _ = tx.send(Ok(parse(frames)));
+        let _ = tx.send(Ok(parse(frames, &mut tapes)));
     }
 }
