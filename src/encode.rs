@@ -62,6 +62,12 @@ impl std::str::FromStr for Codec {
     }
 }
 
+/// Files of fewer rows than this are written uncompressed. Compressing a column chunk of a few
+/// values saves a few bytes, while the Parquet crate's zstd codec sets up a compressor and a
+/// decompressor for every column chunk: with thousands of small partitions that setup was a
+/// third of the whole run's time (docs/BENCHMARKS.md, "Many partitions").
+pub const SMALL_FILE_ROWS: usize = 256;
+
 /// Parquet writer settings (validated config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncodeOptions {
@@ -97,7 +103,18 @@ impl EncodeOptions {
     /// The Parquet writer properties for these settings (writer version 1.0, `created_by` naming
     /// this crate and version).
     pub fn properties(&self) -> WriterProperties {
-        let compression = match self.codec {
+        self.properties_for(usize::MAX)
+    }
+
+    /// The writer properties for a file of `rows` rows: a file of fewer than
+    /// [`SMALL_FILE_ROWS`] rows is written uncompressed.
+    pub fn properties_for(&self, rows: usize) -> WriterProperties {
+        let codec = if rows < SMALL_FILE_ROWS {
+            Codec::None
+        } else {
+            self.codec
+        };
+        let compression = match codec {
             Codec::Zstd(l) => Compression::ZSTD(ZstdLevel::try_new(l).expect("validated")),
             Codec::Snappy => Compression::SNAPPY,
             Codec::Gzip(l) => Compression::GZIP(GzipLevel::try_new(l).expect("validated")),
@@ -140,7 +157,9 @@ pub fn encode(
     batches: Vec<RecordBatch>,
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>, ParquetError> {
-    let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(opts.properties()))?;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    let props = opts.properties_for(rows);
+    let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(props))?;
     for b in batches {
         writer.write(&pad(&b, schema)?)?;
     }
@@ -189,5 +208,38 @@ mod tests {
         let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
         assert_eq!(batches[0].num_columns(), 2);
         assert_eq!(batches[0].column(1).null_count(), 2);
+    }
+
+    /// Files under `SMALL_FILE_ROWS` rows are uncompressed; larger ones use the configured codec.
+    #[test]
+    fn small_files_are_written_uncompressed() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let codec_of = |rows: usize, opts: &EncodeOptions| {
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from_iter_values(0..rows as i64))],
+            )
+            .unwrap();
+            let bytes = encode(&schema, vec![batch], opts).unwrap();
+            let meta = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+                .unwrap()
+                .metadata()
+                .clone();
+            meta.row_group(0).column(0).compression()
+        };
+        let zstd = EncodeOptions::default();
+        assert_eq!(
+            codec_of(SMALL_FILE_ROWS - 1, &zstd),
+            Compression::UNCOMPRESSED
+        );
+        assert!(matches!(
+            codec_of(SMALL_FILE_ROWS, &zstd),
+            Compression::ZSTD(_)
+        ));
+        let snappy = EncodeOptions {
+            codec: Codec::Snappy,
+            ..zstd
+        };
+        assert_eq!(codec_of(10_000, &snappy), Compression::SNAPPY);
     }
 }
