@@ -25,21 +25,6 @@ pub const CHUNK_ROWS: usize = 8192;
 /// their values (docs/BENCHMARKS.md, "Scaling and open partitions").
 pub const COLUMN_OVERHEAD: usize = 640;
 
-struct Column {
-    ty: ColumnType,
-    field: Field,
-    builder: Box<dyn ArrayBuilder>,
-}
-
-/// A builder with no preallocated capacity, so an open partition costs little until it has rows.
-fn empty_builder(ty: &ColumnType) -> Box<dyn ArrayBuilder> {
-    match ty {
-        ColumnType::String | ColumnType::Json => Box::new(StringBuilder::with_capacity(0, 0)),
-        ColumnType::Binary => Box::new(BinaryBuilder::with_capacity(0, 0)),
-        other => make_builder(&other.arrow(), 0),
-    }
-}
-
 macro_rules! downcast {
     ($b:expr, $t:ty) => {
         $b.as_any_mut()
@@ -48,7 +33,147 @@ macro_rules! downcast {
     };
 }
 
-/// Appends a cell (or a null) to a builder of type `ty`; returns the bytes the value takes.
+/// A column's builder, by type: appends go straight to the concrete builder (a downcast per
+/// value showed in the profile), lists through the boxed builder of their values.
+enum Builder {
+    Str(StringBuilder),
+    Bin(BinaryBuilder),
+    I64(Int64Builder),
+    I32(Int32Builder),
+    F64(Float64Builder),
+    Dec(Decimal128Builder),
+    Bool(BooleanBuilder),
+    Ts(TimestampMicrosecondBuilder),
+    Date(Date32Builder),
+    List(Box<dyn ArrayBuilder>),
+}
+
+impl Builder {
+    /// A builder with no preallocated capacity, so an open partition costs little until it has
+    /// rows.
+    fn new(ty: &ColumnType) -> Builder {
+        match ty {
+            ColumnType::String | ColumnType::Json => {
+                Builder::Str(StringBuilder::with_capacity(0, 0))
+            }
+            ColumnType::Binary => Builder::Bin(BinaryBuilder::with_capacity(0, 0)),
+            ColumnType::Bigint => Builder::I64(Int64Builder::with_capacity(0)),
+            ColumnType::Int => Builder::I32(Int32Builder::with_capacity(0)),
+            ColumnType::Double => Builder::F64(Float64Builder::with_capacity(0)),
+            ColumnType::Decimal { .. } => {
+                Builder::Dec(Decimal128Builder::with_capacity(0).with_data_type(ty.arrow()))
+            }
+            ColumnType::Boolean => Builder::Bool(BooleanBuilder::with_capacity(0)),
+            ColumnType::Timestamp(_) => Builder::Ts(
+                TimestampMicrosecondBuilder::with_capacity(0).with_data_type(ty.arrow()),
+            ),
+            ColumnType::Date(_) => Builder::Date(Date32Builder::with_capacity(0)),
+            ColumnType::List(_) => Builder::List(make_builder(&ty.arrow(), 0)),
+        }
+    }
+
+    fn append_nulls(&mut self, n: usize) {
+        match self {
+            Builder::Str(b) => b.append_nulls(n),
+            Builder::Bin(b) => b.append_nulls(n),
+            Builder::I64(b) => b.append_nulls(n),
+            Builder::I32(b) => b.append_nulls(n),
+            Builder::F64(b) => b.append_nulls(n),
+            Builder::Dec(b) => b.append_nulls(n),
+            Builder::Bool(b) => b.append_nulls(n),
+            Builder::Ts(b) => b.append_nulls(n),
+            Builder::Date(b) => b.append_nulls(n),
+            Builder::List(b) => downcast!(b, ListBuilder<Box<dyn ArrayBuilder>>).append_nulls(n),
+        }
+    }
+
+    /// Appends a cell (a null when it does not match the column's type); returns the bytes the
+    /// value takes (a null: [`null_bytes`]).
+    fn append(&mut self, ty: &ColumnType, cell: &Cell) -> usize {
+        match (self, cell) {
+            (Builder::Str(b), Cell::Str(s)) => {
+                b.append_value(s);
+                s.len() + 4
+            }
+            (Builder::Bin(b), Cell::Bin(v)) => {
+                b.append_value(v);
+                v.len() + 4
+            }
+            (Builder::I64(b), Cell::I64(v)) => {
+                b.append_value(*v);
+                8
+            }
+            (Builder::I32(b), Cell::I32(v)) => {
+                b.append_value(*v);
+                4
+            }
+            (Builder::F64(b), Cell::F64(v)) => {
+                b.append_value(*v);
+                8
+            }
+            (Builder::Dec(b), Cell::Dec(v)) => {
+                b.append_value(*v);
+                16
+            }
+            (Builder::Bool(b), Cell::Bool(v)) => {
+                b.append_value(*v);
+                1
+            }
+            (Builder::Ts(b), Cell::Ts(v)) => {
+                b.append_value(*v);
+                8
+            }
+            (Builder::Date(b), Cell::Date(v)) => {
+                b.append_value(*v);
+                4
+            }
+            (Builder::List(b), c) => append(b.as_mut(), ty, c),
+            (b, _) => {
+                b.append_nulls(1);
+                null_bytes(ty)
+            }
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Str(b) => Arc::new(b.finish()),
+            Builder::Bin(b) => Arc::new(b.finish()),
+            Builder::I64(b) => Arc::new(b.finish()),
+            Builder::I32(b) => Arc::new(b.finish()),
+            Builder::F64(b) => Arc::new(b.finish()),
+            Builder::Dec(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Ts(b) => Arc::new(b.finish()),
+            Builder::Date(b) => Arc::new(b.finish()),
+            Builder::List(b) => b.finish(),
+        }
+    }
+}
+
+/// The bytes a null takes in a column of type `ty`, as [`append`] counts it.
+fn null_bytes(ty: &ColumnType) -> usize {
+    match ty {
+        ColumnType::String | ColumnType::Json | ColumnType::Binary | ColumnType::List(_) => 4,
+        ColumnType::Bigint | ColumnType::Double | ColumnType::Timestamp(_) => 8,
+        ColumnType::Int | ColumnType::Date(_) => 4,
+        ColumnType::Decimal { .. } => 16,
+        ColumnType::Boolean => 1,
+    }
+}
+
+struct Column {
+    ty: ColumnType,
+    field: Field,
+    builder: Builder,
+    /// Values appended so far. The nulls of rows with no cell here are appended lazily, in one
+    /// call before the column's next value and at the end.
+    len: usize,
+    null_bytes: usize,
+}
+
+/// Appends a cell (or a null) to a list values' builder of type `ty`; returns the bytes the
+/// value takes.
 fn append(b: &mut dyn ArrayBuilder, ty: &ColumnType, cell: &Cell) -> usize {
     let null = matches!(cell, Cell::Null);
     match (ty, cell) {
@@ -145,8 +270,8 @@ pub struct Chunk {
     columns: Vec<Column>,
     rows: usize,
     bytes: usize,
-    /// For each column, the row count after it was last written (to find columns to null).
-    written: Vec<usize>,
+    /// The bytes a row of nulls takes in every column (a row is charged it for its missing cells).
+    null_row_bytes: usize,
 }
 
 impl Default for Chunk {
@@ -162,7 +287,7 @@ impl Chunk {
             columns: Vec::new(),
             rows: 0,
             bytes: 0,
-            written: Vec::new(),
+            null_row_bytes: 0,
         }
     }
 
@@ -171,36 +296,37 @@ impl Chunk {
         self.rows
     }
 
-    /// Bytes of values appended so far, plus `COLUMN_OVERHEAD` per column.
+    /// Bytes of values appended so far (nulls included), plus `COLUMN_OVERHEAD` per column.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// Appends a row; returns the bytes it added.
+    /// Appends a row; returns the bytes it added. A column with no cell in the row is null in it.
     pub fn push(&mut self, schema: &TableSchema, row: &Row) -> usize {
         while self.columns.len() < schema.len() {
             let col = &schema.columns()[self.columns.len()];
             let ty = col.ty.clone();
             let field = Field::new(&col.name, ty.arrow(), true);
-            let mut builder = empty_builder(&ty);
-            for _ in 0..self.rows {
-                append(builder.as_mut(), &ty, &Cell::Null);
-            }
-            self.columns.push(Column { ty, field, builder });
-            self.written.push(self.rows);
+            let null_bytes = null_bytes(&ty);
             self.bytes += COLUMN_OVERHEAD;
+            self.null_row_bytes += null_bytes;
+            self.columns.push(Column {
+                builder: Builder::new(&ty),
+                ty,
+                field,
+                len: 0,
+                null_bytes,
+            });
         }
-        let mut added = 0;
+        let mut added = self.null_row_bytes;
         for (col, cell) in &row.cells {
             let c = &mut self.columns[*col];
-            added += append(c.builder.as_mut(), &c.ty, cell);
-            self.written[*col] = self.rows + 1;
-        }
-        for (i, c) in self.columns.iter_mut().enumerate() {
-            if self.written[i] != self.rows + 1 {
-                added += append(c.builder.as_mut(), &c.ty, &Cell::Null);
-                self.written[i] = self.rows + 1;
+            if c.len < self.rows {
+                c.builder.append_nulls(self.rows - c.len);
             }
+            added += c.builder.append(&c.ty, cell);
+            added -= c.null_bytes;
+            c.len = self.rows + 1;
         }
         self.rows += 1;
         self.bytes += added;
@@ -209,10 +335,16 @@ impl Chunk {
 
     /// Finishes the rows into a batch holding this chunk's columns (a prefix of the table's).
     pub fn finish(&mut self) -> RecordBatch {
+        let rows = self.rows;
         let arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
-            .map(|c| c.builder.finish())
+            .map(|c| {
+                if c.len < rows {
+                    c.builder.append_nulls(rows - c.len);
+                }
+                c.builder.finish()
+            })
             .collect();
         let fields: Vec<Field> = self.columns.iter().map(|c| c.field.clone()).collect();
         let batch_schema = Arc::new(Schema::new(fields));
