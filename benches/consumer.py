@@ -9,6 +9,7 @@ visible. The table goes into docs/BENCHMARKS.md between the consumer markers.
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -24,6 +25,12 @@ def cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     ticks = sum(int(f) for f in fields[11:15])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu():
+    """User + system CPU seconds of this process's waited-for children so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def main():
@@ -56,12 +63,19 @@ def main():
     put_server = cpu_seconds(a.server_pid) - server_before
 
     lake = os.path.join(a.work, "lake")
-    server_before = cpu_seconds(a.server_pid)
+    server_before, lake_before = cpu_seconds(a.server_pid), children_cpu()
     secs, rss, cpu, out = timed([a.bin, "export", "--stream", name, "-o", lake, "--no-progress", "--json"])
     server_cpu = cpu_seconds(a.server_pid) - server_before
+    stream_cpu = children_cpu() - lake_before
     summary = json.loads(out)
     rows = sum(summary["rows_out"].values())
     assert rows == a.records, f"read {rows} of {a.records} records"
+    # The same records from a file: the per-record CPU the stream path is compared with.
+    file_lake, file_before = os.path.join(a.work, "lake-file"), children_cpu()
+    fsecs, frss, fcpu, fout = timed([a.bin, "export", "-i", inp, "-o", file_lake, "--no-progress", "--json"])
+    file_cpu = children_cpu() - file_before
+    assert sum(json.loads(fout)["rows_out"].values()) == a.records
+    per_m = lambda c: c / a.records * 1e6  # noqa: E731
 
     lines_out = [
         f"{a.records:,} records ({mb:,.0f} MB) on {a.shards} shards of kinesis-mock 0.6.2 (kinesis-local), on loopback, same machine.",
@@ -69,7 +83,10 @@ def main():
         "| step | time | records/s | MB/s | ddb-lake CPU | server CPU |",
         "|---|---|---|---|---|---|",
         f"| fill: PutRecords, 500 per call (boto3) | {put_secs:.1f} s | {a.records / put_secs:,.0f} | {mb / put_secs:,.1f} | - | {put_server:.1f} s ({put_server / put_secs:.0%}) |",
-        f"| read: `ddb-lake export --stream` | {secs:.1f} s | {a.records / secs:,.0f} | {mb / secs:,.1f} | {cpu * secs / 100:.1f} s ({cpu}%), peak RSS {rss / 2**20:,.0f} MiB | {server_cpu:.1f} s ({server_cpu / secs:.0%}) |",
+        f"| read: `ddb-lake export --stream` | {secs:.1f} s | {a.records / secs:,.0f} | {mb / secs:,.1f} | {stream_cpu:.2f} s ({cpu}%), peak RSS {rss / 2**20:,.0f} MiB | {server_cpu:.1f} s ({server_cpu / secs:.0%}) |",
+        f"| the same records from a file: `ddb-lake export -i` | {fsecs:.1f} s | {a.records / fsecs:,.0f} | {mb / fsecs:,.1f} | {file_cpu:.2f} s ({fcpu}%), peak RSS {frss / 2**20:,.0f} MiB | - |",
+        "",
+        f"ddb-lake's CPU per million records (user + system, the server's excluded): {per_m(stream_cpu):.1f} s reading the stream, {per_m(file_cpu):.1f} s reading the file: the stream path costs {stream_cpu / file_cpu:.2f}x the file path per record.",
     ]
     table = "\n".join(lines_out)
     print(table)

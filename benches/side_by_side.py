@@ -14,7 +14,10 @@ inferred, so no tool is asked for less than another) plus the operation, event i
             write_parquet(partition_by=...)
 
 Each runs as its own process, with the same thread count, measured by /usr/bin/time -v (wall
-time, peak RSS). Row counts of every output are checked with DuckDB.
+time, peak RSS). Row counts of every output are checked with DuckDB. Output size is reported
+whole and for the shared columns only (the attribute columns plus operation, event id and event
+time, summed from the Parquet footers' column chunk sizes), so that ddb-lake's extra cdc_*
+columns do not count against it: the same rows and columns, compared.
 """
 import argparse
 import json
@@ -235,6 +238,25 @@ out_df.write_parquet(out, compression="zstd", partition_by=["year", "month", "da
 '''
 
 
+def shared_bytes(folder, names):
+    """Compressed bytes of the columns named `names` in every Parquet file under folder, from the
+    files' footers: the same columns compared across tools, whatever else each one writes."""
+    import pyarrow.parquet as pq
+    total = 0
+    for root, _, files in os.walk(folder):
+        for f in files:
+            if not f.endswith(".parquet"):
+                continue
+            meta = pq.ParquetFile(os.path.join(root, f)).metadata
+            for g in range(meta.num_row_groups):
+                rg = meta.row_group(g)
+                for c in range(rg.num_columns):
+                    col = rg.column(c)
+                    if col.path_in_schema.split(".")[0] in names:
+                        total += col.total_compressed_size
+    return total
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=1_000_000)
@@ -270,37 +292,40 @@ def main():
             results[tool] = timed([py, "-c", POLARS, inp, outs[tool], json.dumps(cols)], env)
     floors = []
     if a.floor:
-        for t in sorted({1, a.threads}):
-            secs, rss, cpu, out = timed([a.floor, inp, str(t)])
-            floors.append((t, json.loads(out)["seconds"], rss, cpu))
+        for parser in ("serde", "tape"):
+            for t in sorted({1, a.threads}):
+                secs, rss, cpu, out = timed([a.floor, inp, str(t), parser])
+                floors.append((parser, t, json.loads(out)["seconds"], rss, cpu))
     import duckdb
     lines = [
         f"Input: {a.records:,} records, {mb:,.0f} MB (`ddb-lake generate --seed 7 --hours 24`); {a.threads} threads for every tool; {len(cols)} attribute columns + operation, event id, event time; zstd; Hive hour folders.",
         "",
-        "| tool | time | records/s | MB/s | CPU | peak RSS | output | rows | ddb-lake faster by |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| tool | time | records/s | MB/s | CPU | peak RSS | output | the shared columns | bytes/row, shared columns | rows | ddb-lake faster by |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    shared_names = {c[0] for c in cols} | {"cdc_operation", "cdc_event_id", "cdc_event_time"}
     base = a.records / results["ddb-lake"][0]
     for tool, (secs, rss, cpu, _) in results.items():
         out = outs.get(tool, lake)
         rows = duckdb.execute(f"SELECT count(*) FROM read_parquet('{out}/**/*.parquet')").fetchone()[0]
         rate = a.records / secs
+        shared = shared_bytes(out, shared_names)
         lines.append(
-            f"| {tool} | {secs:.1f} s | {rate:,.0f} | {mb / secs:,.1f} | {cpu}% | {rss / 2**20:,.0f} MiB | {du(out) / 2**20:,.1f} MiB | {rows:,} | {base / rate:.1f}x |"
+            f"| {tool} | {secs:.1f} s | {rate:,.0f} | {mb / secs:,.1f} | {cpu}% | {rss / 2**20:,.0f} MiB | {du(out) / 2**20:,.1f} MiB | {shared / 2**20:,.1f} MiB | {shared / max(rows, 1):,.1f} | {rows:,} | {base / rate:.1f}x |"
         )
         if rows != a.records:
-            lines.append(f"| ^ row count differs from the input ({a.records:,}) | | | | | | | | |")
+            lines.append(f"| ^ row count differs from the input ({a.records:,}) | | | | | | | | | | |")
     if floors:
         lake_secs = results["ddb-lake"][0]
         lines += [
             "",
-            "Parse-only floor (`benches/floor.rs`: read every line and parse it with serde_json into `IgnoredAny`; nothing built, nothing written):",
+            "Parse-only floors (`benches/floor.rs`: read every line and parse it, nothing flattened or written; `serde`: serde_json into `IgnoredAny`; `tape`: ddb-lake's fast decoder, the parser the pipeline uses):",
             "",
-            "| threads | time | records/s | MB/s | CPU | ddb-lake's time / floor |",
-            "|---|---|---|---|---|---|",
+            "| parser | threads | time | records/s | MB/s | CPU | ddb-lake's time / floor |",
+            "|---|---|---|---|---|---|---|",
         ]
-        for t, secs, rss, cpu in floors:
-            lines.append(f"| {t} | {secs:.2f} s | {a.records / secs:,.0f} | {mb / secs:,.0f} | {cpu}% | {lake_secs / secs:.1f}x |")
+        for parser, t, secs, rss, cpu in floors:
+            lines.append(f"| {parser} | {t} | {secs:.2f} s | {a.records / secs:,.0f} | {mb / secs:,.0f} | {cpu}% | {lake_secs / secs:.1f}x |")
     table = "\n".join(lines)
     print(table)
     if a.doc:

@@ -14,7 +14,6 @@ use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
 
 use crate::encode::{pad, EncodeOptions};
 use crate::item::key::KeyColumns;
@@ -120,7 +119,7 @@ pub(crate) struct Merger {
     schema: SchemaRef,
     key: Option<KeyColumns>,
     cursors: Vec<Cursor>,
-    props: WriterProperties,
+    opts: EncodeOptions,
     /// Rows of a merged batch left over when a file was cut in its middle.
     leftover: Option<RecordBatch>,
 }
@@ -145,7 +144,7 @@ impl Merger {
             schema,
             key,
             cursors: Vec::new(),
-            props: opts.properties(),
+            opts,
             leftover: None,
         };
         for run in runs {
@@ -270,7 +269,8 @@ impl Merger {
                 None => w.insert(ArrowWriter::try_new(
                     Vec::new(),
                     Arc::clone(&self.schema),
-                    Some(self.props.clone()),
+                    // Encodings chosen from the file's first rows, as for every other file.
+                    Some(self.opts.properties_for(rows_per_file, Some(&now))),
                 )?),
             };
             rows += now.num_rows();
