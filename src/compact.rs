@@ -14,6 +14,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
 
 use crate::encode::{pad, EncodeOptions};
 use crate::item::key::KeyColumns;
@@ -120,6 +121,8 @@ pub(crate) struct Merger {
     key: Option<KeyColumns>,
     cursors: Vec<Cursor>,
     opts: EncodeOptions,
+    /// The writer properties of every file, chosen from the first file's first batch.
+    props: Option<WriterProperties>,
     /// Rows of a merged batch left over when a file was cut in its middle.
     leftover: Option<RecordBatch>,
 }
@@ -145,6 +148,7 @@ impl Merger {
             key,
             cursors: Vec::new(),
             opts,
+            props: None,
             leftover: None,
         };
         for run in runs {
@@ -269,8 +273,16 @@ impl Merger {
                 None => w.insert(ArrowWriter::try_new(
                     Vec::new(),
                     Arc::clone(&self.schema),
-                    // Encodings chosen from the file's first rows, as for every other file.
-                    Some(self.opts.properties_for(rows_per_file, Some(&now))),
+                    // Encodings chosen once, from the hour's first rows: every file of a
+                    // compaction (and of its redo) is written alike.
+                    Some(
+                        self.props
+                            .get_or_insert_with(|| {
+                                self.opts
+                                    .properties_for(usize::MAX, std::slice::from_ref(&now))
+                            })
+                            .clone(),
+                    ),
                 )?),
             };
             rows += now.num_rows();

@@ -110,13 +110,13 @@ impl EncodeOptions {
     /// The Parquet writer properties for these settings (writer version 1.0, `created_by` naming
     /// this crate and version).
     pub fn properties(&self) -> WriterProperties {
-        self.properties_for(usize::MAX, None)
+        self.properties_for(usize::MAX, &[])
     }
 
-    /// The writer properties for a file of `rows` rows whose first batch is `first`: a file of
+    /// The writer properties for a file of `rows` rows that start with `batches`: a file of
     /// fewer than [`SMALL_FILE_ROWS`] rows is written uncompressed, and a column whose first
-    /// values are mostly distinct is written without a dictionary.
-    pub fn properties_for(&self, rows: usize, first: Option<&RecordBatch>) -> WriterProperties {
+    /// values (across the batches) are mostly distinct is written without a dictionary.
+    pub fn properties_for(&self, rows: usize, batches: &[RecordBatch]) -> WriterProperties {
         let codec = if rows < SMALL_FILE_ROWS {
             Codec::None
         } else {
@@ -129,9 +129,11 @@ impl EncodeOptions {
             Codec::None => Compression::UNCOMPRESSED,
         };
         let mut builder = WriterProperties::builder();
-        if let (true, Some(batch)) = (self.dictionary, first) {
-            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-                if dictionary_pays(column.as_ref()) == Some(false) {
+        let widest = batches.iter().max_by_key(|b| b.num_columns());
+        if let (true, Some(widest)) = (self.dictionary, widest) {
+            for (c, field) in widest.schema().fields().iter().enumerate() {
+                let parts = batches.iter().filter_map(|b| b.columns().get(c));
+                if dictionary_pays(parts) == Some(false) {
                     let path = ColumnPath::new(vec![field.name().clone()]);
                     builder = builder.set_column_dictionary_enabled(path, false);
                 }
@@ -164,37 +166,46 @@ const DICTIONARY_MIN_VALUES: usize = 64;
 /// dictionary-encoding until its dictionary page is full (docs/BENCHMARKS.md).
 const DICTIONARY_RATIO: usize = 8;
 
-/// Whether a dictionary pays for this column, from its first values: `None` for too few values
-/// or a type never dictionary-encoded here (booleans, lists).
-fn dictionary_pays(column: &dyn Array) -> Option<bool> {
-    let n = column.len().min(DICTIONARY_SAMPLE);
-    let distinct = |hash: &dyn Fn(usize) -> u64| {
-        let mut seen = FxHashSet::default();
-        let mut values = 0;
-        for i in (0..n).filter(|&i| column.is_valid(i)) {
-            values += 1;
-            seen.insert(hash(i));
-        }
-        (values >= DICTIONARY_MIN_VALUES).then(|| seen.len() * DICTIONARY_RATIO <= values)
-    };
+/// Whether a dictionary pays for a column, from its first values across its parts (the column
+/// in each batch, in order): `None` for too few values or a type never dictionary-encoded here
+/// (booleans, lists).
+fn dictionary_pays<'a>(parts: impl Iterator<Item = &'a ArrayRef>) -> Option<bool> {
     let h = FxBuildHasher;
-    match column.data_type() {
-        DataType::Utf8 => distinct(&|i| h.hash_one(column.as_string::<i32>().value(i))),
-        DataType::Binary => distinct(&|i| h.hash_one(column.as_binary::<i32>().value(i))),
-        DataType::Int64 => distinct(&|i| h.hash_one(column.as_primitive::<Int64Type>().value(i))),
-        DataType::Int32 => distinct(&|i| h.hash_one(column.as_primitive::<Int32Type>().value(i))),
-        DataType::Date32 => distinct(&|i| h.hash_one(column.as_primitive::<Date32Type>().value(i))),
-        DataType::Float64 => {
-            distinct(&|i| h.hash_one(column.as_primitive::<Float64Type>().value(i).to_bits()))
+    let mut seen = FxHashSet::default();
+    let (mut values, mut scanned) = (0, 0);
+    for column in parts {
+        let n = column.len().min(DICTIONARY_SAMPLE - scanned);
+        let mut sample = |hash: &dyn Fn(usize) -> u64| {
+            for i in (0..n).filter(|&i| column.is_valid(i)) {
+                values += 1;
+                seen.insert(hash(i));
+            }
+        };
+        match column.data_type() {
+            DataType::Utf8 => sample(&|i| h.hash_one(column.as_string::<i32>().value(i))),
+            DataType::Binary => sample(&|i| h.hash_one(column.as_binary::<i32>().value(i))),
+            DataType::Int64 => sample(&|i| h.hash_one(column.as_primitive::<Int64Type>().value(i))),
+            DataType::Int32 => sample(&|i| h.hash_one(column.as_primitive::<Int32Type>().value(i))),
+            DataType::Date32 => {
+                sample(&|i| h.hash_one(column.as_primitive::<Date32Type>().value(i)))
+            }
+            DataType::Float64 => {
+                sample(&|i| h.hash_one(column.as_primitive::<Float64Type>().value(i).to_bits()))
+            }
+            DataType::Decimal128(..) => {
+                sample(&|i| h.hash_one(column.as_primitive::<Decimal128Type>().value(i)))
+            }
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                sample(&|i| h.hash_one(column.as_primitive::<TimestampMicrosecondType>().value(i)))
+            }
+            _ => return None,
         }
-        DataType::Decimal128(..) => {
-            distinct(&|i| h.hash_one(column.as_primitive::<Decimal128Type>().value(i)))
+        scanned += n;
+        if scanned == DICTIONARY_SAMPLE {
+            break;
         }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            distinct(&|i| h.hash_one(column.as_primitive::<TimestampMicrosecondType>().value(i)))
-        }
-        _ => None,
     }
+    (values >= DICTIONARY_MIN_VALUES).then(|| seen.len() * DICTIONARY_RATIO <= values)
 }
 
 /// Extends a batch holding a prefix of the table's columns with null columns for the rest.
@@ -218,7 +229,7 @@ pub fn encode(
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>, ParquetError> {
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
-    let props = opts.properties_for(rows, batches.first());
+    let props = opts.properties_for(rows, &batches);
     let mut writer = ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(props))?;
     for b in batches {
         writer.write(&pad(&b, schema)?)?;
@@ -304,6 +315,21 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(dictionary(&EncodeOptions::default()), [false, true]);
+        // Decided on the first values across batches, not on a short first batch alone.
+        let split = encode(
+            &schema,
+            vec![batch.slice(0, 30), batch.slice(30, 1970)],
+            &EncodeOptions::default(),
+        )
+        .unwrap();
+        let meta = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(split))
+            .unwrap()
+            .metadata()
+            .clone();
+        let unique = meta.row_group(0).column(0);
+        assert!(!unique
+            .encodings()
+            .any(|e| e == parquet::basic::Encoding::RLE_DICTIONARY));
         let off = EncodeOptions {
             dictionary: false,
             ..EncodeOptions::default()

@@ -100,6 +100,35 @@ struct Flattener<'s, 'a, 'm: 'a, M: MapView<'m>> {
     path: Vec<&'a str>,
     /// (image, path, value) of values with no column.
     unmapped: Vec<(Image, Vec<&'a str>, M::Value)>,
+    /// Columns the row has a cell for.
+    filled: ColumnSet,
+}
+
+/// A set of column indexes, without an allocation for the first 256 columns.
+#[derive(Default)]
+struct ColumnSet {
+    first: [u64; 4],
+    more: Vec<u64>,
+}
+
+impl ColumnSet {
+    /// Adds `col`; false when it was already in.
+    fn insert(&mut self, col: usize) -> bool {
+        let (word, bit) = (col / 64, 1u64 << (col % 64));
+        let w = match self.first.get_mut(word) {
+            Some(w) => w,
+            None => {
+                let i = word - self.first.len();
+                if self.more.len() <= i {
+                    self.more.resize(i + 1, 0);
+                }
+                &mut self.more[i]
+            }
+        };
+        let fresh = *w & bit == 0;
+        *w |= bit;
+        fresh
+    }
 }
 
 impl<'a, 'm: 'a, M: MapView<'m>> Flattener<'_, 'a, 'm, M> {
@@ -151,15 +180,18 @@ impl<'a, 'm: 'a, M: MapView<'m>> Flattener<'_, 'a, 'm, M> {
             return;
         };
         let ty = &self.schema.columns()[col].ty;
+        // A name given twice in one map finds its column filled: the later value goes to
+        // `cdc_unmapped` (a row holds one value per column).
         match convert::convert(value, ty, self.opts.convert) {
-            Some(cell) => self.row.cells.push((col, cell)),
+            Some(cell) if self.filled.insert(col) => self.row.cells.push((col, cell)),
+            Some(_) => self.unmapped.push((image, self.path.clone(), value)),
             None => match self.schema.companion(col, self.opts.max_columns) {
-                Some(comp) => {
+                Some(comp) if self.filled.insert(comp) => {
                     self.row.mismatched.push(col);
                     let text = convert::to_text(value, self.opts.convert);
                     self.row.cells.push((comp, Cell::Str(text)));
                 }
-                None => self.unmapped.push((image, self.path.clone(), value)),
+                _ => self.unmapped.push((image, self.path.clone(), value)),
             },
         }
     }
@@ -248,6 +280,7 @@ pub fn flatten<'a, 'm: 'a, M: MapView<'m>>(
         },
         path: Vec::with_capacity(8),
         unmapped: Vec::new(),
+        filled: ColumnSet::default(),
     };
     let image = match rec.operation {
         Operation::Remove => rec.old_image,
@@ -546,6 +579,37 @@ mod tests {
         let r = parse_record(text.as_bytes()).unwrap();
         let row = flatten(&mut s, &r.view(), &Position::default(), 0, o);
         assert_eq!(row.too_long, s.column_index("b"));
+    }
+
+    /// A name given twice in one map: one cell per column (two made the builders' columns of
+    /// unequal length and the batch failed), the later value in `cdc_unmapped`.
+    #[test]
+    fn a_name_given_twice_keeps_one_cell_per_column() {
+        let text = rec(
+            r#"{"Id":{"S":"k1"},"A":{"S":"first"},"A":{"S":"second"},"N":{"N":"1"},"N":{"S":"x"},"N":{"S":"y"}}"#,
+            "INSERT",
+            None,
+        );
+        let r = parse_record(text.as_bytes()).unwrap();
+        let mut s = TableSchema::new("T", None);
+        let row = flatten(
+            &mut s,
+            &r.view(),
+            &Position::default(),
+            0,
+            FlattenOptions::default(),
+        );
+        let mut cols: Vec<_> = row.cells.iter().map(|(c, _)| *c).collect();
+        cols.sort();
+        cols.dedup();
+        assert_eq!(cols.len(), row.cells.len(), "one cell per column");
+        assert_eq!(col(&s, &row, "a"), Some(Cell::Str("first".into())));
+        assert_eq!(col(&s, &row, "n"), Some(Cell::I64(1)));
+        assert_eq!(col(&s, &row, "n_str"), Some(Cell::Str("x".into())));
+        assert_eq!(
+            col(&s, &row, "cdc_unmapped"),
+            Some(Cell::Str(r#"{"NewImage":{"A":"second","N":"y"}}"#.into()))
+        );
     }
 
     #[test]

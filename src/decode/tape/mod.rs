@@ -118,6 +118,10 @@ impl Tape {
     /// Like [`Tape::parse`], for a record already known to be text.
     pub fn parse_str(&mut self, doc: &str) -> Option<Head> {
         let (nodes, text) = (self.nodes.len(), self.text.len());
+        // Positions are kept in 32 bits: larger records go to the reference decoder.
+        if doc.len() > u32::MAX as usize - text {
+            return None;
+        }
         let head = self.record(doc);
         if head.is_none() {
             self.nodes.truncate(nodes);
