@@ -101,15 +101,9 @@ fn convert_scalar<'a, M, L, S>(
         (ColumnType::Date(f), v) => Cell::Date(days(time_us(v, *f)?)?),
         (ColumnType::Binary, Shape::B(b)) => Cell::Bin(decode_binary(b, o)?),
         // A set's member in a `list<json>` column.
-        (ColumnType::Json, Shape::S(s)) => Cell::Str(Cow::Owned(json_str(s))),
-        (ColumnType::Json, Shape::N(n)) => {
+        (ColumnType::Json, v @ (Shape::S(_) | Shape::N(_) | Shape::B(_))) => {
             let mut out = String::new();
-            push_number(&mut out, n);
-            Cell::Str(Cow::Owned(out))
-        }
-        (ColumnType::Json, Shape::B(b)) => {
-            let mut out = String::new();
-            push_binary(&mut out, b, o);
+            write_scalar(v, &mut out, o);
             Cell::Str(Cow::Owned(out))
         }
         _ => return None,
@@ -363,7 +357,7 @@ fn is_json_number(n: &str) -> bool {
 /// characters: short forms where JSON has them, else `\u00xx`). Written here rather than through
 /// `serde_json::to_string`, whose new string per value showed in the profile; the test
 /// `escapes_as_serde_json_does` compares the two.
-fn push_json_str(out: &mut String, s: &str) {
+pub(super) fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
     let mut plain = 0;
     for (i, b) in s.bytes().enumerate() {
@@ -388,12 +382,6 @@ fn push_json_str(out: &mut String, s: &str) {
     }
     out.push_str(&s[plain..]);
     out.push('"');
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    push_json_str(&mut out, s);
-    out
 }
 
 fn push_number(out: &mut String, n: &str) {
@@ -424,13 +412,6 @@ pub fn write_json<'a, V: AttrView<'a>>(v: V, out: &mut String, o: ConvertOptions
     let shape = v.shape();
     let kind = SetKind::of(&shape);
     match shape {
-        Shape::S(s) => push_json_str(out, s),
-        Shape::N(n) => push_number(out, n),
-        Shape::B(b) => push_binary(out, b, o),
-        Shape::Bool(b) => {
-            let _ = write!(out, "{b}");
-        }
-        Shape::Null => out.push_str("null"),
         Shape::M(m) => {
             out.push('{');
             for (i, (k, v)) in m.entries().enumerate() {
@@ -460,14 +441,25 @@ pub fn write_json<'a, V: AttrView<'a>>(v: V, out: &mut String, o: ConvertOptions
                 if i > 0 {
                     out.push(',');
                 }
-                match kind {
-                    SetKind::S => push_json_str(out, s),
-                    SetKind::N => push_number(out, s),
-                    SetKind::B => push_binary(out, s, o),
-                }
+                write_scalar(kind.scalar(s), out, o);
             }
             out.push(']');
         }
+        scalar => write_scalar(scalar, out, o),
+    }
+}
+
+/// Appends the JSON of a string, number, binary, boolean or null (nothing for a container).
+fn write_scalar<M, L, S>(v: Shape<'_, M, L, S>, out: &mut String, o: ConvertOptions) {
+    match v {
+        Shape::S(s) => push_json_str(out, s),
+        Shape::N(n) => push_number(out, n),
+        Shape::B(b) => push_binary(out, b, o),
+        Shape::Bool(b) => {
+            let _ = write!(out, "{b}");
+        }
+        Shape::Null => out.push_str("null"),
+        Shape::M(_) | Shape::L(_) | Shape::Ss(_) | Shape::Ns(_) | Shape::Bs(_) => {}
     }
 }
 

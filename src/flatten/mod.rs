@@ -235,7 +235,7 @@ fn write_tree<'a, V: AttrView<'a>>(entries: &[(&[&str], V)], out: &mut String, o
             out.push(',');
         }
         first = false;
-        out.push_str(&serde_json::to_string(key).expect("strings serialize"));
+        convert::push_json_str(out, key);
         out.push(':');
         let group = &entries[i..group_end];
         if group.len() == 1 && group[0].0.len() == 1 {

@@ -182,9 +182,6 @@ impl Tape {
                 return None; // A duplicate field: the reference decoder refuses it.
             }
         }
-        for i in [f.event_name, f.event_id, f.table_name, f.arn] {
-            t.opt_str(i)?;
-        }
         let ttl_delete = match f.identity.filter(|&i| t.kind(i) != Kind::Null) {
             Some(i) => t.ttl_identity(i)?,
             None => false,

@@ -347,7 +347,7 @@ impl<'a> Intake<'a> {
     }
 
     /// Flattens and buffers one record the reference decoder decoded from `raw` (or rejects it).
-    pub(super) fn decoded(
+    fn decoded(
         &mut self,
         raw: &[u8],
         decoded: Result<&ChangeRecord<'_>, &DecodeError>,
