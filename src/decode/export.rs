@@ -60,6 +60,18 @@ pub struct ExportMeta {
     pub keys: Option<Vec<String>>,
 }
 
+impl ExportMeta {
+    /// What an incremental export's change did, by which images it has.
+    pub(crate) fn operation(&self, new_image: bool, old_image: bool) -> Operation {
+        match (new_image, old_image) {
+            (false, _) => Operation::Remove,
+            (true, true) => Operation::Modify,
+            (true, false) if self.new_images_only => Operation::Modify,
+            (true, false) => Operation::Insert,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct JsonLine<'a> {
@@ -180,12 +192,7 @@ fn assemble<'a>(p: Parts<'a>, meta: &ExportMeta) -> Result<ChangeRecord<'a>, Dec
             let keys = p
                 .keys
                 .ok_or_else(|| invalid("an incremental export's line without `Keys`".into()))?;
-            let operation = match (&p.new_image, &p.old_image) {
-                (None, _) => Operation::Remove,
-                (Some(_), Some(_)) => Operation::Modify,
-                (Some(_), None) if meta.new_images_only => Operation::Modify,
-                (Some(_), None) => Operation::Insert,
-            };
+            let operation = meta.operation(p.new_image.is_some(), p.old_image.is_some());
             Ok(record(operation, micros, keys, p.new_image, p.old_image))
         }
     }

@@ -6,7 +6,10 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::{flatten, FlattenOptions, Position, Row};
-use crate::decode::{parse_record, Tape};
+use crate::decode::{
+    parse_export_line, parse_record, ChangeRecord, DecodeError, ExportFormat, ExportMeta,
+    ExportType, MapView, RecordView, Tape, TapeMap,
+};
 use crate::schema::TableSchema;
 
 /// Flattens `raw` with both decoders into two schemas; `None` when the fast decoder declines it.
@@ -16,6 +19,44 @@ fn compare(raw: &[u8], opts: FlattenOptions) -> Option<()> {
     let head = tape.parse(raw);
     let reference = parse_record(raw);
     let head = head?;
+    agree(
+        raw,
+        tape.view(std::str::from_utf8(raw).unwrap(), &head),
+        reference,
+        opts,
+    );
+    Some(())
+}
+
+/// Like [`compare`], for a line of the table export `meta` describes.
+fn compare_export(raw: &[u8], meta: &ExportMeta, opts: FlattenOptions) -> Option<()> {
+    let mut tape = Tape::default();
+    let doc = std::str::from_utf8(raw).ok();
+    let head = doc.and_then(|doc| tape.parse_export(doc, meta));
+    let reference = parse_export_line(raw, meta);
+    let head = head?;
+    let fast = tape.view_export(doc.unwrap(), &head, meta);
+    if let Ok(rec) = &reference {
+        let names = |m: Vec<&str>| m.join(",");
+        assert_eq!(
+            names(fast.keys.entries().map(|(k, _)| k).collect()),
+            names(rec.keys.0.iter().map(|(k, _)| k.as_ref()).collect()),
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    agree(raw, fast, reference, opts);
+    Some(())
+}
+
+/// Panics unless the fast decoder's `fast` and the reference's `reference` (of `raw`) flatten
+/// alike.
+fn agree(
+    raw: &[u8],
+    fast: RecordView<'_, TapeMap<'_>>,
+    reference: Result<ChangeRecord<'_>, DecodeError>,
+    opts: FlattenOptions,
+) {
     let rec = match &reference {
         Ok(r) => r,
         Err(e) => panic!(
@@ -23,7 +64,6 @@ fn compare(raw: &[u8], opts: FlattenOptions) -> Option<()> {
             String::from_utf8_lossy(raw)
         ),
     };
-    let fast = tape.view(std::str::from_utf8(raw).unwrap(), &head);
     let pos = Position {
         file: Some("f"),
         line: Some(1),
@@ -37,6 +77,8 @@ fn compare(raw: &[u8], opts: FlattenOptions) -> Option<()> {
         assert_rows_eq(&x, &y, raw);
     }
     assert_eq!(fast.table, rec.table.as_deref());
+    assert_eq!(fast.event_id, rec.event_id.as_deref());
+    assert_eq!(fast.operation, rec.operation);
     assert_eq!(fast.event_time_us, rec.event_time_us);
     assert_eq!(
         format!("{:?}", a.columns()),
@@ -44,7 +86,6 @@ fn compare(raw: &[u8], opts: FlattenOptions) -> Option<()> {
         "{}",
         String::from_utf8_lossy(raw)
     );
-    Some(())
 }
 
 fn assert_rows_eq(x: &Row, y: &Row, raw: &[u8]) {
@@ -169,6 +210,93 @@ proptest! {
     }
 }
 
+/// An export line with the given fields (each present or not), of any export type's shape.
+fn export_line(
+    item: Option<Value>,
+    micros: Option<Value>,
+    keys: Option<Value>,
+    new: Option<Value>,
+    old: Option<Value>,
+) -> Value {
+    let mut o = serde_json::Map::new();
+    let fields = [
+        ("Item", item),
+        (
+            "Metadata",
+            micros.map(|m| json!({ "WriteTimestampMicros": m })),
+        ),
+        ("Keys", keys),
+        ("NewImage", new),
+        ("OldImage", old),
+    ];
+    for (name, value) in fields {
+        if let Some(v) = value {
+            o.insert(name.to_string(), v);
+        }
+    }
+    Value::Object(o)
+}
+
+fn export_meta(full: bool, keys: u8, new_images_only: bool) -> ExportMeta {
+    ExportMeta {
+        table: "Orders".into(),
+        export_id: "01700000000000-abcd1234".into(),
+        export_time_us: 1_795_000_000_123_000,
+        export_type: if full {
+            ExportType::Full
+        } else {
+            ExportType::Incremental
+        },
+        format: ExportFormat::DynamoDbJson,
+        new_images_only,
+        keys: match keys % 3 {
+            0 => None,
+            1 => Some(vec!["A".into()]),
+            _ => Some(vec!["b".into(), "A".into(), "Zz".into()]),
+        },
+    }
+}
+
+proptest! {
+    #![proptest_config(crate::test_support::proptest_config())]
+
+    #[test]
+    fn fast_and_reference_decoders_read_export_lines_alike(
+        item in prop::option::of(image()),
+        micros in prop::option::of(prop_oneof![
+            any::<i64>().prop_map(|n| json!({ "N": n.to_string() })),
+            Just(json!({"N": "1.5"})),
+            Just(json!({"S": "1"})),
+            Just(Value::Null),
+        ]),
+        keys in prop::option::of(image()),
+        new in prop::option::of(image()),
+        old in prop::option::of(image()),
+        (full, key_names, new_only) in (any::<bool>(), any::<u8>(), any::<bool>()),
+        infer in any::<bool>(),
+        edits in prop::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+    ) {
+        let opts = FlattenOptions { infer, max_columns: 40, ..FlattenOptions::default() };
+        let meta = export_meta(full, key_names, new_only);
+        let integer = |m: &Value| m["N"].as_str().is_some_and(|n| n.parse::<i64>().is_ok());
+        // Every export type reads the time when there is one.
+        let time_ok = micros.as_ref().is_none_or(|m| m.is_null() || integer(m));
+        let well_formed = time_ok && if full {
+            item.is_some()
+        } else {
+            keys.is_some() && micros.as_ref().is_some_and(integer)
+        };
+        let raw = serde_json::to_vec(&export_line(item, micros, keys, new, old)).unwrap();
+        let read = compare_export(&raw, &meta, opts).is_some();
+        prop_assert!(read || !well_formed, "declined: {}", String::from_utf8_lossy(&raw));
+        let mut bent = raw.clone();
+        for (at, edit) in edits {
+            bent = mutate(&bent, at, edit);
+            compare_export(&bent, &meta, opts);
+        }
+    }
+}
+
 #[test]
 fn declines_what_the_reference_refuses_or_reads_differently() {
     let base = record(json!({"A": {"S": "x"}})).to_string();
@@ -226,4 +354,44 @@ fn reads_escapes_nulls_and_identities_as_the_reference_does() {
     for case in &cases {
         assert!(compare(case.as_bytes(), opts).is_some(), "declined: {case}");
     }
+}
+
+#[test]
+fn declines_export_lines_the_reference_refuses() {
+    let full = export_meta(true, 1, false);
+    let incremental = export_meta(false, 0, false);
+    let cases = [
+        (r#"{"Item":{"A":{"S":"x"}},"Item":{"A":{"S":"y"}}}"#, &full),
+        (r#"{"Item":[{"A":{"S":"x"}}]}"#, &full),
+        (r#"{"Item":{"A":{"S":"x"}},"Keys":{"A":1}}"#, &full),
+        (r#"{"OldImage":{"A":{"S":"x"}}}"#, &full),
+        (
+            r#"{"Metadata":{"WriteTimestampMicros":{"N":"1"},"WriteTimestampMicros":{"N":"2"}},"Keys":{}}"#,
+            &incremental,
+        ),
+        (
+            r#"{"Metadata":{"WriteTimestampMicros":{"N":"1e3"}},"Keys":{}}"#,
+            &incremental,
+        ),
+        (
+            r#"{"Metadata":{"WriteTimestampMicros":{"N":"1"}}}"#,
+            &incremental,
+        ),
+    ];
+    for (line, meta) in cases {
+        assert!(
+            Tape::default().parse_export(line, meta).is_none(),
+            "accepted: {line}"
+        );
+        assert!(parse_export_line(line.as_bytes(), meta).is_err(), "{line}");
+    }
+    // What it reads: a full export's keys by name, in the manifest's order, whatever the item's.
+    let keyed = export_meta(true, 2, false);
+    let line = r#"{"Item":{"A":{"M":{"x":{"L":[{"N":"1"}]}}},"b":{"S":"k"},"c":{"N":"2"}}}"#;
+    assert!(compare_export(line.as_bytes(), &keyed, FlattenOptions::default()).is_some());
+    let mut tape = Tape::default();
+    let head = tape.parse_export(line, &keyed).unwrap();
+    let rec = tape.view_export(line, &head, &keyed);
+    let names: Vec<&str> = rec.keys.entries().map(|(k, _)| k).collect();
+    assert_eq!(names, ["b", "A"]);
 }

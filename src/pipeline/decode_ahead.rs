@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::decode::{
-    parse_export_line, parse_record, ChangeRecord, DecodeError, ExportMeta, Frame, Framer, Head,
-    Tape,
+    parse_export_line, parse_record, ChangeRecord, DecodeError, ExportFormat, ExportMeta, Frame,
+    Framer, Head, RecordView, Tape, TapeMap,
 };
 
 /// How a file's records are framed and parsed.
@@ -23,6 +23,35 @@ impl Parser {
         match self {
             Parser::Change => parse_record(bytes),
             Parser::Export(meta) => parse_export_line(bytes, meta),
+        }
+    }
+
+    /// Whether this format has a fast decoder (Ion exports have not).
+    fn has_fast(&self) -> bool {
+        match self {
+            Parser::Change => true,
+            Parser::Export(meta) => meta.format == ExportFormat::DynamoDbJson,
+        }
+    }
+
+    /// Parses `doc` with the fast decoder, onto `tape`; `None` when it declines.
+    fn fast(&self, tape: &mut Tape, doc: &str) -> Option<Head> {
+        match self {
+            Parser::Change => tape.parse_str(doc),
+            Parser::Export(meta) => tape.parse_export(doc, meta),
+        }
+    }
+
+    /// The record a fast-decoded `head` stands for, as the flatten stage reads it.
+    pub(super) fn view<'a>(
+        &'a self,
+        tape: &'a Tape,
+        doc: &'a str,
+        head: &Head,
+    ) -> RecordView<'a, TapeMap<'a>> {
+        match self {
+            Parser::Change => tape.view(doc, head),
+            Parser::Export(meta) => tape.view_export(doc, head, meta),
         }
     }
 
@@ -62,8 +91,8 @@ pub(super) const DECODE_AHEAD: usize = 4;
 
 /// Frames and parses a file's records on its own thread, so that parsing (about half of the
 /// reading side's work) runs beside flattening and buffering. Chunks arrive in input order.
-/// `fast`: change records go through the fast decoder first (the reading side needs no
-/// [`ChangeRecord`] of them: no filter is set).
+/// `fast`: JSON change records and DynamoDB JSON export lines go through the fast decoder first
+/// (the reading side needs no [`ChangeRecord`] of them: no filter is set).
 pub(super) fn decode_ahead(
     reader: Box<dyn std::io::BufRead + Send>,
     parser: Parser,
@@ -71,7 +100,7 @@ pub(super) fn decode_ahead(
     tx: std::sync::mpsc::SyncSender<std::io::Result<ParsedChunk>>,
     used: std::sync::mpsc::Receiver<ParsedChunk>,
 ) {
-    let fast = fast && matches!(parser, Parser::Change);
+    let fast = fast && parser.has_fast();
     // Tapes of chunks the reading side is done with, reused: no allocation per chunk.
     let mut tapes: Vec<Tape> = Vec::new();
     let parse = |mut frames: Vec<Frame>, tapes: &mut Vec<Tape>| {
@@ -79,7 +108,7 @@ pub(super) fn decode_ahead(
         tape.clear();
         let mut fast_one = |f: &mut Frame| -> Option<(Head, String)> {
             let text = String::from_utf8(std::mem::take(&mut f.bytes));
-            match text.map(|t| (tape.parse_str(&t), t)) {
+            match text.map(|t| (parser.fast(&mut tape, &t), t)) {
                 Ok((Some(head), text)) => Some((head, text)),
                 Ok((None, text)) => {
                     f.bytes = text.into_bytes();

@@ -14,6 +14,7 @@ use std::str::FromStr;
 use super::record::{event_time_us, table_from_arn, Operation};
 use super::view::RecordView;
 
+mod export;
 mod json;
 mod nav;
 
@@ -117,17 +118,40 @@ impl Tape {
 
     /// Like [`Tape::parse`], for a record already known to be text.
     pub fn parse_str(&mut self, doc: &str) -> Option<Head> {
+        self.attempt(doc, |tape| tape.record(doc))
+    }
+
+    /// Runs `parse` on `doc`, leaving the tape as it was when it declines.
+    fn attempt(
+        &mut self,
+        doc: &str,
+        parse: impl FnOnce(&mut Self) -> Option<Head>,
+    ) -> Option<Head> {
         let (nodes, text) = (self.nodes.len(), self.text.len());
         // Positions are kept in 32 bits: larger records go to the reference decoder.
         if doc.len() > u32::MAX as usize - text {
             return None;
         }
-        let head = self.record(doc);
+        let head = parse(self);
         if head.is_none() {
             self.nodes.truncate(nodes);
             self.text.truncate(text);
         }
         head
+    }
+
+    /// Parses `doc` as one JSON object; returns its node.
+    fn root(&mut self, doc: &str) -> Option<u32> {
+        let root = self.nodes.len() as u32;
+        let mut p = Parser {
+            b: doc.as_bytes(),
+            i: 0,
+            tape: self,
+        };
+        p.value(0)?;
+        p.ws();
+        let whole = p.i == p.b.len();
+        (whole && self.nodes[root as usize].kind == Kind::Obj).then_some(root)
     }
 
     /// The record `head` (parsed from `doc`) as the flatten stage reads it.
@@ -152,22 +176,9 @@ impl Tape {
     }
 
     fn record(&mut self, doc: &str) -> Option<Head> {
-        let root = self.nodes.len() as u32;
-        let mut p = Parser {
-            b: doc.as_bytes(),
-            i: 0,
-            tape: self,
-        };
-        p.value(0)?;
-        p.ws();
-        if p.i != p.b.len() {
-            return None;
-        }
+        let root = self.root(doc)?;
         let mut f = Fields::default();
         let t = Doc { tape: self, doc };
-        if t.kind(root) != Kind::Obj {
-            return None;
-        }
         for (k, v) in t.entries(root) {
             let slot = match t.str(k) {
                 "eventName" => &mut f.event_name,
@@ -215,12 +226,7 @@ impl Tape {
         let time = serde_json::Number::from_str(t.str(time)).ok()?;
         let streams = sequence_number.is_some() || arn.is_some();
         let event_time_us = event_time_us(&time, precision, streams)?;
-        // `None` refuses a value that is not an object; `Some(None)` is a missing or null one.
-        let item = |i: Option<u32>| match i.map(|i| (i, t.kind(i))) {
-            None | Some((_, Kind::Null)) => Some(None),
-            Some((i, Kind::Obj)) => Some(Some(i)),
-            Some(_) => None,
-        };
+        let item = |i| t.opt_obj(i);
         let (keys, new_image, old_image) = (item(d.keys)??, item(d.new_image)?, item(d.old_image)?);
         let (table, table_in_arn) = match (t.opt_str(f.table_name)?, arn) {
             (Some(name), _) => (Some(name), false),

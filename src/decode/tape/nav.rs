@@ -41,6 +41,15 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// `Some(None)` for a missing or null field, `Some(Some(i))` for an object, `None` otherwise.
+    pub(super) fn opt_obj(self, i: Option<u32>) -> Option<Option<u32>> {
+        match i.map(|i| (i, self.kind(i))) {
+            None | Some((_, Kind::Null)) => Some(None),
+            Some((i, Kind::Obj)) => Some(Some(i)),
+            Some(_) => None,
+        }
+    }
+
     /// Key and value indexes of the object at `at`.
     pub(super) fn entries(self, at: u32) -> Entries<'a> {
         Entries {

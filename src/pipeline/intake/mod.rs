@@ -564,7 +564,7 @@ impl<'a> Intake<'a> {
                     };
                     match entry {
                         Entry::Fast(head, text) => {
-                            let rec = cart.tape.view(text, head);
+                            let rec = parser.view(&cart.tape, text, head);
                             self.parsed(text.as_bytes(), Ok(rec), None, &pos, None)?
                         }
                         Entry::Slow(decoded) => {
