@@ -186,6 +186,7 @@ fn stream(records: u64) -> Vec<Vec<KinesisRecord>> {
     for (n, (ms, line)) in lines.into_iter().enumerate() {
         let shard = &mut out[n % SHARDS];
         shard.push(KinesisRecord {
+            sdk: None,
             sequence_number: format!("{:056}", n),
             data: Bytes::from(line),
             arrival_ms: ms,
@@ -193,6 +194,7 @@ fn stream(records: u64) -> Vec<Vec<KinesisRecord>> {
     }
     for (i, shard) in out.iter_mut().enumerate() {
         shard.push(KinesisRecord {
+            sdk: None,
             sequence_number: format!("{:056}", records as usize + i),
             data: Bytes::from(sentinel.clone()),
             arrival_ms: later_ms,

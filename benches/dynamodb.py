@@ -68,7 +68,7 @@ def main():
     n = summary["records_in"]
     mb = summary["bytes_in"] / 1e6
     rows = [
-        f"DynamoDB Local 3.3.0 on loopback, same machine: {n:,} changes ({mb:,.1f} MB of record JSON) on {shards} shard(s) of one table's stream.",
+        f"DynamoDB Local 3.3.0 on loopback, same machine: {n:,} changes ({mb:,.1f} MB by DynamoDB's SizeBytes) on {shards} shard(s) of one table's stream.",
         "",
         "| step | time | records/s | MB/s | ddb-lake CPU | server CPU |",
         "|---|---|---|---|---|---|",

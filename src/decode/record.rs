@@ -107,7 +107,7 @@ const MAX_PLAUSIBLE_S: f64 = 7_258_118_400.0;
 /// Converts `ApproximateCreationDateTime` to microseconds. The unit comes from the precision field
 /// when present, else seconds for DynamoDB Streams records and milliseconds for Kinesis ones; a
 /// value implausible in that unit is re-read by its magnitude (FORMATS.md 1.1).
-pub(super) fn event_time_us(
+pub(crate) fn event_time_us(
     value: &serde_json::Number,
     precision: Option<&str>,
     streams: bool,
@@ -131,7 +131,7 @@ pub(super) fn event_time_us(
 }
 
 /// The table name inside a DynamoDB stream ARN (`arn:aws:dynamodb:r:a:table/NAME/stream/...`).
-pub(super) fn table_from_arn(arn: &str) -> Option<&str> {
+pub(crate) fn table_from_arn(arn: &str) -> Option<&str> {
     let rest = arn.split_once(":table/")?.1;
     Some(rest.split('/').next().unwrap_or(rest)).filter(|t| !t.is_empty())
 }

@@ -20,6 +20,7 @@
 //!   shard and the lost range, unless acknowledged (`--accept-lost-shard`).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
@@ -30,8 +31,7 @@ use crate::kinesis::{ApiError, KinesisRecord, RecordBatch, Shard, StartAt, Strea
 
 mod record;
 mod retention;
-pub use record::record_json;
-pub(crate) use record::to_record;
+pub use record::{change_record, record_json, to_record};
 use retention::{Lost, Need, Oldest};
 
 /// DynamoDB Streams keeps records for 24 hours; past this age of the oldest unread record a
@@ -215,7 +215,7 @@ impl DynamoDbStream {
 
     /// One GetRecords page of `shard` at the service's iterator `inner`.
     async fn fetch(&self, inner: String, shard: &str, limit: i32) -> Result<RawPage, ApiError> {
-        let resp = self
+        let mut resp = self
             .client
             .get_records()
             .shard_iterator(inner)
@@ -223,10 +223,13 @@ impl DynamoDbStream {
             .send()
             .await
             .map_err(classify)?;
+        let arn: Arc<str> = Arc::from(self.arn.as_str());
         let records = resp
-            .records()
-            .iter()
-            .map(|r| to_record(r, &self.arn, shard))
+            .records
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| to_record(r, &arn, shard))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((records, resp.next_shard_iterator().map(str::to_string)))
     }

@@ -1,17 +1,23 @@
-//! DynamoDB Streams records from the SDK's types back to the DynamoDB Streams JSON record, the
-//! shape a Lambda trigger receives, which the decoder reads and the error output keeps.
+//! DynamoDB Streams records from the SDK's types: read as they are into the decoder's
+//! [`ChangeRecord`] (`change_record`: strings borrowed, no JSON text in between), and written
+//! as the DynamoDB Streams JSON record, the shape a Lambda trigger receives (`record_json`),
+//! which the error output keeps and which the reference decoder reads when `change_record`
+//! declines a record.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, StreamRecord};
+use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, StreamRecord};
 use base64::Engine as _;
-use bytes::Bytes;
 use serde_json::Value;
 
-use crate::kinesis::{ApiError, KinesisRecord};
+use crate::decode::record::{event_time_us, table_from_arn};
+use crate::decode::{AttrValue, ChangeRecord, Item, Operation};
+use crate::kinesis::{ApiError, KinesisRecord, SdkRecord};
 
-/// One SDK record as a [`KinesisRecord`] whose data is the DynamoDB Streams JSON record.
-pub(crate) fn to_record(r: &Record, arn: &str, shard: &str) -> Result<KinesisRecord, ApiError> {
+/// One SDK record as a [`KinesisRecord`] that carries it as it is.
+pub fn to_record(r: Record, arn: &Arc<str>, shard: &str) -> Result<KinesisRecord, ApiError> {
     let ddb = r.dynamodb();
     let sequence_number = ddb
         .and_then(|d| d.sequence_number())
@@ -26,8 +32,94 @@ pub(crate) fn to_record(r: &Record, arn: &str, shard: &str) -> Result<KinesisRec
     let arrival_ms = created.and_then(|t| t.to_millis().ok()).unwrap_or_default();
     Ok(KinesisRecord {
         sequence_number,
-        data: Bytes::from(record_json(r, arn)),
+        data: Default::default(),
         arrival_ms,
+        sdk: Some(Arc::new(SdkRecord {
+            record: r,
+            arn: arn.clone(),
+        })),
+    })
+}
+
+/// Attribute nesting `change_record` reads; deeper records (DynamoDB allows 32 levels) go
+/// through `record_json` to the reference decoder, whose limit decides.
+const MAX_DEPTH: usize = 32;
+
+/// The change record `r` stands for, exactly as the reference decoder reads its
+/// [`record_json`], but with no JSON text in between: strings are borrowed from the SDK's, each
+/// map's names sorted as the JSON's are, binary as base64 text as in the JSON. `None` for what
+/// the reference decoder would refuse (no time, no keys, an unknown operation or attribute
+/// type, `NULL: false`) or might read differently (nesting past [`MAX_DEPTH`]): the caller then
+/// writes the JSON and runs the reference decoder, whose error the error output keeps.
+pub fn change_record<'a>(r: &'a SdkRecord) -> Option<ChangeRecord<'a>> {
+    let (rec, arn) = (&r.record, &*r.arn);
+    let operation = match rec.event_name()? {
+        OperationType::Insert => Operation::Insert,
+        OperationType::Modify => Operation::Modify,
+        OperationType::Remove => Operation::Remove,
+        _ => return None,
+    };
+    let d = rec.dynamodb()?;
+    // As `stream_record` writes it: whole seconds, or seconds with a fraction.
+    let t = d.approximate_creation_date_time()?;
+    let time = if t.subsec_nanos() == 0 {
+        serde_json::Number::from(t.secs())
+    } else {
+        serde_json::Number::from_f64(t.as_secs_f64())?
+    };
+    let image = |m: Option<&'a HashMap<String, AttributeValue>>| match m {
+        Some(m) => read_item(m, 0).map(Some),
+        None => Some(None),
+    };
+    let ttl_delete = rec.user_identity().is_some_and(|u| {
+        u.r#type() == Some("Service") && u.principal_id() == Some("dynamodb.amazonaws.com")
+    });
+    Some(ChangeRecord {
+        operation,
+        event_id: rec.event_id().map(Cow::Borrowed),
+        table: table_from_arn(arn).map(Cow::Borrowed),
+        event_time_us: event_time_us(&time, None, true)?,
+        ttl_delete,
+        sequence_number: d.sequence_number().map(Cow::Borrowed),
+        keys: read_item(d.keys()?, 0)?,
+        new_image: image(d.new_image())?,
+        old_image: image(d.old_image())?,
+    })
+}
+
+fn read_item(m: &HashMap<String, AttributeValue>, depth: usize) -> Option<Item<'_>> {
+    let mut out = Vec::with_capacity(m.len());
+    for (name, v) in m {
+        out.push((Cow::Borrowed(name.as_str()), attr_value(v, depth)?));
+    }
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Some(Item(out))
+}
+
+fn attr_value<'a>(v: &'a AttributeValue, depth: usize) -> Option<AttrValue<'a>> {
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let text = |v: &'a [String]| v.iter().map(|s| Cow::Borrowed(s.as_str())).collect();
+    let b64 = |b: &aws_sdk_dynamodbstreams::primitives::Blob| {
+        Cow::Owned(base64::engine::general_purpose::STANDARD.encode(b.as_ref()))
+    };
+    Some(match v {
+        AttributeValue::S(s) => AttrValue::S(Cow::Borrowed(s)),
+        AttributeValue::N(n) => AttrValue::N(Cow::Borrowed(n)),
+        AttributeValue::B(b) => AttrValue::B(b64(b)),
+        AttributeValue::Bool(b) => AttrValue::Bool(*b),
+        AttributeValue::Null(true) => AttrValue::Null,
+        AttributeValue::Ss(v) => AttrValue::Ss(text(v)),
+        AttributeValue::Ns(v) => AttrValue::Ns(text(v)),
+        AttributeValue::Bs(v) => AttrValue::Bs(v.iter().map(b64).collect()),
+        AttributeValue::L(v) => AttrValue::L(
+            v.iter()
+                .map(|a| attr_value(a, depth + 1))
+                .collect::<Option<_>>()?,
+        ),
+        AttributeValue::M(m) => AttrValue::M(read_item(m, depth + 1)?),
+        _ => return None,
     })
 }
 
@@ -141,6 +233,10 @@ fn attr(v: &AttributeValue) -> Value {
 }
 
 #[cfg(test)]
+#[path = "direct_tests.rs"]
+mod direct_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use aws_sdk_dynamodbstreams::primitives::{Blob, DateTime};
@@ -225,15 +321,17 @@ mod tests {
         assert_eq!(old["Nested"]["M"]["ok"]["BOOL"], true);
         let names: Vec<&String> = old.as_object().unwrap().keys().collect();
         assert_eq!(names, ["Blob", "Id", "Name", "Nested", "Tags"]);
-        let k = to_record(&r, ARN, "shardId-1").unwrap();
+        let k = to_record(r.clone(), &ARN.into(), "shardId-1").unwrap();
         assert_eq!(k.arrival_ms, 1_576_516_897_000);
         assert_eq!(k.sequence_number, "4421584500000000017450439091");
+        assert_eq!(k.size(), 26, "DynamoDB's SizeBytes");
+        assert_eq!(k.sdk.map(|s| s.record.clone()), Some(r));
     }
 
     #[test]
     fn a_record_without_a_sequence_number_stops_the_shard() {
         let r = Record::builder().event_id("e2").build();
-        let e = to_record(&r, ARN, "shardId-7").unwrap_err();
+        let e = to_record(r, &ARN.into(), "shardId-7").unwrap_err();
         assert!(
             matches!(&e, ApiError::Fatal(m) if m.contains("shardId-7") && m.contains("e2")),
             "{e}"

@@ -71,6 +71,7 @@ async fn listing_pages_and_keeps_its_progress_after_an_error() {
 
 fn rec(seq: u64, arrival_ms: i64) -> KinesisRecord {
     KinesisRecord {
+        sdk: None,
         sequence_number: seq.to_string(),
         data: Bytes::new(),
         arrival_ms,

@@ -2,6 +2,7 @@
 //! SDK implementation here and in-memory fakes in tests.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::DateTime;
@@ -19,15 +20,47 @@ pub struct Shard {
     pub adjacent_parent: Option<String>,
 }
 
-/// One Kinesis record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One record of a shard: a Kinesis record, or a DynamoDB Streams record as the SDK returned it.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct KinesisRecord {
     /// The record's sequence number within its shard, as the decimal text Kinesis returns.
     pub sequence_number: String,
-    /// The payload: one change record as JSON, or a KPL aggregate of several.
+    /// The payload: one change record as JSON, or a KPL aggregate of several. Empty for a
+    /// DynamoDB Streams record, which is in `sdk`.
     pub data: Bytes,
     /// ApproximateArrivalTimestamp, milliseconds since the epoch.
     pub arrival_ms: i64,
+    /// A DynamoDB Streams record, read from the SDK's types with no JSON text in between.
+    pub sdk: Option<Arc<SdkRecord>>,
+}
+
+impl KinesisRecord {
+    /// The record's size in bytes, as reported: its data's, or for a DynamoDB Streams record
+    /// DynamoDB's `SizeBytes` (the record is never JSON text unless it goes to the error output).
+    pub fn size(&self) -> usize {
+        match &self.sdk {
+            Some(s) => s.size(),
+            None => self.data.len(),
+        }
+    }
+}
+
+/// A DynamoDB Streams record as the SDK returned it, and its stream's ARN (the record's
+/// `eventSourceARN`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SdkRecord {
+    /// The record.
+    pub record: aws_sdk_dynamodbstreams::types::Record,
+    /// The stream's ARN.
+    pub arn: Arc<str>,
+}
+
+impl SdkRecord {
+    /// DynamoDB's `SizeBytes` of the record (0 when it gives none).
+    pub fn size(&self) -> usize {
+        let size = self.record.dynamodb().and_then(|d| d.size_bytes());
+        size.map_or(0, |n| usize::try_from(n).unwrap_or(0))
+    }
 }
 
 /// Where a shard iterator starts.
@@ -242,6 +275,7 @@ impl StreamApi for AwsStream {
                     .approximate_arrival_timestamp()
                     .and_then(|t| t.to_millis().ok())
                     .unwrap_or_default(),
+                sdk: None,
             })
             .collect();
         Ok(RecordBatch {

@@ -14,7 +14,9 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::mpsc;
 
-pub use api::{ApiError, AwsStream, KinesisRecord, RecordBatch, Shard, StartAt, StreamApi};
+pub use api::{
+    ApiError, AwsStream, KinesisRecord, RecordBatch, SdkRecord, Shard, StartAt, StreamApi,
+};
 pub use start::{start_position, status, ShardStatus, Start};
 
 /// Records per GetRecords call (the API's maximum).
@@ -292,6 +294,7 @@ pub mod fake {
     /// A record with a zero-padded sequence number `seq` and the text `record {seq}`.
     pub fn record(seq: u64, arrival_ms: i64) -> KinesisRecord {
         KinesisRecord {
+            sdk: None,
             sequence_number: format!("{seq:020}"),
             data: bytes::Bytes::from(format!("record {seq}")),
             arrival_ms,

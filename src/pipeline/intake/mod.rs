@@ -30,6 +30,9 @@ use crate::source::InputFile;
 use crate::summary::Counters;
 
 mod emit;
+mod sdk;
+
+use sdk::Raw;
 
 /// Error entries buffered before they are written.
 const REJECT_FLUSH_BYTES: usize = 8 * 1024 * 1024;
@@ -327,7 +330,9 @@ impl<'a> Intake<'a> {
                 .ok()
                 .and_then(|doc| Some((doc, tape.parse_str(doc)?)));
             let done = match fast {
-                Some((doc, head)) => self.parsed(raw, Ok(tape.view(doc, &head)), None, pos, source),
+                Some((doc, head)) => {
+                    self.parsed(raw.into(), Ok(tape.view(doc, &head)), None, pos, source)
+                }
                 None => self.reference(raw, pos, source),
             };
             self.tape = tape;
@@ -355,8 +360,8 @@ impl<'a> Intake<'a> {
         source: Option<StreamSource<'_>>,
     ) -> Result<(), PipelineError> {
         match decoded {
-            Ok(rec) => self.parsed(raw, Ok(rec.view()), Some(rec), pos, source),
-            Err(e) => self.parsed::<&Item>(raw, Err(e), None, pos, source),
+            Ok(rec) => self.parsed(raw.into(), Ok(rec.view()), Some(rec), pos, source),
+            Err(e) => self.parsed::<&Item>(raw.into(), Err(e), None, pos, source),
         }
     }
 
@@ -364,22 +369,23 @@ impl<'a> Intake<'a> {
     /// reference decoder's record, which the filter reads; `None` only when no filter is set.
     fn parsed<'r, M: MapView<'r>>(
         &mut self,
-        raw: &[u8],
+        raw: Raw<'_>,
         parsed: Result<RecordView<'r, M>, &DecodeError>,
         full: Option<&ChangeRecord<'_>>,
         pos: &Position,
         source: Option<StreamSource<'_>>,
     ) -> Result<(), PipelineError> {
         self.records += 1;
-        self.bytes += raw.len() as u64;
+        let size = raw.size();
+        self.bytes += size as u64;
         self.counters.records.fetch_add(1, Ordering::Relaxed);
         self.counters
             .bytes_read
-            .fetch_add(raw.len() as u64, Ordering::Relaxed);
+            .fetch_add(size as u64, Ordering::Relaxed);
         let rec = match parsed {
             Ok(r) => r,
             Err(e) => {
-                self.reject(e.reason, &e.message, None, pos, raw, source);
+                self.reject(e.reason, &e.message, None, pos, &raw.bytes(), source);
                 return Ok(());
             }
         };
@@ -392,7 +398,7 @@ impl<'a> Intake<'a> {
                     "the record names no table (no tableName or eventSourceARN) and input.default_table is not set",
                     None,
                     pos,
-                    raw,
+                    &raw.bytes(),
                     source,
                 );
                 return Ok(());
@@ -430,7 +436,7 @@ impl<'a> Intake<'a> {
                 &message,
                 Some(&table),
                 pos,
-                raw,
+                &raw.bytes(),
                 source,
             );
             return Ok(());
@@ -565,7 +571,7 @@ impl<'a> Intake<'a> {
                     match entry {
                         Entry::Fast(head, text) => {
                             let rec = parser.view(&cart.tape, text, head);
-                            self.parsed(text.as_bytes(), Ok(rec), None, &pos, None)?
+                            self.parsed(text.as_bytes().into(), Ok(rec), None, &pos, None)?
                         }
                         Entry::Slow(decoded) => {
                             self.decoded(&frame.bytes, decoded.as_ref(), &pos, None)?

@@ -183,6 +183,7 @@ impl Stream {
             bodies.pop().expect("one body")
         };
         self.shards[i].records.push(KinesisRecord {
+            sdk: None,
             sequence_number: seq,
             data: data.into(),
             arrival_ms: self.arrival_ms,
@@ -227,7 +228,7 @@ impl Stream {
             )
             .build();
         let shard = self.shards[i].shard.id.clone();
-        let record = crate::dynamodb_streams::to_record(&record, DDB_ARN, &shard)
+        let record = crate::dynamodb_streams::to_record(record, &DDB_ARN.into(), &shard)
             .expect("a record with a sequence number");
         self.expected.push(Expected {
             shard,

@@ -33,6 +33,7 @@ fn record(n: u64, hour: u32, minute: u32) -> KinesisRecord {
         r#"{{"eventID":"e{n}","eventName":"INSERT","tableName":"Orders","dynamodb":{{"ApproximateCreationDateTime":{ms},"Keys":{{"id":{{"S":"k{n}"}}}},"NewImage":{{"id":{{"S":"k{n}"}}}}}}}}"#
     );
     KinesisRecord {
+        sdk: None,
         sequence_number: seq(n),
         data: json.into(),
         arrival_ms: ms,

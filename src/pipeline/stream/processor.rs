@@ -181,7 +181,7 @@ impl<'a> Processor<'a> {
             Event::Shard(ShardEvent::Records { shard, records }) => {
                 let i = self.shard(&shard);
                 self.shards[i].idle = false;
-                let bytes: usize = records.iter().map(|r| r.data.len()).sum();
+                let bytes: usize = records.iter().map(|r| r.size()).sum();
                 crate::metrics::records_in(records.len() as u64, bytes as u64);
                 for rec in &records {
                     let prev = self.shards[i].last.take();
@@ -199,6 +199,11 @@ impl<'a> Processor<'a> {
                         arrival_ms: Some(rec.arrival_ms),
                         ..Position::default()
                     };
+                    if let Some(sdk) = &rec.sdk {
+                        self.intake.sdk_record(sdk, &pos, source(0))?;
+                        self.shards[i].last = Some(rec.sequence_number.clone());
+                        continue;
+                    }
                     match kpl::deaggregate(&rec.data) {
                         Some(parts) => {
                             for (sub, part) in parts.iter().enumerate() {

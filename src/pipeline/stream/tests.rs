@@ -14,6 +14,7 @@ pub(super) fn record_at(seq: u64, id: &str, event_ms: i64) -> KinesisRecord {
         r#"{{"eventID":"{id}","eventName":"INSERT","tableName":"T","dynamodb":{{"ApproximateCreationDateTime":{event_ms},"Keys":{{"Id":{{"S":"{id}"}}}},"NewImage":{{"Id":{{"S":"{id}"}}}}}}}}"#
     );
     KinesisRecord {
+        sdk: None,
         sequence_number: format!("{seq:030}"),
         data: json.into(),
         arrival_ms: 1_000,
@@ -189,6 +190,7 @@ async fn a_consumer_reading_only_bad_records_writes_them_at_the_flush_age() {
     let dir = tempfile::tempdir().unwrap();
     let mut fake = one_shard();
     let bad = |seq: u64| KinesisRecord {
+        sdk: None,
         sequence_number: format!("{seq:030}"),
         data: bytes::Bytes::from_static(b"{not json"),
         arrival_ms: 1_000,
@@ -403,7 +405,7 @@ async fn hundreds_of_rolled_over_shards_are_read_in_lineage_order_exactly_once()
                                 .build(),
                         )
                         .build();
-                    crate::dynamodb_streams::to_record(&r, ARN, &shard).unwrap()
+                    crate::dynamodb_streams::to_record(r, &ARN.into(), &shard).unwrap()
                 })
                 .collect();
             fake.records.insert(shard.clone(), records);
