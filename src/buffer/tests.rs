@@ -99,6 +99,48 @@ fn over_the_budget_rows_are_spilled_and_come_back_in_order() {
     assert_eq!(b.spill.on_disk(), 0);
 }
 
+/// Over the budget, a large partition that has had no row for a while (an hour that is over)
+/// is written as a file rather than spilled; partitions that all still get rows are spilled.
+#[test]
+fn over_the_budget_idle_partitions_are_written_and_busy_ones_spilled() {
+    let (s, c) = setup();
+    let budget = 3 << 20;
+    let policy = FlushPolicy {
+        max_bytes: BIG,
+        max_records: BIG,
+        max_age_ms: None,
+        memory_budget: budget,
+    };
+    let value = |i: usize| Row {
+        cells: vec![(c, Cell::Str(format!("{i:0200}").into()))],
+        ..Row::default()
+    };
+    // In order: the first hour's rows, then only the next hour's.
+    let mut b = Buffers::new(policy);
+    let mut flushes = Vec::new();
+    for i in 0..16_000 {
+        let hour = if i < 6_000 { "h0" } else { "h1" };
+        let part = b.push(key(hour), &s, &value(i), &i.to_string(), None, 0);
+        flushes.extend(part.unwrap());
+        assert!(b.buffered_bytes() <= budget);
+    }
+    let idle: Vec<(&str, FlushReason, usize)> = flushes
+        .iter()
+        .map(|f| (f.key.path.as_str(), f.reason, f.rows))
+        .collect();
+    assert_eq!(idle, [("h0", FlushReason::Idle, 6_000)]);
+    assert_eq!(b.spilled(), (0, 0), "nothing went to local disk");
+    // Interleaved: every partition gets rows all along, so none is idle.
+    let mut b = Buffers::new(policy);
+    for i in 0..20_000 {
+        let part = if i % 2 == 0 { "a" } else { "b" };
+        let flushed = b.push(key(part), &s, &value(i), &i.to_string(), None, 0);
+        assert!(flushed.unwrap().is_empty(), "no file before the end");
+    }
+    assert!(b.spilled().1 > 0);
+    assert_eq!(drain(&mut b).iter().map(|f| f.rows).sum::<usize>(), 20_000);
+}
+
 #[test]
 fn flushes_on_records_and_size() {
     let (s, c) = setup();
