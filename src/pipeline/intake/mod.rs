@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::commit::{Held, Replay, Route};
-use super::decode_ahead::{decode_ahead, Entry, Parser, DECODE_AHEAD};
+use super::decode_ahead::{decode_ahead, parse_threads, Entry, Parser, CHUNK_FRAMES};
 use super::export::ReadResult;
 use super::lake::TableState;
 use super::markers::{Marks, HOUR_US};
@@ -546,13 +546,13 @@ impl<'a> Intake<'a> {
         let name = file.name();
         let (records, bytes) = (self.records, self.bytes);
         std::thread::scope(|scope| -> Result<(), PipelineError> {
-            let (tx, rx) = std::sync::mpsc::sync_channel(DECODE_AHEAD);
-            let (back_tx, back_rx) = std::sync::mpsc::channel();
-            let p = parser.clone();
             let fast = self.settings.filter.is_empty();
-            scope.spawn(move || decode_ahead(reader, p, fast, tx, back_rx));
-            // Ends when the decoding thread is done; an early return drops `rx`, which stops it.
-            for chunk in rx {
+            let threads = parse_threads(&parser);
+            let mut chunks =
+                decode_ahead(scope, reader, parser.clone(), fast, threads, CHUNK_FRAMES);
+            // Ends when the decoding threads are done; an early return drops `chunks`, which
+            // stops them.
+            while let Some(chunk) = chunks.next() {
                 let chunk = chunk.map_err(|source| PipelineError::Read {
                     file: name.clone(),
                     source,
@@ -578,9 +578,7 @@ impl<'a> Intake<'a> {
                         }
                     }
                 }
-                // Freed by the thread that allocated it: glibc's allocator makes frees from another
-                // thread contend (measured: 2.79 s against 1.9 s for 200,000 records).
-                let _ = back_tx.send(chunk);
+                chunks.give_back(chunk);
             }
             Ok(())
         })?;
