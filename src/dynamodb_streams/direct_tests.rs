@@ -62,6 +62,10 @@ prop_compose! {
             Just(Some(DateTime::from_secs(1_795_000_000))),
             Just(Some(DateTime::from_secs_and_nanos(1_795_000_000, 250_000_000))),
             Just(Some(DateTime::from_secs_and_nanos(1_795_000_000, 123_456_789))),
+            // One in about 30 such fractions reads back one unit in the last place off.
+            (1_790_000_000i64..1_800_000_000, 1u32..1_000_000_000)
+                .prop_map(|(s, n)| Some(DateTime::from_secs_and_nanos(s, n))),
+            Just(Some(DateTime::from_secs_and_nanos(1_796_843_463, 860_954_510))),
             Just(Some(DateTime::from_secs(12))),
             Just(None),
         ],

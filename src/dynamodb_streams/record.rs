@@ -60,12 +60,15 @@ pub fn change_record<'a>(r: &'a SdkRecord) -> Option<ChangeRecord<'a>> {
         _ => return None,
     };
     let d = rec.dynamodb()?;
-    // As `stream_record` writes it: whole seconds, or seconds with a fraction.
+    // As `stream_record` writes it: whole seconds, or seconds with a fraction, which go through
+    // their JSON text as the reference decoder reads them (serde_json's parse of the shortest
+    // text can be one unit in the last place off the f64 written).
     let t = d.approximate_creation_date_time()?;
     let time = if t.subsec_nanos() == 0 {
         serde_json::Number::from(t.secs())
     } else {
-        serde_json::Number::from_f64(t.as_secs_f64())?
+        let text = serde_json::to_string(&t.as_secs_f64()).ok()?;
+        serde_json::from_str::<serde_json::Number>(&text).ok()?
     };
     let image = |m: Option<&'a HashMap<String, AttributeValue>>| match m {
         Some(m) => read_item(m, 0).map(Some),

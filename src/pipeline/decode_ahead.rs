@@ -94,7 +94,8 @@ type Out = std::io::Result<ParsedChunk>;
 
 /// A file's chunks as the reading thread receives them: in input order, whichever thread parsed
 /// them, each given back once read (its tape is reused, and its frames are freed by the thread
-/// that allocated them: glibc's allocator makes frees from another thread contend).
+/// that parsed them, not the reading one: glibc's allocator makes frees from another thread
+/// contend; with parsing threads, they were allocated by the framing one).
 pub(super) struct Chunks {
     outs: Vec<std::sync::mpsc::Receiver<Out>>,
     backs: Vec<std::sync::mpsc::Sender<ParsedChunk>>,
@@ -122,14 +123,19 @@ impl Chunks {
 /// How many threads parse a file's chunks beside the one that frames them: none (it parses them
 /// itself) for JSON, whose parsing keeps up with the reading thread on one thread (measured with
 /// either decoder: with a filter set, the reference decoder's, more threads only added CPU);
-/// one per core for Ion, whose parsing is the bound (100,000 items: 1.30-1.37 s at 113% on one
-/// thread, 0.93-1.08 s at 167% on two).
+/// one per core, at most [`MAX_PARSE_THREADS`], for Ion, whose parsing is the bound (100,000
+/// items: 1.30-1.37 s at 113% on one thread, 0.93-1.12 s at 165-168% on two).
 pub(super) fn parse_threads(parser: &Parser) -> usize {
     if parser.has_fast() {
         return 0;
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(MAX_PARSE_THREADS)
 }
+
+/// Parsing threads per file, at most: each holds up to [`DECODE_AHEAD`] parsed chunks (up to 1 MiB
+/// of text each, and their records) beside the memory budget.
+const MAX_PARSE_THREADS: usize = 4;
 
 /// Frames a file's records on their own thread and parses them there (`threads` 0) or on
 /// `threads` threads of their own, so that parsing runs beside flattening and buffering; chunks
