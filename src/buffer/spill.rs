@@ -1,7 +1,10 @@
 //! Open partitions' rows moved to local disk when the open partitions together outgrow the
 //! memory budget, instead of being written out as tiny files: each batch is one Arrow IPC
-//! stream message (schema and batch, so batches of different tables and column prefixes share a
-//! file) appended to an anonymous temporary file, read back when its partition flushes. The
+//! record batch message appended to an anonymous temporary file, read back when its partition
+//! flushes. Its schema message is kept in memory, once per distinct schema, and put back in
+//! front of the batch when it is read (batches of different tables and column prefixes share a
+//! file). Writing the schema with each batch had doubled the bytes spilled when thousands of
+//! partitions each spilled a few rows (docs/BENCHMARKS.md, "Many partitions"). The
 //! files are anonymous (unlinked at creation), so a crash leaves nothing any reader sees, and
 //! the rows are still buffered as far as the exactly-once bookkeeping is concerned: a spilled
 //! partition is an open partition (docs/DESIGN.md, "Memory is bounded").
@@ -13,15 +16,29 @@
 use std::fs::File;
 use std::io::Cursor;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
 
 use arrow_array::RecordBatch;
 
 /// Bytes written to one spill file before the next batch starts a new one.
 const ROLL_BYTES: u64 = 256 << 20;
 
+/// Buffers aligned to 8 bytes rather than the IPC writer's default 64: a spilled batch often
+/// holds a few rows of each of dozens of columns, and padding each buffer to 64 bytes made most of
+/// its size (with 39,851 partitions: 443 MB spilled at 64, 212 MB at 8; docs/BENCHMARKS.md). The
+/// reader copies a buffer that its type needs aligned wider (decimals) when it reads it back.
+fn ipc_options() -> arrow_ipc::writer::IpcWriteOptions {
+    arrow_ipc::writer::IpcWriteOptions::try_new(8, false, arrow_ipc::MetadataVersion::V5)
+        .expect("8 is a valid IPC alignment")
+}
+
 /// Where one spilled batch is.
 #[derive(Debug)]
 pub struct Segment {
+    /// The IPC stream's start (magic and schema message) that the batch message follows.
+    schema: Arc<[u8]>,
     file: usize,
     offset: u64,
     len: u64,
@@ -45,6 +62,8 @@ pub struct Spill {
     pub batches_written: u64,
     /// Bytes written so far.
     pub bytes_written: u64,
+    /// The schema messages of the batches written, each once.
+    schemas: FxHashSet<Arc<[u8]>>,
 }
 
 impl Spill {
@@ -55,13 +74,27 @@ impl Spill {
 
     /// Appends a batch; returns where it is.
     pub fn write(&mut self, batch: &RecordBatch) -> std::io::Result<Segment> {
-        let mut bytes = Vec::new();
-        {
-            let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema())
-                .map_err(std::io::Error::other)?;
+        let mut stream = Vec::new();
+        let head = {
+            let mut w = arrow_ipc::writer::StreamWriter::try_new_with_options(
+                &mut stream,
+                &batch.schema(),
+                ipc_options(),
+            )
+            .map_err(std::io::Error::other)?;
+            let head = w.get_ref().len();
             w.write(batch).map_err(std::io::Error::other)?;
-            w.finish().map_err(std::io::Error::other)?;
-        }
+            head
+        };
+        let (head, bytes) = stream.split_at(head);
+        let schema = match self.schemas.get(head) {
+            Some(known) => Arc::clone(known),
+            None => {
+                let new: Arc<[u8]> = Arc::from(head);
+                self.schemas.insert(Arc::clone(&new));
+                new
+            }
+        };
         let roll = match self.files.last() {
             Some(Some(f)) => f.len >= ROLL_BYTES,
             _ => true,
@@ -81,8 +114,9 @@ impl Spill {
         }
         let id = self.files.len() - 1;
         let f = self.files[id].as_mut().expect("the current file is open");
-        f.file.write_all_at(&bytes, f.len)?;
+        f.file.write_all_at(bytes, f.len)?;
         let seg = Segment {
+            schema,
             file: id,
             offset: f.len,
             len: bytes.len() as u64,
@@ -101,8 +135,11 @@ impl Spill {
         let f = self.files[seg.file]
             .as_mut()
             .ok_or_else(|| std::io::Error::other("a spill file was dropped too early"))?;
-        let mut bytes = vec![0u8; seg.len as usize];
-        f.file.read_exact_at(&mut bytes, seg.offset)?;
+        let mut bytes = Vec::with_capacity(seg.schema.len() + seg.len as usize);
+        bytes.extend_from_slice(&seg.schema);
+        bytes.resize(seg.schema.len() + seg.len as usize, 0);
+        f.file
+            .read_exact_at(&mut bytes[seg.schema.len()..], seg.offset)?;
         f.live -= 1;
         self.on_disk -= seg.len;
         if f.live == 0 && seg.file != last {
@@ -119,7 +156,7 @@ impl Spill {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_array::{ArrayRef, Decimal128Array, Int64Array, StringArray};
     use std::sync::Arc;
 
     #[test]
@@ -129,9 +166,17 @@ mod tests {
             Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
         )])
         .unwrap();
+        // A decimal's 16-byte values come back aligned although spilled at 8.
+        let d = Decimal128Array::from(vec![Some(-12_345), None, Some(i128::MAX)])
+            .with_precision_and_scale(38, 4)
+            .unwrap();
         let b = RecordBatch::try_from_iter([
-            ("a", Arc::new(Int64Array::from(vec![4])) as ArrayRef),
-            ("s", Arc::new(StringArray::from(vec!["x"])) as ArrayRef),
+            ("a", Arc::new(Int64Array::from(vec![4, 5, 6])) as ArrayRef),
+            (
+                "s",
+                Arc::new(StringArray::from(vec!["x", "", "z"])) as ArrayRef,
+            ),
+            ("d", Arc::new(d) as ArrayRef),
         ])
         .unwrap();
         let mut s = Spill::default();
@@ -141,5 +186,35 @@ mod tests {
         assert_eq!(s.read(&sa).unwrap(), a);
         assert_eq!(s.on_disk(), 0);
         assert_eq!(s.batches_written, 2);
+    }
+
+    #[test]
+    fn a_schema_is_kept_once_not_written_with_every_batch() {
+        let columns: Vec<(String, ArrayRef)> = (0..30)
+            .map(|c| {
+                let a: ArrayRef = Arc::new(Int64Array::from(vec![c]));
+                (format!("a_rather_long_column_name_{c}"), a)
+            })
+            .collect();
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut stream = Vec::new();
+        let mut w = arrow_ipc::writer::StreamWriter::try_new_with_options(
+            &mut stream,
+            &batch.schema(),
+            ipc_options(),
+        )
+        .unwrap();
+        let head = w.get_ref().len();
+        w.write(&batch).unwrap();
+        let message = stream.len() - head;
+        assert!(head > message / 2, "the schema message is not negligible");
+        let mut s = Spill::default();
+        let segs: Vec<Segment> = (0..100).map(|_| s.write(&batch).unwrap()).collect();
+        assert_eq!(s.bytes_written, 100 * message as u64);
+        assert_eq!(s.schemas.len(), 1);
+        for seg in &segs {
+            assert_eq!(s.read(seg).unwrap(), batch);
+        }
+        assert_eq!(s.on_disk(), 0);
     }
 }
