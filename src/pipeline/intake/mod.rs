@@ -323,45 +323,45 @@ impl<'a> Intake<'a> {
         pos: &Position,
         source: Option<StreamSource<'_>>,
     ) -> Result<(), PipelineError> {
+        self.text(raw, raw.into(), pos, source)
+    }
+
+    /// Decodes `text`, the JSON of the record `raw` (its own bytes, or the SDK record it was
+    /// written from), then flattens and buffers it.
+    fn text(
+        &mut self,
+        text: &[u8],
+        raw: Raw<'_>,
+        pos: &Position,
+        source: Option<StreamSource<'_>>,
+    ) -> Result<(), PipelineError> {
         if self.settings.filter.is_empty() {
             let mut tape = std::mem::take(&mut self.tape);
             tape.clear();
-            let fast = std::str::from_utf8(raw)
+            let fast = std::str::from_utf8(text)
                 .ok()
                 .and_then(|doc| Some((doc, tape.parse_str(doc)?)));
             let done = match fast {
-                Some((doc, head)) => {
-                    self.parsed(raw.into(), Ok(tape.view(doc, &head)), None, pos, source)
-                }
-                None => self.reference(raw, pos, source),
+                Some((doc, head)) => self.parsed(raw, Ok(tape.view(doc, &head)), None, pos, source),
+                None => self.decoded(raw, parse_record(text).as_ref(), pos, source),
             };
             self.tape = tape;
             return done;
         }
-        self.reference(raw, pos, source)
-    }
-
-    /// Decodes one record with the reference decoder, then flattens and buffers it.
-    fn reference(
-        &mut self,
-        raw: &[u8],
-        pos: &Position,
-        source: Option<StreamSource<'_>>,
-    ) -> Result<(), PipelineError> {
-        self.decoded(raw, parse_record(raw).as_ref(), pos, source)
+        self.decoded(raw, parse_record(text).as_ref(), pos, source)
     }
 
     /// Flattens and buffers one record the reference decoder decoded from `raw` (or rejects it).
     fn decoded(
         &mut self,
-        raw: &[u8],
+        raw: Raw<'_>,
         decoded: Result<&ChangeRecord<'_>, &DecodeError>,
         pos: &Position,
         source: Option<StreamSource<'_>>,
     ) -> Result<(), PipelineError> {
         match decoded {
-            Ok(rec) => self.parsed(raw.into(), Ok(rec.view()), Some(rec), pos, source),
-            Err(e) => self.parsed::<&Item>(raw.into(), Err(e), None, pos, source),
+            Ok(rec) => self.parsed(raw, Ok(rec.view()), Some(rec), pos, source),
+            Err(e) => self.parsed::<&Item>(raw, Err(e), None, pos, source),
         }
     }
 
@@ -574,7 +574,7 @@ impl<'a> Intake<'a> {
                             self.parsed(text.as_bytes().into(), Ok(rec), None, &pos, None)?
                         }
                         Entry::Slow(decoded) => {
-                            self.decoded(&frame.bytes, decoded.as_ref(), &pos, None)?
+                            self.decoded(Raw::Bytes(&frame.bytes), decoded.as_ref(), &pos, None)?
                         }
                     }
                 }

@@ -54,9 +54,10 @@ impl Intake<'_> {
     ) -> Result<(), PipelineError> {
         match change_record(r) {
             Some(rec) => self.parsed(Raw::Sdk(r), Ok(rec.view()), Some(&rec), pos, source),
-            // What the direct reading declines, the reference decoder reads from the JSON, so
-            // that the error (if any) is the one every other source gives.
-            None => self.record(&record_json(&r.record, &r.arn), pos, source),
+            // What the direct reading declines, the decoders read from the JSON, so that the
+            // error (if any) is the one every other source gives; it still counts its
+            // `SizeBytes` as read, and the error output writes the same JSON again.
+            None => self.text(&record_json(&r.record, &r.arn), Raw::Sdk(r), pos, source),
         }
     }
 }

@@ -470,6 +470,65 @@ async fn hundreds_of_rolled_over_shards_are_read_in_lineage_order_exactly_once()
     assert_eq!((again.records_in, again.files_written), (0, 0));
 }
 
+/// A DynamoDB Streams record counts its `SizeBytes` as read whichever way it is decoded: straight
+/// from the SDK's types, or (what the direct reading declines, here a `NULL: false`) through its
+/// JSON by the reference decoder. The second had counted the JSON's length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamodb_streams_record_counts_its_size_bytes_however_it_is_decoded() {
+    use aws_sdk_dynamodbstreams::primitives::DateTime;
+    use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record, StreamRecord};
+    const ARN: &str = "arn:aws:dynamodb:us-east-1:1:table/Sized/stream/2026-11-20T00:00:00.000";
+    let record = |n: u64, extra: AttributeValue, size: i64| {
+        let key = || ("Id".to_string(), AttributeValue::S(format!("item{n}")));
+        let r = Record::builder()
+            .event_id(format!("e{n}"))
+            .event_name(OperationType::Insert)
+            .dynamodb(
+                StreamRecord::builder()
+                    .set_keys(Some([key()].into()))
+                    .set_new_image(Some([key(), ("X".to_string(), extra)].into()))
+                    .sequence_number(format!("{n:021}"))
+                    .approximate_creation_date_time(DateTime::from_secs(1_795_000_000))
+                    .size_bytes(size)
+                    .build(),
+            )
+            .build();
+        crate::dynamodb_streams::to_record(r, &ARN.into(), "s").unwrap()
+    };
+    let mut fake = one_shard();
+    fake.records.insert(
+        "s".into(),
+        vec![
+            record(1, AttributeValue::Bool(true), 100),
+            record(2, AttributeValue::Null(false), 200),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (lake, cp) = (dir.path().join("lake"), dir.path().join("cp.json"));
+    let mut o = opts(&cp);
+    o.mode = Mode::Scheduled {
+        until_ms: 2_000_000_000_000,
+    };
+    let summary = run_opts(&settings(&lake), Arc::new(fake), o).await.unwrap();
+    assert_eq!(summary.records_in, 2);
+    assert_eq!(summary.bytes_in, 300);
+    // The second goes to the error output (NULL must be true), written as its JSON again.
+    assert_eq!(summary.rows_out["sized"], 1);
+    assert_eq!(summary.errors["invalid_record"], 1);
+    let mut errors = String::new();
+    let mut folders = vec![lake.join("_errors/invalid_record")];
+    while let Some(folder) = folders.pop() {
+        for e in std::fs::read_dir(folder).unwrap() {
+            let path = e.unwrap().path();
+            match path.is_dir() {
+                true => folders.push(path),
+                false => errors.push_str(&std::fs::read_to_string(path).unwrap()),
+            }
+        }
+    }
+    assert!(errors.contains(r#"\"NULL\":false"#), "{errors}");
+}
+
 /// A consumer taking over while the previous one still saves: the previous one writes the
 /// checkpoint between this run's read and its claim. The claim's precondition fails; the run
 /// reads the checkpoint again (the other process's progress with it) and claims that, instead
