@@ -156,8 +156,11 @@ impl EncodeOptions {
     }
 }
 
-/// Values sampled from the start of a column to choose its encoding.
-const DICTIONARY_SAMPLE: usize = 1024;
+/// Values sampled from the start of a column to choose its encoding: two chunks' worth, so that
+/// a column of a few hundred distinct values (names, states, coupon codes) shows its repeats. With
+/// 1,024, a column of 499 names looked mostly distinct and was written plain, at 1.9x DuckDB's
+/// bytes with a dictionary (docs/BENCHMARKS.md, "Output size").
+const DICTIONARY_SAMPLE: usize = 16_384;
 /// Fewest sampled values to decide on; below, the column keeps the default (a dictionary).
 const DICTIONARY_MIN_VALUES: usize = 64;
 /// A dictionary pays when the sample holds at most one distinct value in this many. Measured on
@@ -328,6 +331,22 @@ mod tests {
             .clone();
         let unique = meta.row_group(0).column(0);
         assert!(!unique
+            .encodings()
+            .any(|e| e == parquet::basic::Encoding::RLE_DICTIONARY));
+        // A few hundred values, all seen within the first thousand rows, then repeated: a
+        // dictionary pays, which the first thousand values alone do not show.
+        let names = arrow_array::StringArray::from_iter_values(
+            (0..20_000).map(|i| format!("customer name {}", i % 500)),
+        );
+        let batch = RecordBatch::try_from_iter([("names", Arc::new(names) as ArrayRef)]).unwrap();
+        let bytes = encode(&batch.schema(), vec![batch], &EncodeOptions::default()).unwrap();
+        let meta = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+            .unwrap()
+            .metadata()
+            .clone();
+        assert!(meta
+            .row_group(0)
+            .column(0)
             .encodings()
             .any(|e| e == parquet::basic::Encoding::RLE_DICTIONARY));
         let off = EncodeOptions {
