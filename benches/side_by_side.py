@@ -4,7 +4,10 @@ Run it with benches/side_by_side.sh (which builds ddb-lake in release mode and p
 with the peers). Every tool converts the same generated input (Kinesis Data Streams for DynamoDB
 records, one per line) into zstd Parquet partitioned by event hour (Hive folders
 year=/month=/day=/hour=), with the same attribute columns (taken from the schema ddb-lake
-inferred, so no tool is asked for less than another) plus the operation, event id and event time:
+inferred, so no tool is asked for less than another) plus the operation, event id and event time.
+The attribute values come from the image ddb-lake writes: NewImage, or OldImage for a REMOVE (the
+peers read NewImage alone until 2026-12-05, so a REMOVE's values were null in their output, 15%
+of this input's rows, which made their files look smaller than ours for the same columns):
 
   ddb-lake  `ddb-lake export --layout hive` (it also writes its other cdc_* columns)
   duckdb    read_json_objects + json_extract per column + COPY ... PARTITION_BY
@@ -78,11 +81,11 @@ def columns_from(schema_path):
 def duckdb_sql(inp, out, cols, threads):
     def jp(path, code):
         p = ".".join(f'"{k}"' for k in path[:1]) + "".join(f'.M."{k}"' for k in path[1:])
-        return f"'$.dynamodb.NewImage.{p}.{code}'"
+        return f"'$.{p}.{code}'"
 
     exprs = []
     for name, ty, path in cols:
-        s = lambda code: f"json_extract_string(j, {jp(path, code)})"
+        s = lambda code: f"json_extract_string(img, {jp(path, code)})"
         if ty == "string":
             e = s("S")
         elif ty in ("bigint", "int", "double") or ty.startswith("decimal"):
@@ -93,11 +96,11 @@ def duckdb_sql(inp, out, cols, threads):
         elif ty == "binary":
             e = f"from_base64({s('B')})"
         elif ty == "list<string>":
-            e = f"CAST(coalesce(json_extract(j, {jp(path, 'SS')}), json_extract(j, {jp(path, 'NS')})) AS VARCHAR[])"
+            e = f"CAST(coalesce(json_extract(img, {jp(path, 'SS')}), json_extract(img, {jp(path, 'NS')})) AS VARCHAR[])"
         elif ty == "list<binary>":
-            e = f"list_transform(CAST(json_extract(j, {jp(path, 'BS')}) AS VARCHAR[]), lambda x: from_base64(x))"
+            e = f"list_transform(CAST(json_extract(img, {jp(path, 'BS')}) AS VARCHAR[]), lambda x: from_base64(x))"
         else:  # json: the attribute's value as JSON text
-            e = f"CAST(coalesce(json_extract(j, {jp(path, 'M')}), json_extract(j, {jp(path, 'L')})) AS VARCHAR)"
+            e = f"CAST(coalesce(json_extract(img, {jp(path, 'M')}), json_extract(img, {jp(path, 'L')})) AS VARCHAR)"
         exprs.append(f'{e} AS "{name}"')
     return textwrap.dedent(f"""
         SET threads={threads};
@@ -108,7 +111,9 @@ def duckdb_sql(inp, out, cols, threads):
                  {", ".join(exprs)},
                  strftime(cdc_event_time AT TIME ZONE 'UTC', '%Y') AS year, strftime(cdc_event_time AT TIME ZONE 'UTC', '%m') AS month,
                  strftime(cdc_event_time AT TIME ZONE 'UTC', '%d') AS day, strftime(cdc_event_time AT TIME ZONE 'UTC', '%H') AS hour
-          FROM (SELECT json AS j FROM read_json_objects('{inp}', format = 'newline_delimited'))
+          FROM (SELECT j, CASE WHEN j->>'$.eventName' = 'REMOVE' THEN j->'$.dynamodb.OldImage'
+                               ELSE j->'$.dynamodb.NewImage' END AS img
+                FROM (SELECT json AS j FROM read_json_objects('{inp}', format = 'newline_delimited')))
         ) TO '{out}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (year, month, day, hour));
     """)
 
@@ -166,7 +171,8 @@ with open(inp) as f:
     for line in f:
         r = json.loads(line)
         d = r["dynamodb"]
-        image = td.deserialize(wire({"M": d.get("NewImage", {})}))
+        which = "OldImage" if r.get("eventName") == "REMOVE" else "NewImage"  # as ddb-lake does
+        image = td.deserialize(wire({"M": d.get(which, {})}))
         scale = 1e6 if d.get("ApproximateCreationDateTimePrecision") == "MICROSECOND" else 1e3
         t = datetime.datetime.fromtimestamp(d["ApproximateCreationDateTime"] / scale, datetime.timezone.utc)
         row = {"cdc_operation": r.get("eventName"), "cdc_event_id": r.get("eventID"), "cdc_event_time": t,
@@ -189,15 +195,16 @@ import polars as pl
 inp, out, cols = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 df = pl.read_ndjson(inp, infer_schema_length=None)
 image_dtype = df.schema["dynamodb"]
-def field(path, code):
-    e = pl.col("dynamodb").struct.field("NewImage")
+def field_in(image, path, code):
+    e = pl.col("dynamodb").struct.field(image)
     for i, k in enumerate(path):
         if i > 0:
             e = e.struct.field("M")
         e = e.struct.field(k)
     return e.struct.field(code)
-def has(path, code):
-    dt = dict((f.name, f.dtype) for f in image_dtype.fields)["NewImage"]
+def has_in(image, path, code):
+    dt = dict((f.name, f.dtype) for f in image_dtype.fields).get(image)
+    if dt is None: return False
     for i, k in enumerate(path):
         if i > 0:
             dt = dict((f.name, f.dtype) for f in dt.fields).get("M")
@@ -205,6 +212,15 @@ def has(path, code):
         dt = dict((f.name, f.dtype) for f in dt.fields).get(k)
         if dt is None: return False
     return code in dict((f.name, f.dtype) for f in dt.fields)
+def has(path, code):
+    return has_in("NewImage", path, code) or has_in("OldImage", path, code)
+def field(path, code, each=lambda e: e):
+    # NewImage, or OldImage for a REMOVE, as ddb-lake does; `each` turns either image's value
+    # into the same type (the images' inferred struct types may differ) before they are joined.
+    new = each(field_in("NewImage", path, code)) if has_in("NewImage", path, code) else pl.lit(None)
+    if not has_in("OldImage", path, code):
+        return new
+    return pl.when(pl.col("eventName") == "REMOVE").then(each(field_in("OldImage", path, code))).otherwise(new)
 exprs = []
 for name, ty, path in cols:
     if ty == "string": e = field(path, "S")
@@ -220,8 +236,8 @@ for name, ty, path in cols:
         e = pl.coalesce(parts) if len(parts) > 1 else parts[0]
     elif ty == "list<binary>": e = field(path, "BS").list.eval(pl.element().str.decode("base64"))
     else:
-        parts = [field(path, c) for c in ("M", "L") if has(path, c)]
-        e = pl.coalesce([p.struct.json_encode() if c == "M" else p.cast(pl.String, strict=False) for p, c in zip(parts, ("M", "L"))]) if len(parts) > 1 else parts[0].struct.json_encode()
+        parts = [field(path, c, lambda e: e.struct.json_encode()) for c in ("M", "L") if has(path, c)]
+        e = pl.coalesce(parts) if len(parts) > 1 else parts[0]
     exprs.append(e.alias(name))
 d = pl.col("dynamodb")
 micros = d.struct.field("ApproximateCreationDateTimePrecision") == "MICROSECOND" if "ApproximateCreationDateTimePrecision" in [f.name for f in image_dtype.fields] else pl.lit(False)
