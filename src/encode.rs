@@ -158,7 +158,7 @@ impl EncodeOptions {
 
 /// Values sampled from the start of a column to choose its encoding: two chunks' worth, so that
 /// a column of a few hundred distinct values (names, states, coupon codes) shows its repeats. With
-/// 1,024, a column of 499 names looked mostly distinct and was written plain, at 1.9x DuckDB's
+/// 1,024, a column of 499 names looked mostly distinct and was written plain, at 1.8x its
 /// bytes with a dictionary (docs/BENCHMARKS.md, "Output size").
 const DICTIONARY_SAMPLE: usize = 16_384;
 /// Fewest sampled values to decide on; below, the column keeps the default (a dictionary).

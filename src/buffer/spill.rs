@@ -3,8 +3,8 @@
 //! record batch message appended to an anonymous temporary file, read back when its partition
 //! flushes. Its schema message is kept in memory, once per distinct schema, and put back in
 //! front of the batch when it is read (batches of different tables and column prefixes share a
-//! file). Writing the schema with each batch had doubled the bytes spilled when thousands of
-//! partitions each spilled a few rows (docs/BENCHMARKS.md, "Many partitions"). The
+//! file). The schema written with each batch had been a quarter of the bytes spilled when
+//! thousands of partitions each spilled a few rows (docs/BENCHMARKS.md, "Many partitions"). The
 //! files are anonymous (unlinked at creation), so a crash leaves nothing any reader sees, and
 //! the rows are still buffered as far as the exactly-once bookkeeping is concerned: a spilled
 //! partition is an open partition (docs/DESIGN.md, "Memory is bounded").
@@ -37,7 +37,7 @@ fn ipc_options() -> arrow_ipc::writer::IpcWriteOptions {
 /// Where one spilled batch is.
 #[derive(Debug)]
 pub struct Segment {
-    /// The IPC stream's start (magic and schema message) that the batch message follows.
+    /// The IPC stream's start (its schema message) that the batch message follows.
     schema: Arc<[u8]>,
     file: usize,
     offset: u64,
@@ -62,7 +62,7 @@ pub struct Spill {
     pub batches_written: u64,
     /// Bytes written so far.
     pub bytes_written: u64,
-    /// The schema messages of the batches written, each once.
+    /// The schema messages of the batches not read back yet, each once.
     schemas: FxHashSet<Arc<[u8]>>,
 }
 
@@ -90,6 +90,9 @@ impl Spill {
         let schema = match self.schemas.get(head) {
             Some(known) => Arc::clone(known),
             None => {
+                // Schemas no batch on disk uses any more go, so that a long run whose tables
+                // keep gaining columns does not keep every column list it ever spilled.
+                self.schemas.retain(|s| Arc::strong_count(s) > 1);
                 let new: Arc<[u8]> = Arc::from(head);
                 self.schemas.insert(Arc::clone(&new));
                 new
@@ -212,9 +215,18 @@ mod tests {
         let segs: Vec<Segment> = (0..100).map(|_| s.write(&batch).unwrap()).collect();
         assert_eq!(s.bytes_written, 100 * message as u64);
         assert_eq!(s.schemas.len(), 1);
-        for seg in &segs {
-            assert_eq!(s.read(seg).unwrap(), batch);
+        for seg in segs {
+            assert_eq!(s.read(&seg).unwrap(), batch);
         }
         assert_eq!(s.on_disk(), 0);
+        // Once no spilled batch uses a schema, the next new schema replaces it.
+        let other = RecordBatch::try_from_iter([(
+            "other",
+            Arc::new(Int64Array::from(vec![1])) as ArrayRef,
+        )])
+        .unwrap();
+        let seg = s.write(&other).unwrap();
+        assert_eq!(s.schemas.len(), 1);
+        assert_eq!(s.read(&seg).unwrap(), other);
     }
 }
