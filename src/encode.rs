@@ -174,14 +174,22 @@ const DICTIONARY_RATIO: usize = 8;
 /// (booleans, lists).
 fn dictionary_pays<'a>(parts: impl Iterator<Item = &'a ArrayRef>) -> Option<bool> {
     let h = FxBuildHasher;
-    let mut seen = FxHashSet::default();
+    // Past this many distinct values no sample can make a dictionary pay, so the scan stops
+    // there: a mostly distinct column costs an eighth of the sample, not all of it.
+    const MOST_DISTINCT: usize = DICTIONARY_SAMPLE / DICTIONARY_RATIO;
+    let mut seen = FxHashSet::with_capacity_and_hasher(MOST_DISTINCT + 1, h);
     let (mut values, mut scanned) = (0, 0);
     for column in parts {
         let n = column.len().min(DICTIONARY_SAMPLE - scanned);
+        let mut too_many = false;
         let mut sample = |hash: &dyn Fn(usize) -> u64| {
             for i in (0..n).filter(|&i| column.is_valid(i)) {
                 values += 1;
                 seen.insert(hash(i));
+                if seen.len() > MOST_DISTINCT {
+                    too_many = true;
+                    return;
+                }
             }
         };
         match column.data_type() {
@@ -202,6 +210,9 @@ fn dictionary_pays<'a>(parts: impl Iterator<Item = &'a ArrayRef>) -> Option<bool
                 sample(&|i| h.hash_one(column.as_primitive::<TimestampMicrosecondType>().value(i)))
             }
             _ => return None,
+        }
+        if too_many {
+            return Some(false);
         }
         scanned += n;
         if scanned == DICTIONARY_SAMPLE {
