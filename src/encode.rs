@@ -367,6 +367,23 @@ mod tests {
         assert_eq!(dictionary(&off), [false, false]);
     }
 
+    /// The decision stops early only where it cannot change: just under one distinct value in 8
+    /// of the sample still pays, just over does not.
+    #[test]
+    fn a_dictionary_pays_up_to_one_distinct_value_in_eight_of_the_sample() {
+        let pays = |distinct: i64| {
+            let column: ArrayRef = Arc::new(Int64Array::from_iter_values(
+                (0..40_000).map(|i| i % distinct),
+            ));
+            dictionary_pays([&column].into_iter())
+        };
+        let most = (DICTIONARY_SAMPLE / DICTIONARY_RATIO) as i64;
+        assert_eq!(pays(most), Some(true));
+        assert_eq!(pays(most + 1), Some(false));
+        assert_eq!(pays(30_000), Some(false));
+        assert_eq!(pays(3), Some(true));
+    }
+
     /// Files under `SMALL_FILE_ROWS` rows are uncompressed; larger ones use the configured codec.
     #[test]
     fn small_files_are_written_uncompressed() {
