@@ -11,15 +11,6 @@ use crate::decode::export::{ExportMeta, ExportType};
 use crate::decode::record::Operation;
 use crate::decode::view::RecordView;
 
-#[derive(Default)]
-struct LineFields {
-    item: Option<u32>,
-    metadata: Option<u32>,
-    keys: Option<u32>,
-    new_image: Option<u32>,
-    old_image: Option<u32>,
-}
-
 impl Tape {
     /// Parses one data-file line of the DynamoDB JSON export described by `meta`, appended to
     /// the tape; `None` (and the tape as it was) when the fast decoder declines it.
@@ -44,31 +35,14 @@ impl Tape {
     fn export_line(&mut self, doc: &str, meta: &ExportMeta) -> Option<Head> {
         let root = self.root(doc)?;
         let t = Doc { tape: self, doc };
-        let mut f = LineFields::default();
-        for (k, v) in t.entries(root) {
-            let slot = match t.str(k) {
-                "Item" => &mut f.item,
-                "Metadata" => &mut f.metadata,
-                "Keys" => &mut f.keys,
-                "NewImage" => &mut f.new_image,
-                "OldImage" => &mut f.old_image,
-                _ => continue,
-            };
-            if slot.replace(v).is_some() {
-                return None; // A duplicate field: the reference decoder refuses it.
-            }
-        }
+        let [item, metadata, keys, new_image, old_image] =
+            t.fields(root, ["Item", "Metadata", "Keys", "NewImage", "OldImage"])?;
         let obj = |i| t.opt_obj(i);
-        let (item, keys) = (obj(f.item)?, obj(f.keys)?);
-        let (new_image, old_image) = (obj(f.new_image)?, obj(f.old_image)?);
-        let micros = match t.opt_obj(f.metadata)? {
+        let (item, keys) = (obj(item)?, obj(keys)?);
+        let (new_image, old_image) = (obj(new_image)?, obj(old_image)?);
+        let micros = match t.opt_obj(metadata)? {
             Some(m) => {
-                let mut micros = None;
-                for (k, v) in t.entries(m) {
-                    if t.str(k) == "WriteTimestampMicros" && micros.replace(v).is_some() {
-                        return None;
-                    }
-                }
+                let [micros] = t.fields(m, ["WriteTimestampMicros"])?;
                 micros.filter(|&v| t.kind(v) != Kind::Null)
             }
             None => None,

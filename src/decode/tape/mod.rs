@@ -177,63 +177,55 @@ impl Tape {
 
     fn record(&mut self, doc: &str) -> Option<Head> {
         let root = self.root(doc)?;
-        let mut f = Fields::default();
         let t = Doc { tape: self, doc };
-        for (k, v) in t.entries(root) {
-            let slot = match t.str(k) {
-                "eventName" => &mut f.event_name,
-                "eventID" => &mut f.event_id,
-                "tableName" => &mut f.table_name,
-                "eventSourceARN" => &mut f.arn,
-                "userIdentity" => &mut f.identity,
-                "dynamodb" => &mut f.dynamodb,
-                _ => continue,
-            };
-            if slot.replace(v).is_some() {
-                return None; // A duplicate field: the reference decoder refuses it.
-            }
-        }
-        let ttl_delete = match f.identity.filter(|&i| t.kind(i) != Kind::Null) {
+        let [event_name, event_id, table_name, arn, identity, dynamodb] = t.fields(
+            root,
+            [
+                "eventName",
+                "eventID",
+                "tableName",
+                "eventSourceARN",
+                "userIdentity",
+                "dynamodb",
+            ],
+        )?;
+        let ttl_delete = match identity.filter(|&i| t.kind(i) != Kind::Null) {
             Some(i) => t.ttl_identity(i)?,
             None => false,
         };
-        let operation = match t.opt_str(f.event_name)?.map(|i| t.str(i)) {
+        let operation = match t.opt_str(event_name)?.map(|i| t.str(i)) {
             Some("INSERT") => Operation::Insert,
             Some("MODIFY") => Operation::Modify,
             Some("REMOVE") => Operation::Remove,
             _ => return None,
         };
-        let ddb = f.dynamodb.filter(|&i| t.kind(i) == Kind::Obj)?;
-        let mut d = DdbFields::default();
-        for (k, v) in t.entries(ddb) {
-            let slot = match t.str(k) {
-                "ApproximateCreationDateTime" => &mut d.time,
-                "ApproximateCreationDateTimePrecision" => &mut d.precision,
-                "Keys" => &mut d.keys,
-                "NewImage" => &mut d.new_image,
-                "OldImage" => &mut d.old_image,
-                "SequenceNumber" => &mut d.sequence,
-                _ => continue,
-            };
-            if slot.replace(v).is_some() {
-                return None;
-            }
-        }
-        let precision = t.opt_str(d.precision)?.map(|i| t.str(i));
-        let sequence_number = t.opt_str(d.sequence)?;
-        let arn = t.opt_str(f.arn)?;
-        let time = d.time.filter(|&i| t.kind(i) == Kind::Num)?;
+        let ddb = dynamodb.filter(|&i| t.kind(i) == Kind::Obj)?;
+        let [time, precision, keys, new_image, old_image, sequence] = t.fields(
+            ddb,
+            [
+                "ApproximateCreationDateTime",
+                "ApproximateCreationDateTimePrecision",
+                "Keys",
+                "NewImage",
+                "OldImage",
+                "SequenceNumber",
+            ],
+        )?;
+        let precision = t.opt_str(precision)?.map(|i| t.str(i));
+        let sequence_number = t.opt_str(sequence)?;
+        let arn = t.opt_str(arn)?;
+        let time = time.filter(|&i| t.kind(i) == Kind::Num)?;
         let time = serde_json::Number::from_str(t.str(time)).ok()?;
         let streams = sequence_number.is_some() || arn.is_some();
         let event_time_us = event_time_us(&time, precision, streams)?;
         let item = |i| t.opt_obj(i);
-        let (keys, new_image, old_image) = (item(d.keys)??, item(d.new_image)?, item(d.old_image)?);
-        let (table, table_in_arn) = match (t.opt_str(f.table_name)?, arn) {
+        let (keys, new_image, old_image) = (item(keys)??, item(new_image)?, item(old_image)?);
+        let (table, table_in_arn) = match (t.opt_str(table_name)?, arn) {
             (Some(name), _) => (Some(name), false),
             (None, Some(arn)) => (table_from_arn(t.str(arn)).map(|_| arn), true),
             (None, None) => (None, false),
         };
-        let event_id = t.opt_str(f.event_id)?;
+        let event_id = t.opt_str(event_id)?;
         for item in [Some(keys), new_image, old_image].into_iter().flatten() {
             self.check_item(doc, item)?;
         }
@@ -317,24 +309,4 @@ fn tag_named(name: &str) -> Option<Tag> {
         "BS" => Tag::Bs,
         _ => return None,
     })
-}
-
-#[derive(Default)]
-struct Fields {
-    event_name: Option<u32>,
-    event_id: Option<u32>,
-    table_name: Option<u32>,
-    arn: Option<u32>,
-    identity: Option<u32>,
-    dynamodb: Option<u32>,
-}
-
-#[derive(Default)]
-struct DdbFields {
-    time: Option<u32>,
-    precision: Option<u32>,
-    keys: Option<u32>,
-    new_image: Option<u32>,
-    old_image: Option<u32>,
-    sequence: Option<u32>,
 }

@@ -50,6 +50,26 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// The values of the fields `names` of the object at `at`, in their order (`None` for a
+    /// missing one); `None` when one of them is given twice, which the reference decoder
+    /// refuses. Other fields are skipped.
+    pub(super) fn fields<const N: usize>(
+        self,
+        at: u32,
+        names: [&str; N],
+    ) -> Option<[Option<u32>; N]> {
+        let mut values = [None; N];
+        for (k, v) in self.entries(at) {
+            let key = self.str(k);
+            if let Some(n) = names.iter().position(|&name| name == key) {
+                if values[n].replace(v).is_some() {
+                    return None;
+                }
+            }
+        }
+        Some(values)
+    }
+
     /// Key and value indexes of the object at `at`.
     pub(super) fn entries(self, at: u32) -> Entries<'a> {
         Entries {
