@@ -9,6 +9,14 @@ use ddb_lake::cli::Cli;
 
 mod commands;
 
+/// mimalloc (its v2, transparent huge pages off) instead of glibc's malloc: half the user CPU of
+/// a run writing 40,000 small files (parquet's per-file writer setup is mostly allocations), a
+/// little less on one large partition, at about the same peak RSS; with huge pages on (the
+/// crate's default) the RSS of the 1M-record run was 340-370 MiB against 204-218
+/// (docs/BENCHMARKS.md, "Many partitions").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = match Cli::try_parse() {
@@ -51,9 +59,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// glibc gives every thread that allocates its own arena (up to 8 per core), and memory freed in
-/// one is not reused by another: with the decoding, reading and encoding threads that held up to
-/// 90 MiB more peak RSS for the same run. Two arenas keep the speed (docs/BENCHMARKS.md).
+/// What still allocates through glibc's malloc (the C libraries: zstd's contexts) keeps to two
+/// arenas: glibc gives every thread that allocates its own (up to 8 per core), and memory freed
+/// in one is not reused by another (docs/BENCHMARKS.md).
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator tunable; it is called before any other thread starts.
