@@ -85,8 +85,11 @@ pub(super) struct Cart {
 pub(super) type ParsedChunk = yoke::Yoke<Parsed<'static>, Box<Cart>>;
 
 /// Frames per chunk, and bytes per chunk, handed from the decoding thread to the reading one.
-pub(super) const CHUNK_FRAMES: usize = 1024;
-pub(super) const CHUNK_BYTES: usize = 1 << 20;
+/// Small, so that a chunk's tape is still in cache when the reading thread reads it: 64 frames
+/// or 64 KiB against 1,024 or 1 MiB took 5-9% less user CPU on the 1M side-by-side input, runs
+/// taking turns (16 frames: no better, and more waiting; docs/BENCHMARKS.md).
+pub(super) const CHUNK_FRAMES: usize = 64;
+pub(super) const CHUNK_BYTES: usize = 1 << 16;
 /// Chunks decoded ahead of the reading thread (bounds the memory they hold), per parsing thread.
 pub(super) const DECODE_AHEAD: usize = 4;
 
