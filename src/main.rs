@@ -19,6 +19,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    reset_purged_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -57,6 +58,19 @@ fn main() -> ExitCode {
             ExitCode::from(commands::failure_code(&e))
         }
     }
+}
+
+/// mimalloc returns memory it no longer uses to the kernel after 10 ms (a purge). By default a
+/// purge decommits the pages (`MADV_DONTNEED`), and the next use faults them in again, zeroed:
+/// 0.7 s of system time on the 1M side-by-side input. Resetting them instead (`MADV_FREE`: the
+/// kernel takes them back only when it needs memory) took 4.6 -> 4.2 s there and 25.9 -> 20.6 s
+/// on 5M records, at 28-30 MiB more peak RSS (docs/BENCHMARKS.md, "Many partitions").
+fn reset_purged_pages() {
+    /// `mi_option_purge_decommits` in mimalloc v2's `mi_option_t` (its `mimalloc.h`, as vendored
+    /// by libmimalloc-sys 0.1.49, the version Cargo.lock pins); the crate names no constant for it.
+    const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
+    // SAFETY: sets an allocator option; called first in main, before any other thread starts.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) };
 }
 
 /// What still allocates through glibc's malloc (the C libraries: zstd's contexts) keeps to two
