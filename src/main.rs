@@ -67,7 +67,7 @@ fn main() -> ExitCode {
 /// on 5M records, at 28-30 MiB more peak RSS (docs/BENCHMARKS.md, "Many partitions").
 fn reset_purged_pages() {
     /// `mi_option_purge_decommits` in mimalloc v2's `mi_option_t` (its `mimalloc.h`, as vendored
-    /// by libmimalloc-sys 0.1.49, the version Cargo.lock pins); the crate names no constant for it.
+    /// by libmimalloc-sys 0.1.49, pinned in Cargo.toml); the crate names no constant for it.
     const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
     // SAFETY: sets an allocator option; called first in main, before any other thread starts.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) };
