@@ -11,9 +11,9 @@ mod commands;
 
 /// mimalloc (its v2, transparent huge pages off) instead of glibc's malloc: half the user CPU of
 /// a run writing 40,000 small files (parquet's per-file writer setup is mostly allocations), a
-/// little less on one large partition, at about the same peak RSS; with huge pages on (the
-/// crate's default) the RSS of the 1M-record run was 340-370 MiB against 204-218
-/// (docs/BENCHMARKS.md, "Many partitions").
+/// little less on one large partition, at a peak RSS within about 30 MiB of glibc's; its v3
+/// with huge pages on (the crate's default) took the 1M-record run to 340-370 MiB against
+/// 204-218 (docs/BENCHMARKS.md, "Many partitions").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
