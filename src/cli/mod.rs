@@ -123,6 +123,9 @@ pub struct OutputArgs {
     /// Memory for all open partitions together, e.g. 64MiB (buffer.memory_budget).
     #[arg(env = "DDB_LAKE_MEMORY_BUDGET", long)]
     pub memory_budget: Option<String>,
+    /// Data files written at once, at most (output.concurrent_writes).
+    #[arg(env = "DDB_LAKE_CONCURRENT_WRITES", long)]
+    pub concurrent_writes: Option<usize>,
     /// Print the summary as JSON on stdout.
     #[arg(env = "DDB_LAKE_JSON", long)]
     pub json: bool,
@@ -423,6 +426,9 @@ impl OutputArgs {
         }
         if let Some(v) = &self.memory_budget {
             c.buffer.memory_budget = v.clone();
+        }
+        if let Some(v) = self.concurrent_writes {
+            c.output.concurrent_writes = v;
         }
     }
 }

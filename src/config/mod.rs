@@ -231,6 +231,10 @@ pub enum PartitionTime {
     Processing,
 }
 
+/// Data files written at once: S3 puts are round trips, and small files one after the other are
+/// bound by their latency (docs/BENCHMARKS.md, "Concurrent writes").
+pub const DEFAULT_CONCURRENT_WRITES: usize = 16;
+
 /// `[output]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -247,6 +251,8 @@ pub struct OutputConfig {
     pub error_prefix: String,
     /// Folder for state (remembered schemas), outside every table folder.
     pub state_prefix: String,
+    /// Data files written at once, at most (1 to 256).
+    pub concurrent_writes: usize,
 }
 
 impl Default for OutputConfig {
@@ -258,6 +264,7 @@ impl Default for OutputConfig {
             partition_time: PartitionTime::Event,
             error_prefix: "_errors".into(),
             state_prefix: "_ddb_lake".into(),
+            concurrent_writes: DEFAULT_CONCURRENT_WRITES,
         }
     }
 }
@@ -448,6 +455,8 @@ mod tests {
         assert!(bad("[output]\ntemplate = \"{YYYY}\"").contains("{table}"));
         assert!(bad("[output]\nerror_prefix = \"errors\"").contains("error_prefix"));
         assert!(bad("[s3]\npart_size = \"1MiB\"").contains("s3.part_size"));
+        assert!(bad("[output]\nconcurrent_writes = 0").contains("output.concurrent_writes"));
+        assert!(bad("[output]\nconcurrent_writes = 257").contains("output.concurrent_writes"));
         assert!(bad("[stream]\nstart = \"at_timestamp\"").contains("stream.start_timestamp"));
         assert!(bad("[stream]\nstart = \"oldest\"").contains("stream.start"));
         // Compaction happens when an hour completes: it needs markers, and files of some size.

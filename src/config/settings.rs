@@ -59,6 +59,9 @@ impl ConfigFile {
         let b = &self.buffer;
         let max_bytes = parse_bytes("buffer.max_bytes", &b.max_bytes)?;
         let memory_budget = parse_bytes("buffer.memory_budget", &b.memory_budget)?;
+        if !(1..=256).contains(&self.output.concurrent_writes) {
+            return Err(invalid("output.concurrent_writes", "must be 1 to 256"));
+        }
         if b.max_records == 0 {
             return Err(invalid("buffer.max_records", "must be at least 1"));
         }
@@ -179,6 +182,7 @@ impl ConfigFile {
             partition_time: self.output.partition_time,
             error_prefix: self.output.error_prefix.trim_end_matches('/').into(),
             state_prefix: self.output.state_prefix.trim_end_matches('/').into(),
+            concurrent_writes: self.output.concurrent_writes,
             default_table: self.input.default_table.clone(),
             key: self.input.key.clone(),
             schema_dir: s.dir.clone(),
@@ -306,6 +310,8 @@ pub struct Settings {
     pub multipart_threshold: usize,
     /// Multipart part size, in bytes (at least 5 MiB, S3's minimum).
     pub part_size: usize,
+    /// Data files written at once, at most (`output.concurrent_writes`).
+    pub concurrent_writes: usize,
     /// Stream runs: hour-complete markers after this lateness (`None`: no markers).
     pub markers: Option<Duration>,
     /// Stream runs with markers: an hour's files are staged and compacted into files of about

@@ -154,6 +154,8 @@ mod markers;
 mod sim;
 pub mod stream;
 mod writer;
+#[cfg(test)]
+mod writer_tests;
 
 pub use export::{export, RunOptions};
 pub use lake::{data_files, manifests, table_schemas};

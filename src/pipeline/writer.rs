@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
+use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use parquet::errors::ParquetError;
 use tokio::sync::mpsc;
@@ -159,70 +160,59 @@ pub(super) async fn write_all(
             }
         })
         .buffered(encoders);
-    while let Some(out) = ready.next().await {
-        let out = match out? {
-            Ready::Other(out) => out,
-            Ready::Data {
-                file:
-                    DataFile {
-                        path,
-                        rows,
-                        table,
-                        reason,
-                        create_only,
-                        sort,
-                    },
-                encoded,
-            } => {
-                let mut len = encoded.len() as u64;
-                if let (Some(out), true) = (&output, write) {
-                    let bytes = Bytes::from(encoded);
-                    let (threshold, part) = (settings.multipart_threshold, settings.part_size);
-                    if create_only {
-                        let staging = staging_name(&settings.state_prefix, &path, &nonce);
-                        if let Some(existing) =
-                            out.put_new(&path, bytes, threshold, part, &staging).await?
-                        {
-                            tracing::info!(
-                                "{} was written before a restart; kept",
-                                out.display(&path)
-                            );
-                            len = existing;
-                        }
-                    } else {
-                        out.put(&path, bytes, threshold, part).await?;
+    // Data files are written several at once (an S3 put is a round trip: 40,000 small files one
+    // after the other are 40,000 round trips in a row), up to `output.concurrent_writes` files and a
+    // quarter of the memory budget of encoded bytes (at least one file). Every other message is a
+    // barrier: it waits for the puts before it, and none after it starts before it is done, so
+    // a checkpoint is still saved only once everything before it is durable, and an intent
+    // checkpoint before the files it names.
+    let put_budget = settings.flush.memory_budget / 4;
+    let mut puts = FuturesOrdered::new();
+    let mut put_bytes = 0usize;
+    let target = output.as_ref().filter(|_| write);
+    let put_opts = PutOptions {
+        threshold: settings.multipart_threshold,
+        part_size: settings.part_size,
+        state_prefix: &settings.state_prefix,
+        nonce: &nonce,
+    };
+    loop {
+        let next = if puts.is_empty() {
+            ready.next().await
+        } else {
+            tokio::select! {
+                biased;
+                done = puts.next() => {
+                    let done: Option<Result<Written, PipelineError>> = done;
+                    if let Some(done) = done {
+                        put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
                     }
-                    crate::failpoint::hit("after-data");
-                    tracing::info!(
-                        rows,
-                        bytes = len,
-                        reason = reason.as_str(),
-                        "wrote {}",
-                        out.display(&path)
-                    );
+                    continue;
                 }
-                crate::metrics::file_written(&table, rows as u64, len, reason.as_str());
-                // Staged files go in no manifest: nothing would take their length out again.
-                if sort.is_none() {
-                    lengths.insert(path.clone(), len);
-                }
-                *stats.rows_out.entry(table).or_default() += rows as u64;
-                *stats
-                    .flushes
-                    .entry(reason.as_str().to_string())
-                    .or_default() += 1;
-                stats.files += 1;
-                stats.bytes += len;
-                counters.files_written.fetch_add(1, Ordering::Relaxed);
-                counters.bytes_written.fetch_add(len, Ordering::Relaxed);
-                stats.objects.push(ObjectInfo {
-                    path,
-                    rows: rows as u64,
-                    bytes: len,
-                });
-                continue;
+                next = ready.next() => next,
             }
         };
+        let Some(out) = next else { break };
+        let out = match out? {
+            Ready::Data { file, encoded } => {
+                let len = encoded.len();
+                while !puts.is_empty()
+                    && (puts.len() >= settings.concurrent_writes || put_bytes + len > put_budget)
+                {
+                    if let Some(done) = puts.next().await {
+                        put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
+                    }
+                }
+                put_bytes += len;
+                puts.push_back(put_data(target, file, encoded, put_opts));
+                continue;
+            }
+            Ready::Other(out) => out,
+        };
+        // A barrier: the puts before this message are durable before it is carried out.
+        while let Some(done) = puts.next().await {
+            put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
+        }
         match out {
             Out::Data { .. } => unreachable!("data messages arrive encoded"),
             Out::Object {
@@ -343,7 +333,109 @@ pub(super) async fn write_all(
             }
         }
     }
+    while let Some(done) = puts.next().await {
+        finish_put(done?, &mut stats, &mut lengths, &counters);
+    }
     Ok(stats)
+}
+
+/// How data files are put.
+#[derive(Clone, Copy)]
+struct PutOptions<'a> {
+    threshold: usize,
+    part_size: usize,
+    state_prefix: &'a str,
+    nonce: &'a str,
+}
+
+/// A data file written (or, with no output, only encoded).
+struct Written {
+    file: DataFile,
+    /// The bytes encoded (the put's share of the writer's budget).
+    encoded: usize,
+    /// The object's length: the one written, or the existing one's that a re-created batch
+    /// found in place.
+    len: u64,
+}
+
+/// Writes one encoded data file to `out` (nothing when `None`: a dry run or no output).
+async fn put_data(
+    out: Option<&Location>,
+    file: DataFile,
+    encoded: Vec<u8>,
+    o: PutOptions<'_>,
+) -> Result<Written, PipelineError> {
+    let encoded_len = encoded.len();
+    let mut len = encoded_len as u64;
+    if let Some(out) = out {
+        let bytes = Bytes::from(encoded);
+        if file.create_only {
+            let staging = staging_name(o.state_prefix, &file.path, o.nonce);
+            if let Some(existing) = out
+                .put_new(&file.path, bytes, o.threshold, o.part_size, &staging)
+                .await?
+            {
+                tracing::info!(
+                    "{} was written before a restart; kept",
+                    out.display(&file.path)
+                );
+                len = existing;
+            }
+        } else {
+            out.put(&file.path, bytes, o.threshold, o.part_size).await?;
+        }
+        crate::failpoint::hit("after-data");
+        tracing::info!(
+            rows = file.rows,
+            bytes = len,
+            reason = file.reason.as_str(),
+            "wrote {}",
+            out.display(&file.path)
+        );
+    }
+    Ok(Written {
+        file,
+        encoded: encoded_len,
+        len,
+    })
+}
+
+/// Counts a data file written, in the order the files were sent; returns its encoded bytes.
+fn finish_put(
+    w: Written,
+    stats: &mut WriterStats,
+    lengths: &mut HashMap<String, u64>,
+    counters: &Counters,
+) -> usize {
+    let Written { file, encoded, len } = w;
+    let DataFile {
+        path,
+        rows,
+        table,
+        reason,
+        sort,
+        ..
+    } = file;
+    crate::metrics::file_written(&table, rows as u64, len, reason.as_str());
+    // Staged files go in no manifest: nothing would take their length out again.
+    if sort.is_none() {
+        lengths.insert(path.clone(), len);
+    }
+    *stats.rows_out.entry(table).or_default() += rows as u64;
+    *stats
+        .flushes
+        .entry(reason.as_str().to_string())
+        .or_default() += 1;
+    stats.files += 1;
+    stats.bytes += len;
+    counters.files_written.fetch_add(1, Ordering::Relaxed);
+    counters.bytes_written.fetch_add(len, Ordering::Relaxed);
+    stats.objects.push(ObjectInfo {
+        path,
+        rows: rows as u64,
+        bytes: len,
+    });
+    encoded
 }
 
 /// Writes a Redshift COPY manifest listing `files` (their URLs and lengths).

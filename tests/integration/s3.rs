@@ -69,6 +69,57 @@ print(len(data), rows)
     assert_eq!(py(&check, &[&bucket]), format!("{files} 2000"));
 }
 
+/// One partition per order: hundreds of small files, written to the S3 server several at once
+/// (`output.concurrent_writes`), each row in exactly one of them.
+#[test]
+fn many_small_files_go_up_concurrently_each_row_once() {
+    if skip_without_servers() {
+        return;
+    }
+    std::env::var("AWS_ENDPOINT_URL_S3")
+        .expect("run with scripts/test.sh: it starts the local S3 server");
+    let bucket = unique_bucket("ddb-many");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    generate(&input, 600, 5, &[]);
+    py(
+        &format!("{S3PY}s3.create_bucket(Bucket=sys.argv[1])"),
+        &[&bucket],
+    );
+    let summary = export_json(
+        &[
+            "-i",
+            s(&input),
+            "-o",
+            &format!("s3://{bucket}/lake"),
+            "--template",
+            "{table}/order={order_id}/{YYYY}/{MM}/{DD}",
+            "--concurrent-writes",
+            "8",
+        ],
+        0,
+    );
+    assert_eq!(summary["rows_out"]["orders"], 600);
+    let files = summary["files_written"].as_u64().unwrap();
+    assert!(files >= 100, "one file per order: {files}");
+    let check = format!(
+        r#"{S3PY}
+import pyarrow.parquet as pq
+bucket = sys.argv[1]
+keys = [o['Key'] for p in s3.get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix='lake/orders/') for o in p.get('Contents', [])]
+ids = []
+for k in keys:
+    assert k.endswith('.parquet'), k
+    t = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=k)['Body'].read()))
+    order = k.split('/')[2].removeprefix('order=')
+    assert set(t.column('order_id').to_pylist()) == {{order}}, (k, t.column('order_id'))
+    ids += t.column('cdc_event_id').to_pylist()
+print(len(keys), len(ids), len(set(ids)))
+"#
+    );
+    assert_eq!(py(&check, &[&bucket]), format!("{files} 600 600"));
+}
+
 #[test]
 fn a_prefix_input_reads_every_object_below_it() {
     if skip_without_servers() {
