@@ -403,8 +403,8 @@ impl Location {
     /// only if absent (CompleteMultipartUpload with `If-None-Match: *`, object_store's
     /// "copy if not exists" in multipart mode), then the staged object is deleted. So two
     /// writers of one name (a fenced process and its successor) never both create it, and a
-    /// crash leaves at most an incomplete upload or a staged object (README, "S3": the lifecycle
-    /// rules that expire both).
+    /// crash leaves at most an incomplete upload or a staged object per file being written
+    /// (README, "S3": the lifecycle rules that expire both).
     pub async fn put_new(
         &self,
         rel: &str,

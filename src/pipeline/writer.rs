@@ -1,7 +1,8 @@
-//! The writer: the messages the intake sends, and the one task that carries them out strictly
-//! in order (data and error objects, schemas, COPY manifests, hour markers, checkpoint saves),
-//! encoding data ahead on blocking threads. The order is the exactly-once protocol's: a
-//! checkpoint sent after a message is saved only once that message is durable.
+//! The writer: the messages the intake sends, and the one task that carries them out in order
+//! (data and error objects, schemas, COPY manifests, hour markers, checkpoint saves), encoding
+//! data ahead on blocking threads and writing data files that follow each other concurrently.
+//! The order is the exactly-once protocol's: a checkpoint sent after a message is saved only once
+//! that message is durable, and no data file sent after a message starts before it is done.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -176,167 +177,183 @@ pub(super) async fn write_all(
         state_prefix: &settings.state_prefix,
         nonce: &nonce,
     };
-    loop {
-        let next = if puts.is_empty() {
-            ready.next().await
-        } else {
-            tokio::select! {
-                biased;
-                done = puts.next() => {
-                    let done: Option<Result<Written, PipelineError>> = done;
-                    if let Some(done) = done {
-                        put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
+    // On an error, the puts still in flight are let finish (their results no longer matter: the
+    // run fails), so that none is cut off midway and leaves an incomplete upload behind.
+    let outcome: Result<(), PipelineError> = async {
+        loop {
+            let next = if puts.is_empty() {
+                ready.next().await
+            } else {
+                tokio::select! {
+                    biased;
+                    done = puts.next() => {
+                        let done: Option<Result<Written, PipelineError>> = done;
+                        if let Some(done) = done {
+                            put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
+                        }
+                        continue;
                     }
+                    next = ready.next() => next,
+                }
+            };
+            let Some(out) = next else { break };
+            let out = match out? {
+                Ready::Data { file, encoded } => {
+                    let len = encoded.len();
+                    while !puts.is_empty()
+                        && (puts.len() >= settings.concurrent_writes
+                            || put_bytes + len > put_budget)
+                    {
+                        if let Some(done) = puts.next().await {
+                            put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
+                        }
+                    }
+                    put_bytes += len;
+                    puts.push_back(put_data(target, file, encoded, put_opts));
                     continue;
                 }
-                next = ready.next() => next,
+                Ready::Other(out) => out,
+            };
+            // A barrier: the puts before this message are durable before it is carried out.
+            while let Some(done) = puts.next().await {
+                put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
             }
-        };
-        let Some(out) = next else { break };
-        let out = match out? {
-            Ready::Data { file, encoded } => {
-                let len = encoded.len();
-                while !puts.is_empty()
-                    && (puts.len() >= settings.concurrent_writes || put_bytes + len > put_budget)
-                {
-                    if let Some(done) = puts.next().await {
-                        put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
+            match out {
+                Out::Data { .. } => unreachable!("data messages arrive encoded"),
+                Out::Object {
+                    path,
+                    bytes,
+                    create_only,
+                } => {
+                    if let (Some(out), true) = (&output, write) {
+                        let bytes = Bytes::from(bytes);
+                        if create_only {
+                            out.put_new(&path, bytes, usize::MAX, settings.part_size, "")
+                                .await?;
+                        } else {
+                            out.put(&path, bytes, usize::MAX, settings.part_size)
+                                .await?;
+                        }
+                        tracing::debug!("wrote {}", out.display(&path));
+                        if path.starts_with(&format!("{}/schemas/", settings.state_prefix)) {
+                            crate::failpoint::hit("after-schema");
+                        } else {
+                            crate::failpoint::hit("after-errors");
+                        }
                     }
                 }
-                put_bytes += len;
-                puts.push_back(put_data(target, file, encoded, put_opts));
-                continue;
+                Out::Manifest { path, objects } => {
+                    let Some(out) = &output else { continue };
+                    let mut files = Vec::with_capacity(objects.len());
+                    for o in &objects {
+                        let len = match lengths.remove(o) {
+                            Some(l) => l,
+                            None if write => out.size(o).await?,
+                            None => 0,
+                        };
+                        files.push((out.display(o), len));
+                    }
+                    if write {
+                        put_manifest(out, &path, &files, settings.part_size).await?;
+                        tracing::debug!("wrote manifest {}", out.display(&path));
+                        crate::failpoint::hit("after-manifest");
+                    }
+                }
+                Out::HourComplete {
+                    table,
+                    hour,
+                    folder,
+                    compact,
+                } => {
+                    let Some(out) = &output else { continue };
+                    if !write {
+                        continue;
+                    }
+                    if let Some(c) = compact {
+                        let files =
+                            compact_hour(out, &settings, &table, &folder, c, &nonce).await?;
+                        // The compacted files' COPY manifest (staged files are in none).
+                        if !files.is_empty() {
+                            let names: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+                            let path = super::commit::manifest_name(
+                                &settings.state_prefix,
+                                &table,
+                                &names,
+                            );
+                            let listed: Vec<(String, u64)> =
+                                files.iter().map(|(p, l)| (out.display(p), *l)).collect();
+                            put_manifest(out, &path, &listed, settings.part_size).await?;
+                        }
+                    }
+                    let files: Vec<(String, u64)> = out
+                        .list(&format!("{folder}/"))
+                        .await?
+                        .into_iter()
+                        // On-time files only: late ones are in the regular COPY manifests (a late
+                        // file can be there already when a marker is written again after a crash).
+                        .filter(|(p, _)| {
+                            let name = p.filename().unwrap_or_default();
+                            name.ends_with(".parquet")
+                                && !name.starts_with(&format!("{table}-late-"))
+                        })
+                        .map(|(p, len)| (out.display(&out.relative(&p)), len))
+                        .collect();
+                    let start =
+                        chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
+                    let dir = format!(
+                        "{}/hours/{table}/{}",
+                        settings.state_prefix,
+                        start.format("%Y/%m/%d/%H")
+                    );
+                    let manifest = format!("{dir}/manifest.json");
+                    put_manifest(out, &manifest, &files, settings.part_size).await?;
+                    crate::failpoint::hit("mid-marker");
+                    let marker = serde_json::json!({
+                        "table": table,
+                        "hour": start.format("%Y-%m-%dT%H:00:00Z").to_string(),
+                        "files": files.len(),
+                        "bytes": files.iter().map(|(_, l)| l).sum::<u64>(),
+                        "manifest": out.display(&manifest),
+                        "allowed_lateness_seconds": settings.markers.map_or(0, |d| d.as_secs()),
+                    });
+                    let body = serde_json::to_vec_pretty(&marker).expect("markers serialize");
+                    let path = format!("{dir}/_COMPLETE.json");
+                    out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
+                        .await?;
+                    tracing::info!("hour complete: {}", out.display(&path));
+                    crate::metrics::hour_completed(&table);
+                    stats
+                        .hours_completed
+                        .push(format!("{table} {}", start.format("%Y-%m-%dT%H")));
+                }
+                Out::DeleteStaged { staged } => {
+                    if let (Some(out), true) = (&output, write) {
+                        delete_staged(out, &staged).await?;
+                    }
+                }
+                Out::Checkpoint(cp, save) => {
+                    if let (Some(store), false) = (checkpoints.as_mut(), dry_run) {
+                        store.save(&cp).await?;
+                        crate::metrics::checkpoint_saved();
+                        tracing::debug!("saved checkpoint {} ({save:?})", store.url());
+                        if save == Save::Intent {
+                            crate::failpoint::hit("after-intent");
+                        }
+                    }
+                    stats.checkpoint = Some(*cp);
+                }
             }
-            Ready::Other(out) => out,
-        };
-        // A barrier: the puts before this message are durable before it is carried out.
+        }
         while let Some(done) = puts.next().await {
-            put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
+            finish_put(done?, &mut stats, &mut lengths, &counters);
         }
-        match out {
-            Out::Data { .. } => unreachable!("data messages arrive encoded"),
-            Out::Object {
-                path,
-                bytes,
-                create_only,
-            } => {
-                if let (Some(out), true) = (&output, write) {
-                    let bytes = Bytes::from(bytes);
-                    if create_only {
-                        out.put_new(&path, bytes, usize::MAX, settings.part_size, "")
-                            .await?;
-                    } else {
-                        out.put(&path, bytes, usize::MAX, settings.part_size)
-                            .await?;
-                    }
-                    tracing::debug!("wrote {}", out.display(&path));
-                    if path.starts_with(&format!("{}/schemas/", settings.state_prefix)) {
-                        crate::failpoint::hit("after-schema");
-                    } else {
-                        crate::failpoint::hit("after-errors");
-                    }
-                }
-            }
-            Out::Manifest { path, objects } => {
-                let Some(out) = &output else { continue };
-                let mut files = Vec::with_capacity(objects.len());
-                for o in &objects {
-                    let len = match lengths.remove(o) {
-                        Some(l) => l,
-                        None if write => out.size(o).await?,
-                        None => 0,
-                    };
-                    files.push((out.display(o), len));
-                }
-                if write {
-                    put_manifest(out, &path, &files, settings.part_size).await?;
-                    tracing::debug!("wrote manifest {}", out.display(&path));
-                    crate::failpoint::hit("after-manifest");
-                }
-            }
-            Out::HourComplete {
-                table,
-                hour,
-                folder,
-                compact,
-            } => {
-                let Some(out) = &output else { continue };
-                if !write {
-                    continue;
-                }
-                if let Some(c) = compact {
-                    let files = compact_hour(out, &settings, &table, &folder, c, &nonce).await?;
-                    // The compacted files' COPY manifest (staged files are in none).
-                    if !files.is_empty() {
-                        let names: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
-                        let path =
-                            super::commit::manifest_name(&settings.state_prefix, &table, &names);
-                        let listed: Vec<(String, u64)> =
-                            files.iter().map(|(p, l)| (out.display(p), *l)).collect();
-                        put_manifest(out, &path, &listed, settings.part_size).await?;
-                    }
-                }
-                let files: Vec<(String, u64)> = out
-                    .list(&format!("{folder}/"))
-                    .await?
-                    .into_iter()
-                    // On-time files only: late ones are in the regular COPY manifests (a late
-                    // file can be there already when a marker is written again after a crash).
-                    .filter(|(p, _)| {
-                        let name = p.filename().unwrap_or_default();
-                        name.ends_with(".parquet") && !name.starts_with(&format!("{table}-late-"))
-                    })
-                    .map(|(p, len)| (out.display(&out.relative(&p)), len))
-                    .collect();
-                let start = chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
-                let dir = format!(
-                    "{}/hours/{table}/{}",
-                    settings.state_prefix,
-                    start.format("%Y/%m/%d/%H")
-                );
-                let manifest = format!("{dir}/manifest.json");
-                put_manifest(out, &manifest, &files, settings.part_size).await?;
-                crate::failpoint::hit("mid-marker");
-                let marker = serde_json::json!({
-                    "table": table,
-                    "hour": start.format("%Y-%m-%dT%H:00:00Z").to_string(),
-                    "files": files.len(),
-                    "bytes": files.iter().map(|(_, l)| l).sum::<u64>(),
-                    "manifest": out.display(&manifest),
-                    "allowed_lateness_seconds": settings.markers.map_or(0, |d| d.as_secs()),
-                });
-                let body = serde_json::to_vec_pretty(&marker).expect("markers serialize");
-                let path = format!("{dir}/_COMPLETE.json");
-                out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
-                    .await?;
-                tracing::info!("hour complete: {}", out.display(&path));
-                crate::metrics::hour_completed(&table);
-                stats
-                    .hours_completed
-                    .push(format!("{table} {}", start.format("%Y-%m-%dT%H")));
-            }
-            Out::DeleteStaged { staged } => {
-                if let (Some(out), true) = (&output, write) {
-                    delete_staged(out, &staged).await?;
-                }
-            }
-            Out::Checkpoint(cp, save) => {
-                if let (Some(store), false) = (checkpoints.as_mut(), dry_run) {
-                    store.save(&cp).await?;
-                    crate::metrics::checkpoint_saved();
-                    tracing::debug!("saved checkpoint {} ({save:?})", store.url());
-                    if save == Save::Intent {
-                        crate::failpoint::hit("after-intent");
-                    }
-                }
-                stats.checkpoint = Some(*cp);
-            }
-        }
+        Ok(())
     }
-    while let Some(done) = puts.next().await {
-        finish_put(done?, &mut stats, &mut lengths, &counters);
+    .await;
+    if outcome.is_err() {
+        while puts.next().await.is_some() {}
     }
-    Ok(stats)
+    outcome.map(|()| stats)
 }
 
 /// How data files are put.

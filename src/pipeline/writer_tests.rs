@@ -14,7 +14,7 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
 };
-use tokio::sync::{mpsc, Barrier};
+use tokio::sync::{mpsc, Barrier, Notify};
 
 use super::writer::{write_all, DataFile, Out, Save};
 use crate::buffer::FlushReason;
@@ -24,12 +24,14 @@ use crate::store::Location;
 use crate::summary::Counters;
 
 /// An in-memory store that logs when each put starts and ends, and holds every put of a
-/// `.parquet` object until `overlap` of them are in progress at once.
+/// `.parquet` object until four of them are in progress at once. A `fail.parquet` then fails,
+/// and a `slow.parquet` waits for that failure before it goes on.
 #[derive(Debug)]
 struct Overlapping {
     inner: InMemory,
     log: Mutex<Vec<String>>,
     data: Barrier,
+    failed: Notify,
 }
 
 impl std::fmt::Display for Overlapping {
@@ -55,6 +57,16 @@ impl ObjectStore for Overlapping {
         self.event(format!("start {location}"));
         if location.as_ref().ends_with(".parquet") {
             self.data.wait().await;
+        }
+        if location.as_ref().ends_with("fail.parquet") {
+            self.failed.notify_one();
+            return Err(object_store::Error::Generic {
+                store: "test",
+                source: "refused".into(),
+            });
+        }
+        if location.as_ref().ends_with("slow.parquet") {
+            self.failed.notified().await;
         }
         let r = self.inner.put_opts(location, payload, opts).await;
         self.event(format!("end {location}"));
@@ -111,16 +123,40 @@ impl ObjectStore for Overlapping {
     }
 }
 
-fn data(i: usize) -> Out {
+fn store() -> (Arc<Overlapping>, Location) {
+    let store = Arc::new(Overlapping {
+        inner: InMemory::new(),
+        log: Mutex::new(Vec::new()),
+        data: Barrier::new(4),
+        failed: Notify::new(),
+    });
+    let location = Location {
+        store: store.clone(),
+        prefix: Path::default(),
+        url: "memory://lake".into(),
+        s3: false,
+    };
+    (store, location)
+}
+
+fn settings() -> crate::config::Settings {
+    let mut config = ConfigFile::default();
+    config.output.url = Some("memory://lake".into());
+    let settings = config.validate().expect("valid config");
+    assert!(
+        settings.concurrent_writes >= 4,
+        "the default overlaps four files"
+    );
+    settings
+}
+
+fn data(name: &str) -> Out {
     let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![Arc::new(Int64Array::from(vec![i as i64]))],
-    )
-    .unwrap();
+    let batch =
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
     Out::Data {
         file: DataFile {
-            path: format!("t/f{i}.parquet"),
+            path: format!("t/{name}.parquet"),
             rows: 1,
             table: "t".into(),
             reason: FlushReason::Size,
@@ -137,29 +173,12 @@ fn data(i: usize) -> Out {
 /// checkpoint is saved after the first four are durable and before the next four start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_overlap_and_other_messages_wait_for_them() {
-    let store = Arc::new(Overlapping {
-        inner: InMemory::new(),
-        log: Mutex::new(Vec::new()),
-        data: Barrier::new(4),
-    });
-    let location = Location {
-        store: store.clone(),
-        prefix: Path::default(),
-        url: "memory://lake".into(),
-        s3: false,
-    };
+    let (store, location) = store();
     let checkpoints = CheckpointStore::at(location.clone(), "cp.json", false);
-    let mut config = ConfigFile::default();
-    config.output.url = Some("memory://lake".into());
-    let settings = config.validate().expect("valid config");
-    assert!(
-        settings.concurrent_writes >= 4,
-        "the default overlaps four files"
-    );
 
     let (tx, rx) = mpsc::channel(16);
     for i in 0..4 {
-        tx.send((data(i), None)).await.unwrap();
+        tx.send((data(&format!("f{i}")), None)).await.unwrap();
     }
     let cp = Checkpoint {
         stream: "s".into(),
@@ -169,14 +188,14 @@ async fn files_overlap_and_other_messages_wait_for_them() {
         .await
         .unwrap();
     for i in 4..8 {
-        tx.send((data(i), None)).await.unwrap();
+        tx.send((data(&format!("f{i}")), None)).await.unwrap();
     }
     drop(tx);
     let run = write_all(
         rx,
         Some(location),
         Some(checkpoints),
-        settings,
+        settings(),
         false,
         Arc::new(Counters::default()),
     );
@@ -205,4 +224,32 @@ async fn files_overlap_and_other_messages_wait_for_them() {
     let sent: Vec<_> = (0..8).map(|i| format!("t/f{i}.parquet")).collect();
     assert_eq!(paths, sent);
     assert_eq!(stats.files, 8);
+}
+
+/// A put that fails while others are in flight fails the run, but only once the others are done:
+/// none is cut off midway (on S3, an incomplete upload or a staged object left behind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_put_lets_the_others_finish() {
+    let (store, location) = store();
+    let (tx, rx) = mpsc::channel(16);
+    for name in ["a", "fail", "b", "slow"] {
+        tx.send((data(name), None)).await.unwrap();
+    }
+    drop(tx);
+    let run = write_all(
+        rx,
+        Some(location),
+        None,
+        settings(),
+        false,
+        Arc::new(Counters::default()),
+    );
+    let err = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("four data files were never in progress at once")
+        .err()
+        .expect("the failed put fails the run");
+    assert!(err.to_string().contains("fail.parquet"), "{err}");
+    let log = store.log.lock().unwrap().clone();
+    assert!(log.contains(&"end t/slow.parquet".to_string()), "{log:?}");
 }

@@ -197,7 +197,8 @@ fn a_dynamodb_stream_killed_again_and_again_reaches_the_lake_exactly_once() {
         .map(|(_, n)| *n as u64)
         .sum();
     assert!(
-        check["incomplete_uploads"].as_u64().unwrap() <= killed,
+        // At most one per file being written at a kill (`output.concurrent_writes`: 16).
+        check["incomplete_uploads"].as_u64().unwrap() <= killed * 16,
         "{check}"
     );
     for point in points {
