@@ -114,8 +114,10 @@ impl EncodeOptions {
     }
 
     /// The writer properties for a file of `rows` rows that start with `batches`: a file of
-    /// fewer than [`SMALL_FILE_ROWS`] rows is written uncompressed, and a column whose first
-    /// values (across the batches) are mostly distinct is written without a dictionary.
+    /// fewer than [`SMALL_FILE_ROWS`] rows is written uncompressed and with its statistics per
+    /// column chunk only (its columns are one page each: a page index would repeat them), a file
+    /// of fewer than `DICTIONARY_MIN_VALUES` rows without dictionaries, and a column whose first
+    /// values (across the batches) are mostly distinct without a dictionary.
     pub fn properties_for(&self, rows: usize, batches: &[RecordBatch]) -> WriterProperties {
         let codec = if rows < SMALL_FILE_ROWS {
             Codec::None
@@ -145,8 +147,10 @@ impl EncodeOptions {
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_max_row_group_bytes(Some(self.row_group_bytes))
             .set_data_page_size_limit(self.data_page_bytes)
-            .set_dictionary_enabled(self.dictionary)
-            .set_statistics_enabled(if self.statistics {
+            .set_dictionary_enabled(self.dictionary && rows >= DICTIONARY_MIN_VALUES)
+            .set_statistics_enabled(if self.statistics && rows < SMALL_FILE_ROWS {
+                EnabledStatistics::Chunk
+            } else if self.statistics {
                 EnabledStatistics::Page
             } else {
                 EnabledStatistics::None
@@ -161,7 +165,10 @@ impl EncodeOptions {
 /// 1,024, a column of 499 names looked mostly distinct and was written plain, at 1.8x its
 /// bytes with a dictionary (docs/BENCHMARKS.md, "Output size").
 const DICTIONARY_SAMPLE: usize = 16_384;
-/// Fewest sampled values to decide on; below, the column keeps the default (a dictionary).
+/// Fewest sampled values to decide on; below, the column keeps the default (a dictionary). A whole
+/// file of fewer rows has no dictionaries: a dictionary page per column in a file of a few rows
+/// cost bytes and a dictionary encoder's setup per column (the 40,000-partition run: 11% of its
+/// CPU, and 4% of its bytes; docs/BENCHMARKS.md, "Many partitions").
 const DICTIONARY_MIN_VALUES: usize = 64;
 /// A dictionary pays when the sample holds at most one distinct value in this many. Measured on
 /// the side-by-side input: a dictionary of mostly distinct values (ids, timestamps, coordinates)
@@ -382,6 +389,37 @@ mod tests {
         assert_eq!(pays(most + 1), Some(false));
         assert_eq!(pays(30_000), Some(false));
         assert_eq!(pays(3), Some(true));
+    }
+
+    /// Dictionaries from `DICTIONARY_MIN_VALUES` rows on, a page index from `SMALL_FILE_ROWS`
+    /// rows on (below, statistics per column chunk only: one page each).
+    #[test]
+    fn small_files_have_no_dictionaries_and_no_page_index() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let layout = |rows: usize| {
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from_iter_values(
+                    (0..rows as i64).map(|i| i % 3),
+                ))],
+            )
+            .unwrap();
+            let bytes = encode(&schema, vec![batch], &EncodeOptions::default()).unwrap();
+            let meta = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+                .unwrap()
+                .metadata()
+                .clone();
+            let column = meta.row_group(0).column(0);
+            assert!(column.statistics().is_some(), "statistics are kept");
+            (
+                column.dictionary_page_offset().is_some(),
+                column.column_index_offset().is_some(),
+            )
+        };
+        assert_eq!(layout(DICTIONARY_MIN_VALUES - 1), (false, false));
+        assert_eq!(layout(DICTIONARY_MIN_VALUES), (true, false));
+        assert_eq!(layout(SMALL_FILE_ROWS - 1), (true, false));
+        assert_eq!(layout(SMALL_FILE_ROWS), (true, true));
     }
 
     /// Files under `SMALL_FILE_ROWS` rows are uncompressed; larger ones use the configured codec.
