@@ -1,9 +1,10 @@
 //! Open partitions' rows moved to local disk when the open partitions together outgrow the
 //! memory budget, instead of being written out as tiny files: each batch is one Arrow IPC
 //! record batch message appended to an anonymous temporary file, read back when its partition
-//! flushes. Its schema message is kept in memory, once per distinct schema, and put back in
-//! front of the batch when it is read (batches of different tables and column prefixes share a
-//! file). The schema written with each batch had been a quarter of the bytes spilled when
+//! flushes. Its schema message is kept in memory, once per distinct schema, with a decoder that
+//! has read it, which decodes the batch when it is read (batches of different tables and column
+//! prefixes share a file; reading the schema again for every batch was 6% of the
+//! 40,000-partition run). The schema written with each batch had been a quarter of the bytes spilled when
 //! thousands of partitions each spilled a few rows (docs/BENCHMARKS.md, "Many partitions"). The
 //! files are anonymous (unlinked at creation), so a crash leaves nothing any reader sees, and
 //! the rows are still buffered as far as the exactly-once bookkeeping is concerned: a spilled
@@ -14,13 +15,13 @@
 //! spilled at once.
 
 use std::fs::File;
-use std::io::Cursor;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
-
-use rustc_hash::FxHashSet;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::StreamDecoder;
+use rustc_hash::FxHashMap;
 
 /// Bytes written to one spill file before the next batch starts a new one.
 const ROLL_BYTES: u64 = 256 << 20;
@@ -34,11 +35,18 @@ fn ipc_options() -> arrow_ipc::writer::IpcWriteOptions {
         .expect("8 is a valid IPC alignment")
 }
 
+/// A distinct schema of spilled batches: a stream decoder that has read its schema message, so
+/// that it decodes the batch messages that follow it.
+#[derive(Debug)]
+struct Schema {
+    decoder: Mutex<StreamDecoder>,
+}
+
 /// Where one spilled batch is.
 #[derive(Debug)]
 pub struct Segment {
-    /// The IPC stream's start (its schema message) that the batch message follows.
-    schema: Arc<[u8]>,
+    /// The schema that the batch message follows.
+    schema: Arc<Schema>,
     file: usize,
     offset: u64,
     len: u64,
@@ -62,8 +70,8 @@ pub struct Spill {
     pub batches_written: u64,
     /// Bytes written so far.
     pub bytes_written: u64,
-    /// The schema messages of the batches not read back yet, each once.
-    schemas: FxHashSet<Arc<[u8]>>,
+    /// The schemas of the batches not read back yet, each once, by their IPC schema message.
+    schemas: FxHashMap<Box<[u8]>, Arc<Schema>>,
 }
 
 impl Spill {
@@ -92,9 +100,16 @@ impl Spill {
             None => {
                 // Schemas no batch on disk uses any more go, so that a long run whose tables
                 // keep gaining columns does not keep every column list it ever spilled.
-                self.schemas.retain(|s| Arc::strong_count(s) > 1);
-                let new: Arc<[u8]> = Arc::from(head);
-                self.schemas.insert(Arc::clone(&new));
+                self.schemas.retain(|_, s| Arc::strong_count(s) > 1);
+                let mut decoder = StreamDecoder::new();
+                let read = decoder
+                    .decode(&mut Buffer::from(head.to_vec()))
+                    .map_err(std::io::Error::other)?;
+                debug_assert!(read.is_none(), "a schema message holds no batch");
+                let new = Arc::new(Schema {
+                    decoder: Mutex::new(decoder),
+                });
+                self.schemas.insert(Box::from(head), Arc::clone(&new));
                 new
             }
         };
@@ -138,21 +153,22 @@ impl Spill {
         let f = self.files[seg.file]
             .as_mut()
             .ok_or_else(|| std::io::Error::other("a spill file was dropped too early"))?;
-        let mut bytes = Vec::with_capacity(seg.schema.len() + seg.len as usize);
-        bytes.extend_from_slice(&seg.schema);
-        bytes.resize(seg.schema.len() + seg.len as usize, 0);
-        f.file
-            .read_exact_at(&mut bytes[seg.schema.len()..], seg.offset)?;
+        let mut bytes = vec![0; seg.len as usize];
+        f.file.read_exact_at(&mut bytes, seg.offset)?;
         f.live -= 1;
         self.on_disk -= seg.len;
         if f.live == 0 && seg.file != last {
             self.files[seg.file] = None;
         }
-        let mut r = arrow_ipc::reader::StreamReader::try_new(Cursor::new(bytes), None)
-            .map_err(std::io::Error::other)?;
-        r.next()
-            .ok_or_else(|| std::io::Error::other("an empty spill segment"))?
-            .map_err(std::io::Error::other)
+        let mut decoder = seg
+            .schema
+            .decoder
+            .lock()
+            .map_err(|_| std::io::Error::other("a spill decoder was poisoned"))?;
+        decoder
+            .decode(&mut Buffer::from(bytes))
+            .map_err(std::io::Error::other)?
+            .ok_or_else(|| std::io::Error::other("an incomplete spill segment"))
     }
 }
 
