@@ -115,7 +115,8 @@ impl EncodeOptions {
 
     /// The writer properties for a file of `rows` rows that start with `batches`: a file of
     /// fewer than [`SMALL_FILE_ROWS`] rows is written uncompressed and with its statistics per
-    /// column chunk only (its columns are one page each: a page index would repeat them), a file
+    /// column chunk only, without a column index (min/max per page: its columns are one page or
+    /// a few, and the chunk's statistics say nearly as much; the offset index stays), a file
     /// of fewer than `DICTIONARY_MIN_VALUES` rows without dictionaries, and a column whose first
     /// values (across the batches) are mostly distinct without a dictionary.
     pub fn properties_for(&self, rows: usize, batches: &[RecordBatch]) -> WriterProperties {
@@ -391,8 +392,8 @@ mod tests {
         assert_eq!(pays(3), Some(true));
     }
 
-    /// Dictionaries from `DICTIONARY_MIN_VALUES` rows on, a page index from `SMALL_FILE_ROWS`
-    /// rows on (below, statistics per column chunk only: one page each).
+    /// Dictionaries from `DICTIONARY_MIN_VALUES` rows on, a column index from `SMALL_FILE_ROWS`
+    /// rows on (below, statistics per column chunk only).
     #[test]
     fn small_files_have_no_dictionaries_and_no_page_index() {
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));

@@ -39,7 +39,20 @@ fn ipc_options() -> arrow_ipc::writer::IpcWriteOptions {
 /// that it decodes the batch messages that follow it.
 #[derive(Debug)]
 struct Schema {
+    /// The IPC schema message, to start a decoder again after a failed read (which leaves the
+    /// decoder in the middle of a message).
+    message: Box<[u8]>,
     decoder: Mutex<StreamDecoder>,
+}
+
+/// A stream decoder that has read `message`, an IPC schema message.
+fn decoder_after(message: &[u8]) -> std::io::Result<StreamDecoder> {
+    let mut decoder = StreamDecoder::new();
+    let read = decoder
+        .decode(&mut Buffer::from(message.to_vec()))
+        .map_err(std::io::Error::other)?;
+    debug_assert!(read.is_none(), "a schema message holds no batch");
+    Ok(decoder)
 }
 
 /// Where one spilled batch is.
@@ -101,13 +114,9 @@ impl Spill {
                 // Schemas no batch on disk uses any more go, so that a long run whose tables
                 // keep gaining columns does not keep every column list it ever spilled.
                 self.schemas.retain(|_, s| Arc::strong_count(s) > 1);
-                let mut decoder = StreamDecoder::new();
-                let read = decoder
-                    .decode(&mut Buffer::from(head.to_vec()))
-                    .map_err(std::io::Error::other)?;
-                debug_assert!(read.is_none(), "a schema message holds no batch");
                 let new = Arc::new(Schema {
-                    decoder: Mutex::new(decoder),
+                    message: Box::from(head),
+                    decoder: Mutex::new(decoder_after(head)?),
                 });
                 self.schemas.insert(Box::from(head), Arc::clone(&new));
                 new
@@ -165,10 +174,15 @@ impl Spill {
             .decoder
             .lock()
             .map_err(|_| std::io::Error::other("a spill decoder was poisoned"))?;
-        decoder
+        let read = decoder
             .decode(&mut Buffer::from(bytes))
-            .map_err(std::io::Error::other)?
-            .ok_or_else(|| std::io::Error::other("an incomplete spill segment"))
+            .map_err(std::io::Error::other)
+            .and_then(|b| b.ok_or_else(|| std::io::Error::other("an incomplete spill segment")));
+        if read.is_err() {
+            // The decoder stopped inside a message: the next batch starts on a fresh one.
+            *decoder = decoder_after(&seg.schema.message)?;
+        }
+        read
     }
 }
 
@@ -205,6 +219,30 @@ mod tests {
         assert_eq!(s.read(&sa).unwrap(), a);
         assert_eq!(s.on_disk(), 0);
         assert_eq!(s.batches_written, 2);
+    }
+
+    /// A read that fails halfway (here: a segment cut short) leaves its schema's decoder fit
+    /// for the next batch of that schema.
+    #[test]
+    fn a_failed_read_does_not_spoil_the_next_one() {
+        let b = RecordBatch::try_from_iter([
+            ("a", Arc::new(Int64Array::from(vec![4, 5, 6])) as ArrayRef),
+            (
+                "s",
+                Arc::new(StringArray::from(vec!["x", "", "z"])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let mut s = Spill::default();
+        let (first, second) = (s.write(&b).unwrap(), s.write(&b).unwrap());
+        let cut = Segment {
+            schema: Arc::clone(&first.schema),
+            file: first.file,
+            offset: first.offset,
+            len: first.len - 8,
+        };
+        assert!(s.read(&cut).is_err());
+        assert_eq!(s.read(&second).unwrap(), b);
     }
 
     #[test]

@@ -351,7 +351,14 @@ pub(super) async fn write_all(
     }
     .await;
     if outcome.is_err() {
-        while puts.next().await.is_some() {}
+        while let Some(done) = puts.next().await {
+            match done {
+                Ok(written) => {
+                    finish_put(written, &mut stats, &mut lengths, &counters);
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
     }
     outcome.map(|()| stats)
 }
