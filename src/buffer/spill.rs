@@ -4,8 +4,8 @@
 //! flushes. Its schema message is kept in memory, once per distinct schema, with a decoder that
 //! has read it, which decodes the batch when it is read (batches of different tables and column
 //! prefixes share a file; reading the schema again for every batch was 6% of the
-//! 40,000-partition run). The schema written with each batch had been a quarter of the bytes spilled when
-//! thousands of partitions each spilled a few rows (docs/BENCHMARKS.md, "Many partitions"). The
+//! 40,000-partition run). The schema written with each batch had been a quarter of the bytes
+//! spilled when thousands of partitions each spilled a few rows (docs/BENCHMARKS.md, "Many partitions"). The
 //! files are anonymous (unlinked at creation), so a crash leaves nothing any reader sees, and
 //! the rows are still buffered as far as the exactly-once bookkeeping is concerned: a spilled
 //! partition is an open partition (docs/DESIGN.md, "Memory is bounded").
@@ -39,9 +39,9 @@ fn ipc_options() -> arrow_ipc::writer::IpcWriteOptions {
 /// that it decodes the batch messages that follow it.
 #[derive(Debug)]
 struct Schema {
-    /// The IPC schema message, to start a decoder again after a failed read (which leaves the
-    /// decoder in the middle of a message).
-    message: Box<[u8]>,
+    /// The IPC schema message (also its key among the spill's schemas), to start a decoder
+    /// again after a failed read (which leaves the decoder in the middle of a message).
+    message: Arc<[u8]>,
     decoder: Mutex<StreamDecoder>,
 }
 
@@ -84,7 +84,7 @@ pub struct Spill {
     /// Bytes written so far.
     pub bytes_written: u64,
     /// The schemas of the batches not read back yet, each once, by their IPC schema message.
-    schemas: FxHashMap<Box<[u8]>, Arc<Schema>>,
+    schemas: FxHashMap<Arc<[u8]>, Arc<Schema>>,
 }
 
 impl Spill {
@@ -114,11 +114,12 @@ impl Spill {
                 // Schemas no batch on disk uses any more go, so that a long run whose tables
                 // keep gaining columns does not keep every column list it ever spilled.
                 self.schemas.retain(|_, s| Arc::strong_count(s) > 1);
+                let message: Arc<[u8]> = Arc::from(head);
                 let new = Arc::new(Schema {
-                    message: Box::from(head),
+                    message: Arc::clone(&message),
                     decoder: Mutex::new(decoder_after(head)?),
                 });
-                self.schemas.insert(Box::from(head), Arc::clone(&new));
+                self.schemas.insert(message, Arc::clone(&new));
                 new
             }
         };

@@ -187,7 +187,6 @@ pub(super) async fn write_all(
                 tokio::select! {
                     biased;
                     done = puts.next() => {
-                        let done: Option<Result<Written, PipelineError>> = done;
                         if let Some(done) = done {
                             put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
                         }

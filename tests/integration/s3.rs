@@ -69,8 +69,9 @@ print(len(data), rows)
     assert_eq!(py(&check, &[&bucket]), format!("{files} 2000"));
 }
 
-/// One partition per order: hundreds of small files, written to the S3 server several at once
-/// (`output.concurrent_writes`), each row in exactly one of them.
+/// One partition per order: hundreds of small files put to the S3 server with several writes
+/// allowed in flight (`output.concurrent_writes`; `writer_tests` shows that they overlap), each
+/// row in exactly one of them.
 #[test]
 fn many_small_files_go_up_concurrently_each_row_once() {
     if skip_without_servers() {
