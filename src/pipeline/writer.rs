@@ -109,19 +109,16 @@ pub(super) fn staging_name(state_prefix: &str, path: &str, nonce: &str) -> Strin
 pub(super) async fn write_all(
     mut rx: mpsc::Receiver<Msg>,
     output: Option<Location>,
-    mut checkpoints: Option<crate::checkpoint::CheckpointStore>,
+    checkpoints: Option<crate::checkpoint::CheckpointStore>,
     settings: Settings,
     dry_run: bool,
     counters: Arc<Counters>,
 ) -> Result<WriterStats, PipelineError> {
-    let mut stats = WriterStats::default();
     // Staged copies of this writer are its own: two writers of one object never share one.
     let nonce = {
         use rand::Rng;
         format!("{:016x}", rand::rng().random::<u64>())
     };
-    // Lengths of the data files written and not yet listed in a manifest.
-    let mut lengths: HashMap<String, u64> = HashMap::new();
     let write = !dry_run && output.is_some();
     // Data is encoded on blocking threads, up to one flush per core at a time, ahead of the
     // messages before it; every message is still carried out strictly in order below (encoding
@@ -161,6 +158,17 @@ pub(super) async fn write_all(
             }
         })
         .buffered(encoders);
+    let mut fx = Effects {
+        output: output.as_ref(),
+        write,
+        dry_run,
+        checkpoints,
+        settings: &settings,
+        nonce: &nonce,
+        counters: &counters,
+        stats: WriterStats::default(),
+        lengths: HashMap::new(),
+    };
     // Data files are written several at once (an S3 put is a round trip: 40,000 small files one
     // after the other are 40,000 round trips in a row), up to `output.concurrent_writes` files and a
     // quarter of the memory budget of encoded bytes (at least one file). Every other message is a
@@ -188,7 +196,7 @@ pub(super) async fn write_all(
                     biased;
                     done = puts.next() => {
                         if let Some(done) = done {
-                            put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
+                            put_bytes -= fx.count(done?);
                         }
                         continue;
                     }
@@ -196,7 +204,7 @@ pub(super) async fn write_all(
                 }
             };
             let Some(out) = next else { break };
-            let out = match out? {
+            match out? {
                 Ready::Data { file, encoded } => {
                     let len = encoded.len();
                     while !puts.is_empty()
@@ -204,147 +212,24 @@ pub(super) async fn write_all(
                             || put_bytes + len > put_budget)
                     {
                         if let Some(done) = puts.next().await {
-                            put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
+                            put_bytes -= fx.count(done?);
                         }
                     }
                     put_bytes += len;
                     puts.push_back(put_data(target, file, encoded, put_opts));
-                    continue;
                 }
-                Ready::Other(out) => out,
-            };
-            // A barrier: the puts before this message are durable before it is carried out.
-            while let Some(done) = puts.next().await {
-                put_bytes -= finish_put(done?, &mut stats, &mut lengths, &counters);
-            }
-            match out {
-                Out::Data { .. } => unreachable!("data messages arrive encoded"),
-                Out::Object {
-                    path,
-                    bytes,
-                    create_only,
-                } => {
-                    if let (Some(out), true) = (&output, write) {
-                        let bytes = Bytes::from(bytes);
-                        if create_only {
-                            out.put_new(&path, bytes, usize::MAX, settings.part_size, "")
-                                .await?;
-                        } else {
-                            out.put(&path, bytes, usize::MAX, settings.part_size)
-                                .await?;
-                        }
-                        tracing::debug!("wrote {}", out.display(&path));
-                        if path.starts_with(&format!("{}/schemas/", settings.state_prefix)) {
-                            crate::failpoint::hit("after-schema");
-                        } else {
-                            crate::failpoint::hit("after-errors");
-                        }
+                Ready::Other(out) => {
+                    // A barrier: the puts before this message are durable before it is carried
+                    // out.
+                    while let Some(done) = puts.next().await {
+                        put_bytes -= fx.count(done?);
                     }
-                }
-                Out::Manifest { path, objects } => {
-                    let Some(out) = &output else { continue };
-                    let mut files = Vec::with_capacity(objects.len());
-                    for o in &objects {
-                        let len = match lengths.remove(o) {
-                            Some(l) => l,
-                            None if write => out.size(o).await?,
-                            None => 0,
-                        };
-                        files.push((out.display(o), len));
-                    }
-                    if write {
-                        put_manifest(out, &path, &files, settings.part_size).await?;
-                        tracing::debug!("wrote manifest {}", out.display(&path));
-                        crate::failpoint::hit("after-manifest");
-                    }
-                }
-                Out::HourComplete {
-                    table,
-                    hour,
-                    folder,
-                    compact,
-                } => {
-                    let Some(out) = &output else { continue };
-                    if !write {
-                        continue;
-                    }
-                    if let Some(c) = compact {
-                        let files =
-                            compact_hour(out, &settings, &table, &folder, c, &nonce).await?;
-                        // The compacted files' COPY manifest (staged files are in none).
-                        if !files.is_empty() {
-                            let names: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
-                            let path = super::commit::manifest_name(
-                                &settings.state_prefix,
-                                &table,
-                                &names,
-                            );
-                            let listed: Vec<(String, u64)> =
-                                files.iter().map(|(p, l)| (out.display(p), *l)).collect();
-                            put_manifest(out, &path, &listed, settings.part_size).await?;
-                        }
-                    }
-                    let files: Vec<(String, u64)> = out
-                        .list(&format!("{folder}/"))
-                        .await?
-                        .into_iter()
-                        // On-time files only: late ones are in the regular COPY manifests (a late
-                        // file can be there already when a marker is written again after a crash).
-                        .filter(|(p, _)| {
-                            let name = p.filename().unwrap_or_default();
-                            name.ends_with(".parquet")
-                                && !name.starts_with(&format!("{table}-late-"))
-                        })
-                        .map(|(p, len)| (out.display(&out.relative(&p)), len))
-                        .collect();
-                    let start =
-                        chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
-                    let dir = format!(
-                        "{}/hours/{table}/{}",
-                        settings.state_prefix,
-                        start.format("%Y/%m/%d/%H")
-                    );
-                    let manifest = format!("{dir}/manifest.json");
-                    put_manifest(out, &manifest, &files, settings.part_size).await?;
-                    crate::failpoint::hit("mid-marker");
-                    let marker = serde_json::json!({
-                        "table": table,
-                        "hour": start.format("%Y-%m-%dT%H:00:00Z").to_string(),
-                        "files": files.len(),
-                        "bytes": files.iter().map(|(_, l)| l).sum::<u64>(),
-                        "manifest": out.display(&manifest),
-                        "allowed_lateness_seconds": settings.markers.map_or(0, |d| d.as_secs()),
-                    });
-                    let body = serde_json::to_vec_pretty(&marker).expect("markers serialize");
-                    let path = format!("{dir}/_COMPLETE.json");
-                    out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
-                        .await?;
-                    tracing::info!("hour complete: {}", out.display(&path));
-                    crate::metrics::hour_completed(&table);
-                    stats
-                        .hours_completed
-                        .push(format!("{table} {}", start.format("%Y-%m-%dT%H")));
-                }
-                Out::DeleteStaged { staged } => {
-                    if let (Some(out), true) = (&output, write) {
-                        delete_staged(out, &staged).await?;
-                    }
-                }
-                Out::Checkpoint(cp, save) => {
-                    if let (Some(store), false) = (checkpoints.as_mut(), dry_run) {
-                        store.save(&cp).await?;
-                        crate::metrics::checkpoint_saved();
-                        tracing::debug!("saved checkpoint {} ({save:?})", store.url());
-                        if save == Save::Intent {
-                            crate::failpoint::hit("after-intent");
-                        }
-                    }
-                    stats.checkpoint = Some(*cp);
+                    fx.carry_out(out).await?;
                 }
             }
         }
         while let Some(done) = puts.next().await {
-            finish_put(done?, &mut stats, &mut lengths, &counters);
+            fx.count(done?);
         }
         Ok(())
     }
@@ -353,13 +238,207 @@ pub(super) async fn write_all(
         while let Some(done) = puts.next().await {
             match done {
                 Ok(written) => {
-                    finish_put(written, &mut stats, &mut lengths, &counters);
+                    fx.count(written);
                 }
                 Err(e) => tracing::warn!("{e}"),
             }
         }
     }
-    outcome.map(|()| stats)
+    outcome.map(|()| fx.stats)
+}
+
+/// What the writer's messages act on, and what it has written so far.
+struct Effects<'a> {
+    output: Option<&'a Location>,
+    /// Objects are written (not a dry run, and there is an output).
+    write: bool,
+    dry_run: bool,
+    checkpoints: Option<crate::checkpoint::CheckpointStore>,
+    settings: &'a Settings,
+    nonce: &'a str,
+    counters: &'a Counters,
+    stats: WriterStats,
+    /// Lengths of the data files written and not yet listed in a manifest.
+    lengths: HashMap<String, u64>,
+}
+
+impl Effects<'_> {
+    /// Carries out a message other than data, every data file before it being durable.
+    async fn carry_out(&mut self, out: Out) -> Result<(), PipelineError> {
+        let settings = self.settings;
+        match out {
+            Out::Data { .. } => unreachable!("data messages arrive encoded"),
+            Out::Object {
+                path,
+                bytes,
+                create_only,
+            } => {
+                let Some(out) = self.output.filter(|_| self.write) else {
+                    return Ok(());
+                };
+                let bytes = Bytes::from(bytes);
+                if create_only {
+                    out.put_new(&path, bytes, usize::MAX, settings.part_size, "")
+                        .await?;
+                } else {
+                    out.put(&path, bytes, usize::MAX, settings.part_size)
+                        .await?;
+                }
+                tracing::debug!("wrote {}", out.display(&path));
+                if path.starts_with(&format!("{}/schemas/", settings.state_prefix)) {
+                    crate::failpoint::hit("after-schema");
+                } else {
+                    crate::failpoint::hit("after-errors");
+                }
+            }
+            Out::Manifest { path, objects } => {
+                let Some(out) = self.output else {
+                    return Ok(());
+                };
+                let mut files = Vec::with_capacity(objects.len());
+                for o in &objects {
+                    let len = match self.lengths.remove(o) {
+                        Some(l) => l,
+                        None if self.write => out.size(o).await?,
+                        None => 0,
+                    };
+                    files.push((out.display(o), len));
+                }
+                if self.write {
+                    put_manifest(out, &path, &files, settings.part_size).await?;
+                    tracing::debug!("wrote manifest {}", out.display(&path));
+                    crate::failpoint::hit("after-manifest");
+                }
+            }
+            Out::HourComplete {
+                table,
+                hour,
+                folder,
+                compact,
+            } => {
+                if let Some(out) = self.output.filter(|_| self.write) {
+                    let done =
+                        complete_hour(out, settings, &table, hour, &folder, compact, self.nonce)
+                            .await?;
+                    self.stats.hours_completed.push(done);
+                }
+            }
+            Out::DeleteStaged { staged } => {
+                if let Some(out) = self.output.filter(|_| self.write) {
+                    delete_staged(out, &staged).await?;
+                }
+            }
+            Out::Checkpoint(cp, save) => {
+                if let (Some(store), false) = (self.checkpoints.as_mut(), self.dry_run) {
+                    store.save(&cp).await?;
+                    crate::metrics::checkpoint_saved();
+                    tracing::debug!("saved checkpoint {} ({save:?})", store.url());
+                    if save == Save::Intent {
+                        crate::failpoint::hit("after-intent");
+                    }
+                }
+                self.stats.checkpoint = Some(*cp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a data file written, in the order the files were sent; returns its encoded bytes.
+    fn count(&mut self, w: Written) -> usize {
+        let Written { file, encoded, len } = w;
+        let DataFile {
+            path,
+            rows,
+            table,
+            reason,
+            sort,
+            ..
+        } = file;
+        crate::metrics::file_written(&table, rows as u64, len, reason.as_str());
+        // Staged files go in no manifest: nothing would take their length out again.
+        if sort.is_none() {
+            self.lengths.insert(path.clone(), len);
+        }
+        let stats = &mut self.stats;
+        *stats.rows_out.entry(table).or_default() += rows as u64;
+        *stats
+            .flushes
+            .entry(reason.as_str().to_string())
+            .or_default() += 1;
+        stats.files += 1;
+        stats.bytes += len;
+        self.counters.files_written.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_written
+            .fetch_add(len, Ordering::Relaxed);
+        stats.objects.push(ObjectInfo {
+            path,
+            rows: rows as u64,
+            bytes: len,
+        });
+        encoded
+    }
+}
+
+/// Completes a table's hour: merges its staged files into the folder first when compacting
+/// (with their own COPY manifest), then writes the hour's manifest (every on-time file in
+/// `folder`) and its `_COMPLETE.json` marker. Returns the hour as the summary lists it.
+async fn complete_hour(
+    out: &Location,
+    settings: &Settings,
+    table: &str,
+    hour: i64,
+    folder: &str,
+    compact: Option<Compaction>,
+    nonce: &str,
+) -> Result<String, PipelineError> {
+    if let Some(c) = compact {
+        let files = compact_hour(out, settings, table, folder, c, nonce).await?;
+        // The compacted files' COPY manifest (staged files are in none).
+        if !files.is_empty() {
+            let names: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+            let path = super::commit::manifest_name(&settings.state_prefix, table, &names);
+            let listed: Vec<(String, u64)> =
+                files.iter().map(|(p, l)| (out.display(p), *l)).collect();
+            put_manifest(out, &path, &listed, settings.part_size).await?;
+        }
+    }
+    let files: Vec<(String, u64)> = out
+        .list(&format!("{folder}/"))
+        .await?
+        .into_iter()
+        // On-time files only: late ones are in the regular COPY manifests (a late file can be
+        // there already when a marker is written again after a crash).
+        .filter(|(p, _)| {
+            let name = p.filename().unwrap_or_default();
+            name.ends_with(".parquet") && !name.starts_with(&format!("{table}-late-"))
+        })
+        .map(|(p, len)| (out.display(&out.relative(&p)), len))
+        .collect();
+    let start = chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
+    let dir = format!(
+        "{}/hours/{table}/{}",
+        settings.state_prefix,
+        start.format("%Y/%m/%d/%H")
+    );
+    let manifest = format!("{dir}/manifest.json");
+    put_manifest(out, &manifest, &files, settings.part_size).await?;
+    crate::failpoint::hit("mid-marker");
+    let marker = serde_json::json!({
+        "table": table,
+        "hour": start.format("%Y-%m-%dT%H:00:00Z").to_string(),
+        "files": files.len(),
+        "bytes": files.iter().map(|(_, l)| l).sum::<u64>(),
+        "manifest": out.display(&manifest),
+        "allowed_lateness_seconds": settings.markers.map_or(0, |d| d.as_secs()),
+    });
+    let body = serde_json::to_vec_pretty(&marker).expect("markers serialize");
+    let path = format!("{dir}/_COMPLETE.json");
+    out.put(&path, Bytes::from(body), usize::MAX, settings.part_size)
+        .await?;
+    tracing::info!("hour complete: {}", out.display(&path));
+    crate::metrics::hour_completed(table);
+    Ok(format!("{table} {}", start.format("%Y-%m-%dT%H")))
 }
 
 /// How data files are put.
@@ -421,44 +500,6 @@ async fn put_data(
         encoded: encoded_len,
         len,
     })
-}
-
-/// Counts a data file written, in the order the files were sent; returns its encoded bytes.
-fn finish_put(
-    w: Written,
-    stats: &mut WriterStats,
-    lengths: &mut HashMap<String, u64>,
-    counters: &Counters,
-) -> usize {
-    let Written { file, encoded, len } = w;
-    let DataFile {
-        path,
-        rows,
-        table,
-        reason,
-        sort,
-        ..
-    } = file;
-    crate::metrics::file_written(&table, rows as u64, len, reason.as_str());
-    // Staged files go in no manifest: nothing would take their length out again.
-    if sort.is_none() {
-        lengths.insert(path.clone(), len);
-    }
-    *stats.rows_out.entry(table).or_default() += rows as u64;
-    *stats
-        .flushes
-        .entry(reason.as_str().to_string())
-        .or_default() += 1;
-    stats.files += 1;
-    stats.bytes += len;
-    counters.files_written.fetch_add(1, Ordering::Relaxed);
-    counters.bytes_written.fetch_add(len, Ordering::Relaxed);
-    stats.objects.push(ObjectInfo {
-        path,
-        rows: rows as u64,
-        bytes: len,
-    });
-    encoded
 }
 
 /// Writes a Redshift COPY manifest listing `files` (their URLs and lengths).
