@@ -265,23 +265,25 @@ impl StreamApi for AwsStream {
             .send()
             .await
             .map_err(classify)?;
+        let millis_behind_latest = resp.millis_behind_latest();
+        // The records are moved out of the response, their data not copied again.
         let records = resp
-            .records()
-            .iter()
+            .records
+            .into_iter()
             .map(|r| KinesisRecord {
-                sequence_number: r.sequence_number().to_string(),
-                data: Bytes::copy_from_slice(r.data().as_ref()),
                 arrival_ms: r
                     .approximate_arrival_timestamp()
                     .and_then(|t| t.to_millis().ok())
                     .unwrap_or_default(),
+                sequence_number: r.sequence_number,
+                data: Bytes::from(r.data.into_inner()),
                 sdk: None,
             })
             .collect();
         Ok(RecordBatch {
             records,
-            next_iterator: resp.next_shard_iterator().map(str::to_string),
-            millis_behind_latest: resp.millis_behind_latest(),
+            next_iterator: resp.next_shard_iterator,
+            millis_behind_latest,
         })
     }
 }
