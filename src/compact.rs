@@ -37,7 +37,7 @@ pub enum CompactError {
     #[error("sorting rows: {0}")]
     Arrow(#[from] ArrowError),
     /// The Parquet writer failed.
-    #[error("writing a compacted file: {0}")]
+    #[error("writing sorted rows: {0}")]
     Parquet(#[from] ParquetError),
 }
 
@@ -76,31 +76,101 @@ pub(crate) fn encode_sorted(
     key: Option<&KeyColumns>,
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>, CompactError> {
-    let padded = batches
-        .iter()
-        .map(|b| pad(b, schema))
-        .collect::<Result<Vec<_>, _>>()?;
-    drop(batches);
-    let sorted: Vec<Sorted> = padded.iter().map(|b| Sorted::new(b, key)).collect();
-    let mut idx: Vec<(usize, usize)> = padded
-        .iter()
-        .enumerate()
-        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
-        .collect();
-    idx.sort_unstable_by(|x, y| sorted[x.0].cmp(x.1, &sorted[y.0], y.1));
-    drop(sorted);
+    let padded = pad_all(batches, schema)?;
+    let sorted = padded.iter().map(|b| Sorted::new(b, key)).collect();
+    let idx = item_order(&padded, sorted);
     let opts = EncodeOptions {
         row_group_rows: STAGED_ROW_GROUP,
         ..*opts
     };
     let mut w = ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(opts.properties()))?;
-    let refs: Vec<&RecordBatch> = padded.iter().collect();
+    write_in_order(&mut w, &padded, &idx)?;
+    Ok(w.into_inner()?)
+}
+
+/// A data file's rows sorted by item (`[parquet] sort_rows`), with the writer settings
+/// `encode::encode` chooses for the rows as read: by `key`, then by the order of each item's
+/// changes, so that an item's changes sit together and compress together, and each item's
+/// changes keep their order. With `only_if_repeated`, rows of which fewer than one in
+/// [`REPEATS_WORTH_SORTING`] repeats an item are left to `encode::encode` (the same bytes as
+/// unsorted, the same memory): sorting them would save under 2% (docs/BENCHMARKS.md, "Sorting
+/// rows within a file").
+pub(crate) fn encode_by_key(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    key: &KeyColumns,
+    only_if_repeated: bool,
+    opts: &EncodeOptions,
+) -> Result<Vec<u8>, CompactError> {
+    // Missing columns read as nulls here as they would once padded.
+    let sorted: Vec<Sorted> = batches.iter().map(|b| Sorted::new(b, Some(key))).collect();
+    if only_if_repeated && !repeats_enough(&sorted) {
+        drop(sorted);
+        return Ok(crate::encode::encode(schema, batches, opts)?);
+    }
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    let props = opts.properties_for(rows, &batches);
+    let padded = pad_all(batches, schema)?;
+    let idx = item_order(&padded, sorted);
+    let mut w = ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(props))?;
+    write_in_order(&mut w, &padded, &idx)?;
+    Ok(w.into_inner()?)
+}
+
+/// `sort_rows = "auto"` sorts a file when at least one row in this many repeats an item of an
+/// earlier row. Measured on daily files of the side-by-side input (`benches/sort_rows.py`),
+/// bytes saved by sorting: one row in 2 repeating, 15.6%; one in 3.6, 7.0%; one in 5.2, 4.0%;
+/// one in 6.9, 2.1%; one in 8.5, 1.2%; one in 10 or fewer, from 0.6% to -0.8%.
+pub(crate) const REPEATS_WORTH_SORTING: usize = 8;
+
+/// Whether at least one row in [`REPEATS_WORTH_SORTING`] repeats the key of an earlier row (a
+/// row without a key value is an item of its own).
+fn repeats_enough(sorted: &[Sorted]) -> bool {
+    let rows: usize = sorted.iter().map(|s| s.keys.len()).sum();
+    let mut seen = rustc_hash::FxHashSet::default();
+    let repeats = sorted
+        .iter()
+        .flat_map(|s| s.keys.iter().flatten())
+        .filter(|k| !seen.insert(k.as_slice()))
+        .count();
+    repeats * REPEATS_WORTH_SORTING >= rows
+}
+
+fn pad_all(
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, CompactError> {
+    Ok(batches
+        .iter()
+        .map(|b| pad(b, schema))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The rows of `batches` (with `sorted`, their keys and order columns) as (batch, row) pairs
+/// sorted by item, then by change.
+fn item_order(batches: &[RecordBatch], sorted: Vec<Sorted>) -> Vec<(usize, usize)> {
+    let mut idx: Vec<(usize, usize)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+        .collect();
+    idx.sort_unstable_by(|x, y| sorted[x.0].cmp(x.1, &sorted[y.0], y.1));
+    idx
+}
+
+/// Writes the rows of `batches` in the order of `idx`, a chunk of [`BATCH_ROWS`] at a time.
+fn write_in_order(
+    w: &mut ArrowWriter<Vec<u8>>,
+    batches: &[RecordBatch],
+    idx: &[(usize, usize)],
+) -> Result<(), CompactError> {
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
     for chunk in idx.chunks(BATCH_ROWS) {
         w.write(&arrow_select::interleave::interleave_record_batch(
             &refs, chunk,
         )?)?;
     }
-    Ok(w.into_inner()?)
+    Ok(())
 }
 
 /// A run being merged: its current batch and the next row of it.
@@ -378,6 +448,45 @@ mod tests {
             .map(|(i, s)| (i.to_string(), *s))
             .collect();
         assert_eq!(ids(&sorted), want);
+    }
+
+    #[test]
+    fn by_key_sorts_always_and_auto_only_where_one_row_in_eight_repeats_an_item() {
+        let (k, schema) = table();
+        let opts = EncodeOptions::default();
+        // 16 rows, `repeats` of them repeating the item of the row before (in reverse order of
+        // their ids, so that a sorted file differs from the rows as read).
+        let rows = |repeats: u64| {
+            let names: Vec<String> = (0..16u64)
+                .map(|i| format!("item{:02}", 20 - i.min(15 - repeats)))
+                .collect();
+            let rows: Vec<(u64, i64, &str)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (i as u64, 100 - i as i64, id.as_str()))
+                .collect();
+            let b = batch(&schema, &rows);
+            (ids(std::slice::from_ref(&b)), b)
+        };
+        let encode = |b: &RecordBatch, only_if_repeated| {
+            encode_by_key(&schema, vec![b.clone()], &k, only_if_repeated, &opts).unwrap()
+        };
+        for repeats in [0, 1, 2, 8] {
+            let (as_read, b) = rows(repeats);
+            // Independently: by id, then by event time (falling here: the later rows first).
+            let mut by_item = as_read.clone();
+            by_item.sort_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
+            assert_ne!(as_read, by_item);
+            assert_eq!(ids(&read(&encode(&b, false))), by_item, "{repeats}");
+            let auto = encode(&b, true);
+            if repeats * 8 >= 16 {
+                assert_eq!(ids(&read(&auto)), by_item, "{repeats}");
+            } else {
+                assert_eq!(ids(&read(&auto)), as_read, "{repeats}");
+                let plain = crate::encode::encode(&schema, vec![b], &opts).unwrap();
+                assert!(auto == plain, "left as read, the same bytes as encode()");
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ConfigError, ConfigFile, PartitionTime, Settings};
+use crate::config::{ConfigError, ConfigFile, PartitionTime, Settings, SortRows};
 use crate::generate::Shape;
 use crate::partition::Layout;
 
@@ -126,6 +126,10 @@ pub struct OutputArgs {
     /// Data files written at once, at most (output.concurrent_writes).
     #[arg(env = "DDB_LAKE_CONCURRENT_WRITES", long)]
     pub concurrent_writes: Option<usize>,
+    /// A file's rows as read (`none`), sorted by key (`key`), or by key where items repeat
+    /// (`auto`) (parquet.sort_rows).
+    #[arg(env = "DDB_LAKE_SORT_ROWS", long, value_parser = parse_sort_rows)]
+    pub sort_rows: Option<SortRows>,
     /// Print the summary as JSON on stdout.
     #[arg(env = "DDB_LAKE_JSON", long)]
     pub json: bool,
@@ -346,6 +350,15 @@ fn parse_layout(s: &str) -> Result<Layout, String> {
     }
 }
 
+fn parse_sort_rows(s: &str) -> Result<SortRows, String> {
+    match s {
+        "none" => Ok(SortRows::None),
+        "key" => Ok(SortRows::Key),
+        "auto" => Ok(SortRows::Auto),
+        _ => Err("expected none, key or auto".into()),
+    }
+}
+
 fn parse_partition_time(s: &str) -> Result<PartitionTime, String> {
     match s {
         "event" => Ok(PartitionTime::Event),
@@ -429,6 +442,9 @@ impl OutputArgs {
         }
         if let Some(v) = self.concurrent_writes {
             c.output.concurrent_writes = v;
+        }
+        if let Some(v) = self.sort_rows {
+            c.parquet.sort_rows = v;
         }
     }
 }

@@ -219,6 +219,19 @@ impl Default for InputConfig {
     }
 }
 
+/// The order of the rows within a data file (`[parquet] sort_rows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortRows {
+    /// In the order read.
+    #[default]
+    None,
+    /// By the table's key, then by the order of the item's changes.
+    Key,
+    /// As `key` where the file's rows repeat items (at least one row in eight), else as read.
+    Auto,
+}
+
 /// Which time chooses a record's partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -342,6 +355,8 @@ pub struct ParquetConfig {
     pub dictionary: bool,
     /// Write page and column-chunk statistics (min/max, for predicate pushdown).
     pub statistics: bool,
+    /// The order of a file's rows: `none` (as read), `key` or `auto`.
+    pub sort_rows: SortRows,
 }
 
 impl Default for ParquetConfig {
@@ -353,6 +368,7 @@ impl Default for ParquetConfig {
             data_page_size: "1MiB".into(),
             dictionary: true,
             statistics: true,
+            sort_rows: SortRows::None,
         }
     }
 }
@@ -439,12 +455,17 @@ mod tests {
         assert_eq!(s.flush.memory_budget, 64 << 20);
         assert_eq!(s.max_age, Duration::from_secs(300));
         assert_eq!(s.template.as_str(), "{table}/{YYYY}/{MM}/{DD}/{HH}");
+        assert_eq!(s.sort_rows, SortRows::None);
+        let mut c: ConfigFile = toml::from_str("[parquet]\nsort_rows = \"auto\"").unwrap();
+        c.output.url = Some("out".into());
+        assert_eq!(c.validate().unwrap().sort_rows, SortRows::Auto);
     }
 
     #[test]
     fn unknown_fields_and_bad_values_are_errors() {
         assert!(toml::from_str::<ConfigFile>("[buffer]\nmax_byte = \"1MiB\"").is_err());
         assert!(toml::from_str::<ConfigFile>("nope = 1").is_err());
+        assert!(toml::from_str::<ConfigFile>("[parquet]\nsort_rows = \"random\"").is_err());
         let bad = |toml_text: &str| {
             let mut c: ConfigFile = toml::from_str(toml_text).unwrap();
             c.output.url = Some("out".into());

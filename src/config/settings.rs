@@ -183,6 +183,7 @@ impl ConfigFile {
             error_prefix: self.output.error_prefix.trim_end_matches('/').into(),
             state_prefix: self.output.state_prefix.trim_end_matches('/').into(),
             concurrent_writes: self.output.concurrent_writes,
+            sort_rows: p.sort_rows,
             default_table: self.input.default_table.clone(),
             key: self.input.key.clone(),
             schema_dir: s.dir.clone(),
@@ -312,6 +313,8 @@ pub struct Settings {
     pub part_size: usize,
     /// Data files written at once, at most (`output.concurrent_writes`).
     pub concurrent_writes: usize,
+    /// The order of a data file's rows (`parquet.sort_rows`).
+    pub sort_rows: super::SortRows,
     /// Stream runs: hour-complete markers after this lateness (`None`: no markers).
     pub markers: Option<Duration>,
     /// Stream runs with markers: an hour's files are staged and compacted into files of about

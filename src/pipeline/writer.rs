@@ -32,9 +32,23 @@ pub(super) struct DataFile {
     pub(super) reason: FlushReason,
     /// Written only if absent (stream runs: a re-created batch may exist already).
     pub(super) create_only: bool,
-    /// Staged for compaction: rows sorted by item, by these key columns (`Some(None)`: the key
-    /// is not known, by change only).
-    pub(super) sort: Option<Option<KeyColumns>>,
+    pub(super) order: RowOrder,
+}
+
+/// The order of a data file's rows.
+#[derive(Clone)]
+pub(super) enum RowOrder {
+    /// As read.
+    AsRead,
+    /// By item, then by change (`[parquet] sort_rows`); with `only_if_repeated`, only where the
+    /// rows repeat items enough to pay.
+    ByKey {
+        key: KeyColumns,
+        only_if_repeated: bool,
+    },
+    /// Staged for compaction (in no COPY manifest): by item, by these key columns (`None`: the
+    /// key is not known, by change only).
+    Staged(Option<KeyColumns>),
 }
 
 pub(super) enum Out {
@@ -133,16 +147,27 @@ pub(super) async fn write_all(
                     schema,
                     batches,
                 } => {
-                    let sort = file.sort.clone();
-                    let encoded = tokio::task::spawn_blocking(move || match &sort {
-                        Some(key) => crate::compact::encode_sorted(
+                    let order = file.order.clone();
+                    let encoded = tokio::task::spawn_blocking(move || match &order {
+                        RowOrder::AsRead => crate::encode::encode(&schema, batches, &encode_opts),
+                        RowOrder::ByKey {
+                            key,
+                            only_if_repeated,
+                        } => crate::compact::encode_by_key(
+                            &schema,
+                            batches,
+                            key,
+                            *only_if_repeated,
+                            &encode_opts,
+                        )
+                        .map_err(|e| ParquetError::General(e.to_string())),
+                        RowOrder::Staged(key) => crate::compact::encode_sorted(
                             &schema,
                             batches,
                             key.as_ref(),
                             &encode_opts,
                         )
                         .map_err(|e| ParquetError::General(e.to_string())),
-                        None => crate::encode::encode(&schema, batches, &encode_opts),
                     })
                     .await
                     .map_err(|e| PipelineError::Internal(e.to_string()))?;
@@ -351,12 +376,12 @@ impl Effects<'_> {
             rows,
             table,
             reason,
-            sort,
+            order,
             ..
         } = file;
         crate::metrics::file_written(&table, rows as u64, len, reason.as_str());
         // Staged files go in no manifest: nothing would take their length out again.
-        if sort.is_none() {
+        if !matches!(order, RowOrder::Staged(_)) {
             self.lengths.insert(path.clone(), len);
         }
         let stats = &mut self.stats;

@@ -16,7 +16,7 @@ use object_store::{
 };
 use tokio::sync::{mpsc, Barrier, Notify};
 
-use super::writer::{write_all, DataFile, Out, Save};
+use super::writer::{write_all, DataFile, Out, RowOrder, Save};
 use crate::buffer::FlushReason;
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::config::ConfigFile;
@@ -161,7 +161,7 @@ fn data(name: &str) -> Out {
             table: "t".into(),
             reason: FlushReason::Size,
             create_only: false,
-            sort: None,
+            order: RowOrder::AsRead,
         },
         schema,
         batches: vec![batch],

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use super::{Intake, StreamState, REJECT_FLUSH_BYTES};
 use crate::buffer::{Flush, FlushReason, PartKey};
 use crate::checkpoint::PendingBatch;
-use crate::config::Settings;
+use crate::config::{Settings, SortRows};
 use crate::item::key::KeyColumns;
 use crate::pipeline::commit::{self, Held, Recreated};
 use crate::pipeline::compaction::{is_staged, staged_dir, Compaction};
-use crate::pipeline::writer::{in_flight_kib, DataFile, Out};
+use crate::pipeline::writer::{in_flight_kib, DataFile, Out, RowOrder};
 use crate::pipeline::PipelineError;
 use crate::store;
 
@@ -75,6 +75,26 @@ impl Intake<'_> {
     /// A table's key columns, for sorting (`None` when its key is not known yet).
     pub(in crate::pipeline) fn key_columns(&self, table: usize) -> Option<KeyColumns> {
         KeyColumns::of(&self.tables[table].schema, None).ok()
+    }
+
+    /// The order of a data file's rows: a staged file's by item, for compaction; others as
+    /// `[parquet] sort_rows` says, as read while the table's key is not known.
+    fn row_order(&self, table: usize, object: &str) -> RowOrder {
+        if is_staged(self.settings, object) {
+            return RowOrder::Staged(self.key_columns(table));
+        }
+        let only_if_repeated = match self.settings.sort_rows {
+            SortRows::None => return RowOrder::AsRead,
+            SortRows::Key => false,
+            SortRows::Auto => true,
+        };
+        match self.key_columns(table) {
+            Some(key) => RowOrder::ByKey {
+                key,
+                only_if_repeated,
+            },
+            None => RowOrder::AsRead,
+        }
     }
 
     pub(in crate::pipeline) fn send(&self, out: Out) -> Result<(), PipelineError> {
@@ -185,7 +205,7 @@ impl Intake<'_> {
         let part = (table.as_str(), f.key.path.as_str(), f.key.hour);
         let prefix = Self::batch_prefix(self.settings, &self.stream, part, f.key.late);
         let path = format!("{prefix}{hash}.parquet");
-        let sort = is_staged(self.settings, &path).then(|| self.key_columns(f.key.table));
+        let order = self.row_order(f.key.table, &path);
         let t = &mut self.tables[f.key.table];
         let out = Out::Data {
             file: DataFile {
@@ -194,7 +214,7 @@ impl Intake<'_> {
                 table: table.clone(),
                 reason: f.reason,
                 create_only: self.stream.is_some(),
-                sort,
+                order,
             },
             schema: t.schema.arrow_schema(),
             batches: f.batches,
@@ -295,7 +315,7 @@ impl Intake<'_> {
                         table: t.to_string(),
                         reason: FlushReason::Recreated,
                         create_only: true,
-                        sort: is_staged(self.settings, &batch.object).then(|| self.key_columns(ti)),
+                        order: self.row_order(ti, &batch.object),
                     },
                     schema: self.tables[ti].schema.arrow_schema(),
                     batches,
