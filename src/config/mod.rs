@@ -343,7 +343,8 @@ impl Default for BufferConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ParquetConfig {
-    /// `zstd` (level 3), `zstd(LEVEL)`, `snappy`, `gzip` (level 6), `gzip(LEVEL)` or `none`.
+    /// `zstd` (level 3), `zstd(LEVEL)` (default `zstd(2)`), `snappy`, `gzip` (level 6),
+    /// `gzip(LEVEL)` or `none`.
     pub compression: String,
     /// Most rows per row group (at least 1).
     pub row_group_rows: usize,
@@ -362,7 +363,7 @@ pub struct ParquetConfig {
 impl Default for ParquetConfig {
     fn default() -> Self {
         ParquetConfig {
-            compression: "zstd".into(),
+            compression: "zstd(2)".into(),
             row_group_rows: 1024 * 1024,
             row_group_size: "128MiB".into(),
             data_page_size: "1MiB".into(),
@@ -456,6 +457,11 @@ mod tests {
         assert_eq!(s.max_age, Duration::from_secs(300));
         assert_eq!(s.template.as_str(), "{table}/{YYYY}/{MM}/{DD}/{HH}");
         assert_eq!(s.sort_rows, SortRows::None);
+        assert_eq!(s.encode.codec, crate::encode::DEFAULT_CODEC);
+        assert_eq!(
+            s.encode.codec,
+            crate::encode::EncodeOptions::default().codec
+        );
         let mut c: ConfigFile = toml::from_str("[parquet]\nsort_rows = \"auto\"").unwrap();
         c.output.url = Some("out".into());
         assert_eq!(c.validate().unwrap().sort_rows, SortRows::Auto);
