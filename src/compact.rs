@@ -103,14 +103,22 @@ pub(crate) fn encode_by_key(
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>, CompactError> {
     // Missing columns read as nulls here as they would once padded.
-    let sorted: Vec<Sorted> = batches.iter().map(|b| Sorted::new(b, Some(key))).collect();
-    if only_if_repeated && !repeats_enough(&sorted) {
-        drop(sorted);
+    let keys: Vec<Vec<Option<Vec<u8>>>> = batches.iter().map(|b| key.keys(b)).collect();
+    if only_if_repeated && !repeats_enough(&keys) {
+        drop(keys);
         return Ok(crate::encode::encode(schema, batches, opts)?);
     }
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     let props = opts.properties_for(rows, &batches);
     let padded = pad_all(batches, schema)?;
+    let sorted = keys
+        .into_iter()
+        .zip(&padded)
+        .map(|(keys, b)| Sorted {
+            keys,
+            order: OrderCols::new(b, DEFAULT_MARGIN_US),
+        })
+        .collect();
     let idx = item_order(&padded, sorted);
     let mut w = ArrowWriter::try_new(Vec::new(), Arc::clone(schema), Some(props))?;
     write_in_order(&mut w, &padded, &idx)?;
@@ -124,13 +132,13 @@ pub(crate) fn encode_by_key(
 pub(crate) const REPEATS_WORTH_SORTING: usize = 8;
 
 /// Whether at least one row in [`REPEATS_WORTH_SORTING`] repeats the key of an earlier row (a
-/// row without a key value is an item of its own).
-fn repeats_enough(sorted: &[Sorted]) -> bool {
-    let rows: usize = sorted.iter().map(|s| s.keys.len()).sum();
+/// row without a key value is an item of its own), from each batch's row keys.
+fn repeats_enough(keys: &[Vec<Option<Vec<u8>>>]) -> bool {
+    let rows: usize = keys.iter().map(Vec::len).sum();
     let mut seen = rustc_hash::FxHashSet::default();
-    let repeats = sorted
+    let repeats = keys
         .iter()
-        .flat_map(|s| s.keys.iter().flatten())
+        .flat_map(|k| k.iter().flatten())
         .filter(|k| !seen.insert(k.as_slice()))
         .count();
     repeats * REPEATS_WORTH_SORTING >= rows
@@ -450,6 +458,15 @@ mod tests {
         assert_eq!(ids(&sorted), want);
     }
 
+    /// A change of each of `ids` in turn: sequence numbers rising, event times falling (so that
+    /// by item, an item's later rows come first).
+    fn one_after_another(ids: &[String]) -> Vec<(u64, i64, &str)> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| (i as u64, 100 - i as i64, id.as_str()))
+            .collect()
+    }
+
     #[test]
     fn by_key_sorts_always_and_auto_only_where_one_row_in_eight_repeats_an_item() {
         let (k, schema) = table();
@@ -460,12 +477,7 @@ mod tests {
             let names: Vec<String> = (0..16u64)
                 .map(|i| format!("item{:02}", 20 - i.min(15 - repeats)))
                 .collect();
-            let rows: Vec<(u64, i64, &str)> = names
-                .iter()
-                .enumerate()
-                .map(|(i, id)| (i as u64, 100 - i as i64, id.as_str()))
-                .collect();
-            let b = batch(&schema, &rows);
+            let b = batch(&schema, &one_after_another(&names));
             (ids(std::slice::from_ref(&b)), b)
         };
         let encode = |b: &RecordBatch, only_if_repeated| {
@@ -487,6 +499,27 @@ mod tests {
                 assert!(auto == plain, "left as read, the same bytes as encode()");
             }
         }
+    }
+
+    #[test]
+    fn auto_counts_rows_without_a_key_value_as_items_of_their_own() {
+        let (k, schema) = table();
+        let opts = EncodeOptions::default();
+        // 16 rows of distinct items, falling ids (sorting would reorder them), the first four
+        // without a key value: no row repeats an item, so `auto` leaves them as read.
+        let names: Vec<String> = (0..16).map(|i| format!("item{:02}", 20 - i)).collect();
+        let b = batch(&schema, &one_after_another(&names));
+        let mut cols = b.columns().to_vec();
+        cols[schema.index_of("id").unwrap()] = Arc::new(StringArray::from_iter(
+            (0..16).map(|i| (i >= 4).then(|| names[i].clone())),
+        ));
+        let b = RecordBatch::try_new(schema.clone(), cols).unwrap();
+        let auto = encode_by_key(&schema, vec![b.clone()], &k, true, &opts).unwrap();
+        let plain = crate::encode::encode(&schema, vec![b], &opts).unwrap();
+        assert!(
+            auto == plain,
+            "four rows without a key are four items, not three repeats"
+        );
     }
 
     #[test]

@@ -133,7 +133,6 @@ pub(super) async fn write_all(
         use rand::Rng;
         format!("{:016x}", rand::rng().random::<u64>())
     };
-    let write = !dry_run && output.is_some();
     // Data is encoded on blocking threads, up to one flush per core at a time, ahead of the
     // messages before it; every message is still carried out strictly in order below (encoding
     // has no effect outside this task, so the durability order is unchanged).
@@ -148,26 +147,8 @@ pub(super) async fn write_all(
                     batches,
                 } => {
                     let order = file.order.clone();
-                    let encoded = tokio::task::spawn_blocking(move || match &order {
-                        RowOrder::AsRead => crate::encode::encode(&schema, batches, &encode_opts),
-                        RowOrder::ByKey {
-                            key,
-                            only_if_repeated,
-                        } => crate::compact::encode_by_key(
-                            &schema,
-                            batches,
-                            key,
-                            *only_if_repeated,
-                            &encode_opts,
-                        )
-                        .map_err(|e| ParquetError::General(e.to_string())),
-                        RowOrder::Staged(key) => crate::compact::encode_sorted(
-                            &schema,
-                            batches,
-                            key.as_ref(),
-                            &encode_opts,
-                        )
-                        .map_err(|e| ParquetError::General(e.to_string())),
+                    let encoded = tokio::task::spawn_blocking(move || {
+                        encode_file(&order, &schema, batches, &encode_opts)
                     })
                     .await
                     .map_err(|e| PipelineError::Internal(e.to_string()))?;
@@ -185,7 +166,6 @@ pub(super) async fn write_all(
         .buffered(encoders);
     let mut fx = Effects {
         output: output.as_ref(),
-        write,
         dry_run,
         checkpoints,
         settings: &settings,
@@ -203,7 +183,7 @@ pub(super) async fn write_all(
     let put_budget = settings.flush.memory_budget / 4;
     let mut puts = FuturesOrdered::new();
     let mut put_bytes = 0usize;
-    let target = output.as_ref().filter(|_| write);
+    let target = fx.written_to();
     let put_opts = PutOptions {
         threshold: settings.multipart_threshold,
         part_size: settings.part_size,
@@ -275,8 +255,6 @@ pub(super) async fn write_all(
 /// What the writer's messages act on, and what it has written so far.
 struct Effects<'a> {
     output: Option<&'a Location>,
-    /// Objects are written (not a dry run, and there is an output).
-    write: bool,
     dry_run: bool,
     checkpoints: Option<crate::checkpoint::CheckpointStore>,
     settings: &'a Settings,
@@ -287,7 +265,12 @@ struct Effects<'a> {
     lengths: HashMap<String, u64>,
 }
 
-impl Effects<'_> {
+impl<'a> Effects<'a> {
+    /// Where objects are written: the output, unless this is a dry run.
+    fn written_to(&self) -> Option<&'a Location> {
+        self.output.filter(|_| !self.dry_run)
+    }
+
     /// Carries out a message other than data, every data file before it being durable.
     async fn carry_out(&mut self, out: Out) -> Result<(), PipelineError> {
         let settings = self.settings;
@@ -298,7 +281,7 @@ impl Effects<'_> {
                 bytes,
                 create_only,
             } => {
-                let Some(out) = self.output.filter(|_| self.write) else {
+                let Some(out) = self.written_to() else {
                     return Ok(());
                 };
                 let bytes = Bytes::from(bytes);
@@ -324,12 +307,12 @@ impl Effects<'_> {
                 for o in &objects {
                     let len = match self.lengths.remove(o) {
                         Some(l) => l,
-                        None if self.write => out.size(o).await?,
+                        None if !self.dry_run => out.size(o).await?,
                         None => 0,
                     };
                     files.push((out.display(o), len));
                 }
-                if self.write {
+                if !self.dry_run {
                     put_manifest(out, &path, &files, settings.part_size).await?;
                     tracing::debug!("wrote manifest {}", out.display(&path));
                     crate::failpoint::hit("after-manifest");
@@ -341,7 +324,7 @@ impl Effects<'_> {
                 folder,
                 compact,
             } => {
-                if let Some(out) = self.output.filter(|_| self.write) {
+                if let Some(out) = self.written_to() {
                     let done =
                         complete_hour(out, settings, &table, hour, &folder, compact, self.nonce)
                             .await?;
@@ -349,7 +332,7 @@ impl Effects<'_> {
                 }
             }
             Out::DeleteStaged { staged } => {
-                if let Some(out) = self.output.filter(|_| self.write) {
+                if let Some(out) = self.written_to() {
                     delete_staged(out, &staged).await?;
                 }
             }
@@ -464,6 +447,24 @@ async fn complete_hour(
     tracing::info!("hour complete: {}", out.display(&path));
     crate::metrics::hour_completed(table);
     Ok(format!("{table} {}", start.format("%Y-%m-%dT%H")))
+}
+
+/// A data file's Parquet bytes, its rows in `order`.
+fn encode_file(
+    order: &RowOrder,
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    opts: &crate::encode::EncodeOptions,
+) -> Result<Vec<u8>, ParquetError> {
+    let sorted = match order {
+        RowOrder::AsRead => return crate::encode::encode(schema, batches, opts),
+        RowOrder::ByKey {
+            key,
+            only_if_repeated,
+        } => crate::compact::encode_by_key(schema, batches, key, *only_if_repeated, opts),
+        RowOrder::Staged(key) => crate::compact::encode_sorted(schema, batches, key.as_ref(), opts),
+    };
+    sorted.map_err(|e| ParquetError::General(e.to_string()))
 }
 
 /// How data files are put.
